@@ -1,0 +1,87 @@
+"""The ``session-ledger`` command line."""
+
+from __future__ import annotations
+
+from importlib import resources
+from pathlib import Path
+from typing import Annotated
+
+import typer
+import uvicorn
+from rich.console import Console
+
+from infrastructure.container import Services, StoreUnavailable, build_services
+from infrastructure.directory_file import DirectoryFileError, parse_directory
+from infrastructure.settings import Settings
+
+app = typer.Typer(
+    help="Event-sourced session service for multi-account sign-in.", no_args_is_help=True
+)
+directory_app = typer.Typer(help="Load and inspect the user directory.", no_args_is_help=True)
+app.add_typer(directory_app, name="directory")
+
+err = Console(stderr=True)
+out = Console()
+
+
+def _services(settings: Settings) -> Services:
+    try:
+        return build_services(settings)
+    except StoreUnavailable as error:
+        err.print(f"session-ledger: {error}", markup=False, highlight=False)
+        raise typer.Exit(1) from None
+
+
+def demo_directory_text() -> str:
+    """The demo directory bundled with the package."""
+    return resources.files("infrastructure").joinpath("demo/demo-directory.json").read_text()
+
+
+def _load(services: Services, text: str, source: str) -> None:
+    try:
+        report = services.directory.load(parse_directory(text))
+    except DirectoryFileError as error:
+        err.print(f"session-ledger: {source}: {error}", markup=False, highlight=False)
+        raise typer.Exit(1) from None
+    out.print(f"Loaded {source}: {report}", markup=False, highlight=False)
+
+
+@directory_app.command("load")
+def directory_load(path: Annotated[Path, typer.Argument(help="Directory JSON file")]) -> None:
+    """Load users, organizations, workspaces, roles and memberships from PATH (idempotent)."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as error:
+        err.print(f"session-ledger: cannot read {path}: {error}", markup=False, highlight=False)
+        raise typer.Exit(1) from None
+    services = _services(Settings())
+    try:
+        _load(services, text, str(path))
+    finally:
+        services.close()
+
+
+@app.command()
+def serve(
+    host: Annotated[str, typer.Option(help="Interface to listen on")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="TCP port")] = 8000,
+    demo: Annotated[
+        bool, typer.Option("--demo", help="Load the bundled demo directory first")
+    ] = False,
+) -> None:
+    """Run the HTTP API with uvicorn."""
+    settings = Settings()
+    services = _services(settings)
+    if demo:
+        _load(services, demo_directory_text(), "demo directory")
+    from api.app import create_app
+
+    try:
+        uvicorn.run(create_app(settings, services), host=host, port=port, log_level="info")
+    finally:
+        services.close()
+
+
+def main() -> None:
+    """Console script entry point."""
+    app()

@@ -1,0 +1,74 @@
+"""Request dependencies: the services, and the caller's session from the ``session_id`` cookie."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Annotated
+
+from fastapi import Depends, Request
+from fastapi.security import APIKeyCookie
+
+from application.sessions import SessionsApp
+from domain.errors import Unauthorized
+from infrastructure.container import Services
+
+COOKIE_NAME = "session_id"
+
+cookie_scheme = APIKeyCookie(
+    name=COOKIE_NAME,
+    auto_error=False,
+    description="Opaque session token (not the session's id), set by the service.",
+)
+
+
+def get_services(request: Request) -> Services:
+    """The services built by the app's lifespan."""
+    services: Services = request.app.state.services
+    return services
+
+
+ServicesDep = Annotated[Services, Depends(get_services)]
+
+
+@dataclass(frozen=True)
+class Caller:
+    """The caller's session and the token that opened it."""
+
+    session_id: int
+    token: str
+
+
+def _bind(request: Request, sessions: SessionsApp, session_id: int) -> None:
+    request.state.session_info = lambda: sessions.session_info(session_id)
+
+
+def require_caller(
+    request: Request,
+    services: ServicesDep,
+    token: Annotated[str | None, Depends(cookie_scheme)],
+) -> Caller:
+    """The caller's session; 401 UNAUTHORIZED, one body for every cookie problem."""
+    session_id = services.sessions.resolve_token(token)
+    _bind(request, services.sessions, session_id)
+    return Caller(session_id, token or "")
+
+
+def optional_caller(
+    request: Request,
+    services: ServicesDep,
+    token: Annotated[str | None, Depends(cookie_scheme)],
+) -> Caller | None:
+    """The caller's session if the cookie opens one, else None."""
+    try:
+        return require_caller(request, services, token)
+    except Unauthorized:
+        return None
+
+
+RequiredCaller = Annotated[Caller, Depends(require_caller)]
+OptionalCaller = Annotated[Caller | None, Depends(optional_caller)]
+
+
+def bind_session(request: Request, sessions: SessionsApp, session_id: int) -> None:
+    """Let error envelopes show a session started during the request."""
+    _bind(request, sessions, session_id)

@@ -1,0 +1,144 @@
+"""The wire envelope ``{status, message, data, session, errors}``, rendered in one place.
+
+Errors map to HTTP statuses once, here, by family; routes never catch anything.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any, Generic, TypeVar
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from application.read_model import SessionInfo
+from domain.errors import ConcurrentModification, SessionLedgerError, Unauthorized
+
+logger = logging.getLogger("session_ledger.api")
+
+T = TypeVar("T")
+
+NO_STORE = {"Cache-Control": "no-store"}
+
+
+class ErrorDetail(BaseModel):
+    """One error: a stable upper-snake code and a human message."""
+
+    code: str
+    message: str
+
+
+class Envelope(BaseModel, Generic[T]):
+    """Every JSON response."""
+
+    status: int
+    message: str
+    data: T | None
+    session: SessionInfo | None
+    errors: list[ErrorDetail] | None
+
+
+class ErrorEnvelope(BaseModel):
+    """A failed response: ``data`` is null and ``errors`` is non-empty."""
+
+    status: int
+    message: str
+    data: None
+    session: SessionInfo | None
+    errors: list[ErrorDetail]
+
+
+def success(
+    data: BaseModel | dict[str, Any] | None,
+    session: SessionInfo | None,
+    status: int = 200,
+) -> JSONResponse:
+    """A success envelope, never cached."""
+    payload = data.model_dump(mode="json") if isinstance(data, BaseModel) else data
+    body = {
+        "status": status,
+        "message": "",
+        "data": payload,
+        "session": session.model_dump(mode="json") if session else None,
+        "errors": None,
+    }
+    return JSONResponse(body, status_code=status, headers=NO_STORE)
+
+
+def failure(
+    status: int, code: str, message: str, session: SessionInfo | None = None
+) -> JSONResponse:
+    """An error envelope, never cached."""
+    body = {
+        "status": status,
+        "message": message,
+        "data": None,
+        "session": session.model_dump(mode="json") if session else None,
+        "errors": [{"code": code, "message": message}],
+    }
+    return JSONResponse(body, status_code=status, headers=NO_STORE)
+
+
+def status_of(error: SessionLedgerError) -> int:
+    """The HTTP status of a domain error family."""
+    if isinstance(error, Unauthorized):
+        return 401
+    if isinstance(error, ConcurrentModification):
+        return 409
+    return 400
+
+
+_HTTP_CODES = {404: "NOT_FOUND", 405: "METHOD_NOT_ALLOWED", 415: "UNSUPPORTED_MEDIA_TYPE"}
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    """Render every error as an envelope: domain errors, bad requests, unknown routes, bugs."""
+
+    @app.exception_handler(SessionLedgerError)
+    def _domain(request: Request, error: SessionLedgerError) -> JSONResponse:
+        session = None if isinstance(error, Unauthorized) else _session_info(request)
+        return failure(status_of(error), error.code, error.message, session)
+
+    @app.exception_handler(RequestValidationError)
+    def _invalid(request: Request, error: RequestValidationError) -> JSONResponse:
+        # Name the fields, never echo the values (they may be passwords).
+        fields = sorted({str(e["loc"][-1]) for e in error.errors() if e.get("loc")})
+        message = "The request is malformed" + (f": check {', '.join(fields)}." if fields else ".")
+        return failure(400, "INVALID_REQUEST", message, _session_info(request))
+
+    @app.exception_handler(StarletteHTTPException)
+    def _http(request: Request, error: StarletteHTTPException) -> JSONResponse:
+        code = _HTTP_CODES.get(error.status_code, "HTTP_ERROR")
+        message = {404: "Not found.", 405: "Method not allowed."}.get(
+            error.status_code, str(error.detail)
+        )
+        response = failure(error.status_code, code, message)
+        for name, value in (error.headers or {}).items():
+            response.headers[name] = value
+        return response
+
+    @app.exception_handler(Exception)
+    def _bug(request: Request, error: Exception) -> JSONResponse:
+        logger.error(
+            "unhandled %s on %s %s",
+            type(error).__name__,
+            request.method,
+            request.url.path,
+            exc_info=error,
+        )
+        return failure(500, "INTERNAL_ERROR", "Internal server error.")
+
+
+def _session_info(request: Request) -> SessionInfo | None:
+    """The caller's session, when a route resolved one before failing."""
+    loader = getattr(request.state, "session_info", None)
+    if loader is None:
+        return None
+    try:
+        info = loader()
+    except SessionLedgerError:
+        return None
+    return info if isinstance(info, SessionInfo) else None

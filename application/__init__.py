@@ -1,0 +1,1 @@
+"""Use cases: one eventsourcing Application for sessions, plus the ports it needs."""

@@ -1,0 +1,116 @@
+"""What the application needs from the outside world, as protocols and plain data."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Protocol
+
+from domain.values import OrganizationMembershipFact, WorkspaceMembershipFact
+
+
+class Clock(Protocol):
+    """A source of the current time (UTC)."""
+
+    def now(self) -> datetime:
+        """The current time."""
+
+
+class IdGenerator(Protocol):
+    """A source of new 64-bit ids."""
+
+    def next_id(self) -> int:
+        """A new id."""
+
+
+class Digester(Protocol):
+    """Keyed one-way digests of secrets and identifiers, with the server's secret key."""
+
+    def digest(self, purpose: str, value: str) -> bytes:
+        """A keyed digest of ``value``, separated by ``purpose``."""
+
+
+class PasswordVerifier(Protocol):
+    """Checks passwords against stored hashes in constant-ish time."""
+
+    def verify(self, password_hash: str | None, password: str) -> bool:
+        """True only if ``password`` matches; with no hash, burns the same time and fails."""
+
+
+@dataclass(frozen=True)
+class Role:
+    """A named set of permissions."""
+
+    id: int
+    name: str
+    permissions: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class UserProfile:
+    """Public profile data of a user."""
+
+    id: int
+    email: str
+    first_name: str
+    last_name: str
+
+
+@dataclass(frozen=True)
+class UserCredentials:
+    """A user found by email, with the hash to check a password against."""
+
+    profile: UserProfile
+    password_hash: str | None
+
+
+@dataclass(frozen=True)
+class OrganizationMembershipView:
+    """An organization membership as sessions show it."""
+
+    id: int
+    organization_id: int
+    user_id: int
+    roles: tuple[Role, ...] = field(default_factory=tuple)
+
+
+@dataclass(frozen=True)
+class WorkspaceMembershipView:
+    """A workspace membership as sessions show it."""
+
+    id: int
+    workspace_id: int
+    organization_membership_id: int
+    user_id: int
+    roles: tuple[Role, ...] = field(default_factory=tuple)
+
+
+class Directory(Protocol):
+    """Users, organizations, workspaces, roles and memberships (reference data)."""
+
+    def find_user_by_email(self, email: str) -> UserCredentials | None:
+        """The user with that email (case-insensitive), or None."""
+
+    def user_profiles(self, user_ids: Iterable[int]) -> dict[int, UserProfile]:
+        """Profiles of the users that exist among ``user_ids``."""
+
+    def organization_membership_of(
+        self, user_id: int, organization_id: int
+    ) -> OrganizationMembershipFact | None:
+        """The user's membership of that organization, or None."""
+
+    def workspace_membership_of(
+        self, user_id: int, workspace_id: int
+    ) -> WorkspaceMembershipFact | None:
+        """The user's membership of that workspace, or None."""
+
+    def organization_memberships(
+        self, membership_ids: Iterable[int]
+    ) -> dict[int, OrganizationMembershipView]:
+        """The organization memberships that exist among the ids, with roles."""
+
+    def workspace_memberships(
+        self, membership_ids: Iterable[int]
+    ) -> dict[int, WorkspaceMembershipView]:
+        """The workspace memberships that exist among the ids, with roles."""

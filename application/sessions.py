@@ -1,0 +1,373 @@
+"""The sessions application: load a session, run one command, save, render.
+
+Every command runs through :meth:`SessionsApp._run`, which reloads and retries when another
+writer saved the same session first (two tabs switching at once), within a bound, and then
+gives up with :class:`~domain.errors.ConcurrentModification` rather than losing an update.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import random
+import secrets
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from uuid import UUID
+
+from eventsourcing.application import AggregateNotFoundError, Application
+from eventsourcing.domain import Aggregate
+from eventsourcing.persistence import IntegrityError, JSONTranscoder
+from eventsourcing.utils import Environment, EnvType
+
+from application.ports import Clock, Digester, Directory, IdGenerator, PasswordVerifier
+from application.read_model import SessionDocument, SessionInfo, rfc3339, session_document
+from application.transcodings import DataclassAsDict
+from domain.errors import (
+    ConcurrentModification,
+    InvalidCredentials,
+    InvalidSignInId,
+    NotAMember,
+    SessionLedgerError,
+    Unauthorized,
+)
+from domain.ids import aggregate_uuid, parse_id
+from domain.session import Session
+from domain.tokens import SessionToken
+from domain.user_context import UserContext, user_context_uuid
+from domain.values import ActiveContext, SignIn, SignInAttempt, SignInMethod
+
+TOKEN_BYTES = 32  # 256 bits; the contract asks for at least 128
+
+
+@dataclass(frozen=True)
+class SessionPolicy:
+    """Limits and lifetimes that settings may change."""
+
+    max_sign_ins: int = 5
+    sign_in_lifetime: timedelta = timedelta(days=30)
+    attempt_lifetime: timedelta = timedelta(minutes=30)
+    command_retries: int = 20
+
+
+@dataclass(frozen=True)
+class CommandResult:
+    """A session after a command, and the cookie token to send if it changed."""
+
+    document: SessionDocument
+    new_token: str | None = None
+
+
+# An action gets the loaded session and the time, and returns the other aggregates to save
+# with it and, optionally, an error to raise once they are saved (a failed sign-in is a fact
+# worth recording, and still an error for the caller).
+Action = Callable[[Session, datetime], "tuple[list[Aggregate], SessionLedgerError | None]"]
+
+
+class SessionsApp(Application[UUID]):
+    """Event-sourced sessions, their cookie tokens, and users' last chosen context."""
+
+    name = "sessions"
+    snapshotting_intervals = {Session: 50}  # noqa: RUF012 - the library's class-level API
+
+    def __init__(
+        self,
+        env: dict[str, str],
+        *,
+        clock: Clock,
+        ids: IdGenerator,
+        directory: Directory,
+        digester: Digester,
+        passwords: PasswordVerifier,
+        policy: SessionPolicy,
+    ) -> None:
+        self.clock = clock
+        self.ids = ids
+        self.directory = directory
+        self.digester = digester
+        self.passwords = passwords
+        self.policy = policy
+        super().__init__(env)
+
+    def construct_env(self, name: str, env: EnvType | None = None) -> Environment:
+        """Configure only from what we pass, never from stray eventsourcing variables."""
+        values = {"IS_SNAPSHOTTING_ENABLED": "y", **dict(env or {})}
+        return Environment(name, values)
+
+    def register_transcodings(self, transcoder: JSONTranscoder) -> None:
+        """Also encode the dataclasses that snapshots of sessions hold."""
+        super().register_transcodings(transcoder)
+        transcoder.register(DataclassAsDict(SignIn, "session_ledger_sign_in"))
+        transcoder.register(DataclassAsDict(SignInAttempt, "session_ledger_sign_in_attempt"))
+
+    # Cookie tokens ----------------------------------------------------------------------
+
+    def _token_key(self, token: str) -> UUID:
+        return UUID(bytes=self.digester.digest("session-token", token)[:16])
+
+    def _new_token(self, session_id: int, now: datetime) -> tuple[str, SessionToken]:
+        token = secrets.token_urlsafe(TOKEN_BYTES)
+        return token, SessionToken.issue(self._token_key(token), session_id, now)
+
+    def resolve_token(self, token: str | None) -> int:
+        """The session id a cookie token opens, or Unauthorized for anything else."""
+        if not token or len(token) > 256 or not token.isascii():
+            raise Unauthorized
+        try:
+            aggregate: Aggregate = self.repository.get(self._token_key(token))
+        except AggregateNotFoundError:
+            raise Unauthorized from None
+        if not isinstance(aggregate, SessionToken) or aggregate.revoked:
+            raise Unauthorized
+        return aggregate.session_id
+
+    def _rotate(
+        self, session: Session, old_token: str | None, now: datetime
+    ) -> tuple[str, list[Aggregate]]:
+        token, issued = self._new_token(session.session_id, now)
+        changed: list[Aggregate] = [issued]
+        if old_token:
+            try:
+                old: Aggregate | None = self.repository.get(self._token_key(old_token))
+            except AggregateNotFoundError:
+                old = None
+            if isinstance(old, SessionToken) and old.session_id == session.session_id:
+                old.revoke("accounts_changed", now)
+                changed.append(old)
+        return token, changed
+
+    # Commands ---------------------------------------------------------------------------
+
+    def start_session(self) -> CommandResult:
+        """Start an anonymous session and issue its first cookie token."""
+        for _ in range(self.policy.command_retries):
+            now = self.clock.now()
+            session = Session.start(self.ids.next_id(), now)
+            token, issued = self._new_token(session.session_id, now)
+            try:
+                self.save(session, issued)
+            except IntegrityError:
+                continue  # an id collision: draw again
+            return CommandResult(self._document(session, now), token)
+        raise ConcurrentModification
+
+    def get_session(self, session_id: int) -> SessionDocument:
+        """The session now; expiries that are due get recorded first."""
+        return self._run(session_id, lambda session, now: ([], None)).document
+
+    def session_info(self, session_id: int) -> SessionInfo:
+        """The short form of a session, for envelopes; records nothing."""
+        session = self._load(session_id)
+        return SessionInfo(
+            id=str(session.session_id),
+            created_at=rfc3339(session.created_on),
+            updated_at=rfc3339(session.modified_on),
+        )
+
+    def switch_sign_in(self, session_id: int, raw_sign_in_id: str | None) -> SessionDocument:
+        """Make a live sign-in of this session the active one."""
+        sign_in_id = parse_id(raw_sign_in_id)
+
+        def action(session: Session, now: datetime) -> tuple[list[Aggregate], None]:
+            session.switch_sign_in(sign_in_id, now)
+            return [], None
+
+        return self._run(session_id, action).document
+
+    def sign_out(
+        self, session_id: int, raw_sign_in_id: str | None, old_token: str | None
+    ) -> CommandResult:
+        """End one sign-in (``raw_sign_in_id``) or, when it is None, every sign-in."""
+        sign_in_id = parse_id(raw_sign_in_id)
+        if raw_sign_in_id is not None and sign_in_id is None:
+            raise InvalidSignInId
+        issued: list[str] = []
+
+        def action(session: Session, now: datetime) -> tuple[list[Aggregate], None]:
+            issued.clear()
+            before = len(session.pending_events)
+            if sign_in_id is None:
+                session.sign_out_all(now)
+            else:
+                session.sign_out(sign_in_id, now)
+            if len(session.pending_events) == before:
+                return [], None
+            token, tokens = self._rotate(session, old_token, now)
+            issued.append(token)
+            return list(tokens), None
+
+        result = self._run(session_id, action)
+        return CommandResult(result.document, issued[0] if issued else None)
+
+    def switch_organization(self, session_id: int, raw_organization_id: str) -> SessionDocument:
+        """Activate the active user's membership of an organization; empty clears it."""
+
+        def action(session: Session, now: datetime) -> tuple[list[Aggregate], None]:
+            user_id = session.active_sign_in(now).user_id
+            if raw_organization_id == "":
+                session.activate_organization(None, now)
+            else:
+                organization_id = parse_id(raw_organization_id)
+                membership = (
+                    self.directory.organization_membership_of(user_id, organization_id)
+                    if organization_id is not None
+                    else None
+                )
+                if membership is None:
+                    raise NotAMember
+                session.activate_organization(membership, now)
+            return self._remember_context(session, user_id, now), None
+
+        return self._run(session_id, action).document
+
+    def switch_workspace(self, session_id: int, raw_workspace_id: str) -> SessionDocument:
+        """Activate the active user's membership of a workspace and its parent; empty clears."""
+
+        def action(session: Session, now: datetime) -> tuple[list[Aggregate], None]:
+            user_id = session.active_sign_in(now).user_id
+            if raw_workspace_id == "":
+                session.activate_workspace(None, now)
+            else:
+                workspace_id = parse_id(raw_workspace_id)
+                membership = (
+                    self.directory.workspace_membership_of(user_id, workspace_id)
+                    if workspace_id is not None
+                    else None
+                )
+                if membership is None:
+                    raise NotAMember
+                session.activate_workspace(membership, now)
+            return self._remember_context(session, user_id, now), None
+
+        return self._run(session_id, action).document
+
+    def sign_in_with_password(
+        self, session_id: int, email: str, password: str, old_token: str | None
+    ) -> CommandResult:
+        """Verify an email and password and, if they match, add an active sign-in."""
+        found = self.directory.find_user_by_email(email)
+        verified = self.passwords.verify(found.password_hash if found else None, password)
+        user_id = found.profile.id if found and verified else None
+        digest = self.digester.digest("sign-in-identifier", email.strip().lower()).hex()
+        issued: list[str] = []
+
+        def action(
+            session: Session, now: datetime
+        ) -> tuple[list[Aggregate], SessionLedgerError | None]:
+            issued.clear()
+            attempt_id = self.ids.next_id()
+            if user_id is None:
+                session.attempt_sign_in(
+                    attempt_id,
+                    SignInMethod.PLAIN_EMAIL,
+                    "verify_password",
+                    now + self.policy.attempt_lifetime,
+                    None,
+                    digest,
+                    now,
+                )
+                session.fail_sign_in_attempt(attempt_id, "invalid_credentials", True, now)
+                return [], InvalidCredentials()
+            session.check_can_sign_in(user_id, self.policy.max_sign_ins, now)
+            context = self._starting_context(user_id)
+            session.attempt_sign_in(
+                attempt_id,
+                SignInMethod.PLAIN_EMAIL,
+                "verify_password",
+                now + self.policy.attempt_lifetime,
+                user_id,
+                digest,
+                now,
+            )
+            session.complete_sign_in(
+                attempt_id,
+                self.ids.next_id(),
+                user_id,
+                now + self.policy.sign_in_lifetime,
+                context,
+                self.policy.max_sign_ins,
+                now,
+            )
+            token, tokens = self._rotate(session, old_token, now)
+            issued.append(token)
+            return tokens, None
+
+        result = self._run(session_id, action)
+        return CommandResult(result.document, issued[0] if issued else None)
+
+    # Helpers ----------------------------------------------------------------------------
+
+    def _user_context(self, user_id: int) -> UserContext | None:
+        try:
+            context: Aggregate = self.repository.get(user_context_uuid(user_id))
+        except AggregateNotFoundError:
+            return None
+        return context if isinstance(context, UserContext) else None
+
+    def _starting_context(self, user_id: int) -> ActiveContext:
+        """The context a new sign-in of ``user_id`` starts with, if the directory still has it."""
+        remembered = self._user_context(user_id)
+        if remembered is None:
+            return ActiveContext()
+        wanted = remembered.context
+        organizations = self.directory.organization_memberships(
+            [wanted.organization_membership_id] if wanted.organization_membership_id else []
+        )
+        organization = organizations.get(wanted.organization_membership_id or 0)
+        if organization is None or organization.user_id != user_id:
+            return ActiveContext()
+        workspaces = self.directory.workspace_memberships(
+            [wanted.workspace_membership_id] if wanted.workspace_membership_id else []
+        )
+        workspace = workspaces.get(wanted.workspace_membership_id or 0)
+        if workspace is None or workspace.organization_membership_id != organization.id:
+            return ActiveContext(organization.id, None)
+        return wanted
+
+    def _remember_context(self, session: Session, user_id: int, now: datetime) -> list[Aggregate]:
+        sign_in = session.active_sign_in(now)
+        chosen = ActiveContext(sign_in.organization_membership_id, sign_in.workspace_membership_id)
+        context = self._user_context(user_id) or UserContext.open(user_id, now)
+        context.choose(chosen, now)
+        return [context] if context.pending_events else []
+
+    def _load(self, session_id: int) -> Session:
+        try:
+            session: Aggregate = self.repository.get(aggregate_uuid(session_id))
+        except AggregateNotFoundError:
+            raise Unauthorized from None
+        if not isinstance(session, Session):
+            raise Unauthorized
+        return session
+
+    def _document(self, session: Session, now: datetime) -> SessionDocument:
+        return session_document(session, self.directory, now)
+
+    def _run(self, session_id: int, action: Action) -> CommandResult:
+        """Load, expire what is due, act, save; on a concurrent write, reload and retry."""
+        for attempt in range(self.policy.command_retries):
+            session = self._load(session_id)
+            now = self.clock.now()
+            session.expire_sign_ins(now)
+            try:
+                others, error = action(session, now)
+            except SessionLedgerError:
+                self._save_quietly(session)  # the expiries noticed are still facts
+                raise
+            try:
+                if session.pending_events or others:
+                    self.save(session, *others)
+            except IntegrityError:
+                time.sleep(random.uniform(0, 0.002 * (attempt + 1)))
+                continue
+            if error is not None:
+                raise error
+            return CommandResult(self._document(session, now))
+        raise ConcurrentModification
+
+    def _save_quietly(self, session: Session) -> None:
+        if session.pending_events:
+            # Whoever won the race has seen (or will see) the same expiries.
+            with contextlib.suppress(IntegrityError):
+                self.save(session)

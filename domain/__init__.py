@@ -1,0 +1,1 @@
+"""The session domain: aggregates, their events, value objects and errors. Pure."""

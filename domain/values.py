@@ -1,0 +1,93 @@
+"""Value objects held in the Session aggregate's state and passed into its commands."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from enum import StrEnum
+
+
+class SignInMethod(StrEnum):
+    """How an account entered the session (values of the contract's SignInMethod)."""
+
+    PLAIN_EMAIL = "plain_email"
+    EMAIL_OTP = "email_otp"
+
+
+class SignInStep(StrEnum):
+    """The step a sign-in attempt waits for (values of the contract's CurrentSessionStep)."""
+
+    VERIFY_PASSWORD = "verify_password"  # noqa: S105 - a step name, not a password
+    VERIFY_EMAIL_OTP = "verify_email_otp"
+
+
+class EndReason(StrEnum):
+    """How a sign-in stopped being live."""
+
+    SIGNED_OUT = "signed_out"
+    SIGNED_OUT_ALL = "signed_out_all"
+    EXPIRED = "expired"
+
+
+@dataclass
+class SignIn:
+    """One account signed in to a session, with the context it last worked in."""
+
+    id: int
+    user_id: int
+    method: str
+    created_at: datetime
+    updated_at: datetime
+    expires_at: datetime
+    last_active_at: datetime
+    organization_membership_id: int | None = None
+    workspace_membership_id: int | None = None
+
+    def is_live(self, now: datetime) -> bool:
+        """True until the sign-in's absolute lifetime runs out."""
+        return now < self.expires_at
+
+
+@dataclass
+class SignInAttempt:
+    """An attempt to add an account to a session, completed or not."""
+
+    id: int
+    method: str
+    created_at: datetime
+    updated_at: datetime
+    expires_at: datetime
+    current_step: str | None
+    completed: bool = False
+    failed: bool = False
+
+
+@dataclass(frozen=True)
+class OrganizationMembershipFact:
+    """What the directory says about one organization membership."""
+
+    id: int
+    user_id: int
+    organization_id: int
+
+
+@dataclass(frozen=True)
+class WorkspaceMembershipFact:
+    """What the directory says about one workspace membership and its parent."""
+
+    id: int
+    workspace_id: int
+    organization_membership: OrganizationMembershipFact
+
+    @property
+    def user_id(self) -> int:
+        """The member: the user of the parent organization membership."""
+        return self.organization_membership.user_id
+
+
+@dataclass(frozen=True)
+class ActiveContext:
+    """An organization membership and workspace membership chosen together, either optional."""
+
+    organization_membership_id: int | None = None
+    workspace_membership_id: int | None = None

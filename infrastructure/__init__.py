@@ -1,0 +1,1 @@
+"""Adapters: persistence settings, SQL, directory store, ids, clock, hashing."""

@@ -1,0 +1,99 @@
+"""From ``SESSION_LEDGER_DATABASE_URL`` to an eventsourcing environment and a SQL handle.
+
+The URL is the only switch between stores:
+
+- ``memory://`` keeps events in process memory (eventsourcing.popo) and our tables in a
+  private in-memory SQLite database; for tests and trials, gone at exit.
+- ``sqlite:///relative/file.db`` or ``sqlite:////absolute/file.db`` (SQLAlchemy's
+  convention): the embedded default.
+- ``postgresql://user:password@host:port/dbname[?schema=name]``: production.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+from urllib.parse import parse_qs, unquote, urlsplit
+
+from eventsourcing.postgres import PostgresDatastore
+from eventsourcing.sqlite import SQLiteDatastore
+
+from infrastructure.settings import Settings
+from infrastructure.sql import SqlDatabase
+
+
+class StoreConfigError(ValueError):
+    """Raised when the database URL cannot be used; the message is safe to print."""
+
+
+@dataclass(frozen=True)
+class StoreConfig:
+    """Which store to use, as eventsourcing settings, and a printable description."""
+
+    kind: Literal["memory", "sqlite", "postgres"]
+    env: dict[str, str]
+    description: str
+
+
+def store_config(settings: Settings) -> StoreConfig:
+    """Translate the database URL into eventsourcing's environment keys."""
+    url = settings.database_url
+    if url.startswith("memory://"):
+        return StoreConfig("memory", {"PERSISTENCE_MODULE": "eventsourcing.popo"}, "memory")
+    if url.startswith("sqlite://"):
+        return _sqlite_config(url)
+    return _postgres_config(url, settings)
+
+
+def _sqlite_config(url: str) -> StoreConfig:
+    raw = url.removeprefix("sqlite://")
+    if raw in ("", "/", "/:memory:"):
+        msg = "sqlite:// needs a file path, e.g. sqlite:///session-ledger.db; use memory:// instead"
+        raise StoreConfigError(msg)
+    path = Path(unquote(raw.removeprefix("/")))
+    if not path.parent.exists():
+        msg = f"cannot open SQLite database {path}: directory {path.parent} does not exist"
+        raise StoreConfigError(msg)
+    env = {
+        "PERSISTENCE_MODULE": "eventsourcing.sqlite",
+        "SQLITE_DBNAME": str(path),
+        "SQLITE_LOCK_TIMEOUT": "30",
+    }
+    return StoreConfig("sqlite", env, f"SQLite file {path}")
+
+
+def _postgres_config(url: str, settings: Settings) -> StoreConfig:
+    parts = urlsplit(url)
+    query = parse_qs(parts.query)
+    dbname = unquote(parts.path.lstrip("/")) or "postgres"
+    host = parts.hostname or "127.0.0.1"
+    port = str(parts.port or 5432)
+    schema = query.get("schema", [""])[0]
+    env = {
+        "PERSISTENCE_MODULE": "eventsourcing.postgres",
+        "POSTGRES_DBNAME": dbname,
+        "POSTGRES_HOST": host,
+        "POSTGRES_PORT": port,
+        "POSTGRES_USER": unquote(parts.username or "postgres"),
+        "POSTGRES_PASSWORD": unquote(parts.password or ""),
+        "POSTGRES_SCHEMA": schema,
+        "POSTGRES_POOL_SIZE": str(settings.postgres_pool_size),
+        "POSTGRES_MAX_OVERFLOW": str(settings.postgres_pool_size),
+        "POSTGRES_CONNECT_TIMEOUT": "5",
+        "POSTGRES_LOCK_TIMEOUT": str(settings.postgres_lock_timeout_ms),
+        "POSTGRES_IDLE_IN_TRANSACTION_SESSION_TIMEOUT": "30",
+    }
+    where = f"{host}:{port}/{dbname}" + (f" (schema {schema})" if schema else "")
+    return StoreConfig("postgres", env, f"PostgreSQL at {where}")
+
+
+def sql_database_for(factory: Any) -> SqlDatabase:
+    """SQL on the event store's own database, or a private in-memory one for ``memory://``."""
+    datastore = getattr(factory, "datastore", None)
+    if isinstance(datastore, (SQLiteDatastore, PostgresDatastore)):
+        return SqlDatabase(datastore)
+    return SqlDatabase(
+        SQLiteDatastore(f"file:session-ledger-{uuid.uuid4().hex}?mode=memory&cache=shared")
+    )

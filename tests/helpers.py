@@ -1,0 +1,50 @@
+"""Real services for tests: real stores, real argon2 (cheap parameters), a settable clock."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from infrastructure.clock import SettableClock
+from infrastructure.container import Services, build_services
+from infrastructure.directory_file import parse_directory
+from infrastructure.passwords import Argon2Passwords
+from infrastructure.settings import Settings
+
+DEMO_DIRECTORY = (
+    Path(__file__).resolve().parents[1] / "infrastructure" / "demo" / "demo-directory.json"
+)
+
+ALICE = ("alice@example.com", "alice-demo-password", "100000000000000001")
+BOB = ("bob@example.com", "bob-demo-password", "100000000000000002")
+CAROL = ("carol@example.com", "carol-demo-password", "100000000000000003")
+
+ACME, GLOBEX = "200000000000000001", "200000000000000002"
+ACME_WEB, ACME_DATA = "400000000000000001", "400000000000000002"
+
+
+def cheap_passwords() -> Argon2Passwords:
+    """Real argon2id, with parameters small enough for a test suite."""
+    return Argon2Passwords(time_cost=1, memory_cost=8192, parallelism=1)
+
+
+@contextmanager
+def services_for(
+    database_url: str,
+    clock: SettableClock | None = None,
+    load_demo: bool = True,
+    **settings: object,
+) -> Iterator[Services]:
+    """Services on ``database_url`` with the demo directory loaded; closed afterwards."""
+    built = build_services(
+        Settings(database_url=database_url, **settings),  # type: ignore[arg-type]
+        clock=clock or SettableClock(),
+        passwords=cheap_passwords(),
+    )
+    try:
+        if load_demo:
+            built.directory.load(parse_directory(DEMO_DIRECTORY.read_text()))
+        yield built
+    finally:
+        built.close()
