@@ -8,6 +8,7 @@ from typing import Annotated
 
 import typer
 import uvicorn
+from pydantic import ValidationError
 from rich.console import Console
 
 from infrastructure.container import Services, StoreUnavailable, build_services
@@ -20,16 +21,32 @@ app = typer.Typer(
 directory_app = typer.Typer(help="Load and inspect the user directory.", no_args_is_help=True)
 app.add_typer(directory_app, name="directory")
 
-err = Console(stderr=True)
-out = Console()
+err = Console(stderr=True, soft_wrap=True)
+out = Console(soft_wrap=True)
+
+
+def _fail(message: str) -> typer.Exit:
+    err.print(f"session-ledger: {message}", markup=False, highlight=False)
+    return typer.Exit(1)
+
+
+def load_settings() -> Settings:
+    """Settings from the environment, or one clear line naming the bad variable."""
+    try:
+        return Settings()
+    except ValidationError as error:
+        problems = "; ".join(
+            f"SESSION_LEDGER_{'_'.join(str(p) for p in e['loc']).upper()}: {e['msg']}"
+            for e in error.errors()
+        )
+        raise _fail(f"invalid setting {problems}") from None
 
 
 def _services(settings: Settings) -> Services:
     try:
         return build_services(settings)
     except StoreUnavailable as error:
-        err.print(f"session-ledger: {error}", markup=False, highlight=False)
-        raise typer.Exit(1) from None
+        raise _fail(str(error)) from None
 
 
 def demo_directory_text() -> str:
@@ -41,8 +58,7 @@ def _load(services: Services, text: str, source: str) -> None:
     try:
         report = services.directory.load(parse_directory(text))
     except DirectoryFileError as error:
-        err.print(f"session-ledger: {source}: {error}", markup=False, highlight=False)
-        raise typer.Exit(1) from None
+        raise _fail(f"{source}: {error}") from None
     out.print(f"Loaded {source}: {report}", markup=False, highlight=False)
 
 
@@ -52,9 +68,8 @@ def directory_load(path: Annotated[Path, typer.Argument(help="Directory JSON fil
     try:
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as error:
-        err.print(f"session-ledger: cannot read {path}: {error}", markup=False, highlight=False)
-        raise typer.Exit(1) from None
-    services = _services(Settings())
+        raise _fail(f"cannot read {path}: {error}") from None
+    services = _services(load_settings())
     try:
         _load(services, text, str(path))
     finally:
@@ -70,7 +85,7 @@ def serve(
     ] = False,
 ) -> None:
     """Run the HTTP API with uvicorn."""
-    settings = Settings()
+    settings = load_settings()
     services = _services(settings)
     if demo:
         _load(services, demo_directory_text(), "demo directory")
@@ -85,3 +100,5 @@ def serve(
 def main() -> None:
     """Console script entry point."""
     app()
+if __name__ == "__main__":
+    main()

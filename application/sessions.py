@@ -14,11 +14,12 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 from uuid import UUID
 
 from eventsourcing.application import AggregateNotFoundError, Application
 from eventsourcing.domain import Aggregate
-from eventsourcing.persistence import IntegrityError, JSONTranscoder
+from eventsourcing.persistence import InfrastructureFactory, IntegrityError, JSONTranscoder
 from eventsourcing.utils import Environment, EnvType
 
 from application.ports import Clock, Digester, Directory, IdGenerator, PasswordVerifier
@@ -81,7 +82,9 @@ class SessionsApp(Application[UUID]):
         digester: Digester,
         passwords: PasswordVerifier,
         policy: SessionPolicy,
+        factory: InfrastructureFactory[Any] | None = None,
     ) -> None:
+        self._given_factory = factory
         self.clock = clock
         self.ids = ids
         self.directory = directory
@@ -94,6 +97,10 @@ class SessionsApp(Application[UUID]):
         """Configure only from what we pass, never from stray eventsourcing variables."""
         values = {"IS_SNAPSHOTTING_ENABLED": "y", **dict(env or {})}
         return Environment(name, values)
+
+    def construct_factory(self, env: Environment) -> InfrastructureFactory[Any]:
+        """Use the factory the composition root opened (so our tables share its pool)."""
+        return self._given_factory or super().construct_factory(env)
 
     def register_transcodings(self, transcoder: JSONTranscoder) -> None:
         """Also encode the dataclasses that snapshots of sessions hold."""

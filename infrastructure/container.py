@@ -4,8 +4,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import timedelta
+from typing import Any
 
-from eventsourcing.persistence import PersistenceError
+import psycopg
+from eventsourcing.persistence import InfrastructureFactory, PersistenceError
+from eventsourcing.utils import Environment
 
 from application.ports import Clock
 from application.sessions import SessionPolicy, SessionsApp
@@ -13,7 +16,12 @@ from infrastructure.clock import SystemClock
 from infrastructure.directory_store import SqlDirectory
 from infrastructure.ids import SnowflakeGenerator
 from infrastructure.passwords import Argon2Passwords
-from infrastructure.persistence import StoreConfigError, sql_database_for, store_config
+from infrastructure.persistence import (
+    StoreConfig,
+    StoreConfigError,
+    sql_database_for,
+    store_config,
+)
 from infrastructure.secrets import HmacDigester, ServerSecrets
 from infrastructure.settings import Settings
 from infrastructure.sql import SqlDatabase
@@ -48,20 +56,25 @@ def build_services(
         config = store_config(settings)
     except StoreConfigError as error:
         raise StoreUnavailable(str(error)) from None
-    env = dict(config.env)
+    env = {**config.env, "IS_SNAPSHOTTING_ENABLED": "y"}
     if settings.aggregate_cache_size:
         env["AGGREGATE_CACHE_MAXSIZE"] = str(settings.aggregate_cache_size)
     passwords = passwords or Argon2Passwords()
-    sessions: SessionsApp | None = None
+    factory: InfrastructureFactory[Any] | None = None
     try:
-        # The directory must exist before the app, which needs it; the app's factory owns
-        # the pool, so build the app with a late-bound directory.
+        _check_reachable(config)
+        factory = InfrastructureFactory.construct(Environment(SessionsApp.name, env))
+        sql = sql_database_for(factory)
+        secrets = ServerSecrets(sql)
+        secrets.create_table()
+        directory = SqlDirectory(sql, passwords)
+        directory.create_tables()
         sessions = SessionsApp(
             env,
             clock=clock or SystemClock(),
             ids=SnowflakeGenerator(),
-            directory=_Unbound(),  # type: ignore[arg-type]
-            digester=HmacDigester(b""),
+            directory=directory,
+            digester=HmacDigester(secrets.get_or_create("digest-key")),
             passwords=passwords,
             policy=SessionPolicy(
                 max_sign_ins=settings.max_sign_ins,
@@ -69,24 +82,27 @@ def build_services(
                 attempt_lifetime=timedelta(seconds=settings.sign_in_attempt_lifetime_seconds),
                 command_retries=settings.command_retries,
             ),
+            factory=factory,
         )
-        sql = sql_database_for(sessions.factory)
-        secrets = ServerSecrets(sql)
-        secrets.create_table()
-        directory = SqlDirectory(sql, passwords)
-        directory.create_tables()
-        sessions.directory = directory
-        sessions.digester = HmacDigester(secrets.get_or_create("digest-key"))
-    except (PersistenceError, OSError) as error:
-        if sessions is not None:
-            sessions.close()
+    except (PersistenceError, OSError, psycopg.Error) as error:
+        if factory is not None:
+            factory.close()
         reason = " ".join(str(error).split()) or type(error).__name__
         raise StoreUnavailable(f"cannot open {config.description}: {reason}") from None
     return Services(settings=settings, sessions=sessions, directory=directory, sql=sql)
 
 
-class _Unbound:
-    """Placeholder until the directory is wired; any use before then is a bug."""
-
-    def __getattr__(self, name: str) -> object:
-        raise RuntimeError("directory used before it was wired")
+def _check_reachable(config: StoreConfig) -> None:
+    """Fail fast, with the server's own reason, when PostgreSQL does not answer."""
+    if config.kind != "postgres":
+        return
+    env = config.env
+    with psycopg.connect(
+        dbname=env["POSTGRES_DBNAME"],
+        host=env["POSTGRES_HOST"],
+        port=env["POSTGRES_PORT"],
+        user=env["POSTGRES_USER"],
+        password=env["POSTGRES_PASSWORD"] or None,
+        connect_timeout=5,
+    ):
+        pass
