@@ -100,5 +100,7 @@ def serve(
 def main() -> None:
     """Console script entry point."""
     app()
+
+
 if __name__ == "__main__":
     main()

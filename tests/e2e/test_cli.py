@@ -18,7 +18,9 @@ import pytest
 from tests.helpers import ALICE, BOB, DEMO_DIRECTORY
 
 EXE = shutil.which("session-ledger") or ""
-pytestmark = pytest.mark.skipif(not EXE, reason="session-ledger is not installed (pip install -e .)")
+pytestmark = pytest.mark.skipif(
+    not EXE, reason="session-ledger is not installed (pip install -e .)"
+)
 
 
 def run(args: list[str], url: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
@@ -72,7 +74,8 @@ def test_a_new_user_signs_in_two_demo_accounts_and_switches(server: str) -> None
         assert anonymous["data"]["signins"] == []
         for email, password, _ in (ALICE, BOB):
             response = client.post(
-                "/auth/signin", data={"email": email, "password": password, "strategy": "plain_email"}
+                "/auth/signin",
+                data={"email": email, "password": password, "strategy": "plain_email"},
             )
             assert response.status_code == 200, response.text
         session = response.json()["data"]
@@ -116,7 +119,10 @@ def test_a_malformed_directory_is_refused_naming_the_entry(
 @pytest.mark.parametrize(
     ("url", "expected"),
     [
-        ("postgresql://postgres@127.0.0.1:1/nowhere", "cannot open PostgreSQL at 127.0.0.1:1/nowhere"),
+        (
+            "postgresql://postgres@127.0.0.1:1/nowhere",
+            "cannot open PostgreSQL at 127.0.0.1:1/nowhere",
+        ),
         ("sqlite:///no/such/dir/x.db", "directory no/such/dir does not exist"),
         ("mysql://x", "SESSION_LEDGER_DATABASE_URL"),
     ],
@@ -130,7 +136,9 @@ def test_an_unusable_store_is_one_clear_line(url: str, expected: str) -> None:
 
 
 def test_help_lists_the_commands() -> None:
-    result = subprocess.run([sys.executable, "-m", "api.cli", "--help"], capture_output=True, text=True)
+    result = subprocess.run(
+        [sys.executable, "-m", "api.cli", "--help"], capture_output=True, text=True
+    )
     assert result.returncode == 0
     for command in ("serve", "directory"):
         assert command in result.stdout
