@@ -7,7 +7,7 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
-from api import routes_auth, routes_session
+from api import routes_auth, routes_ops, routes_session
 from api.envelope import install_error_handlers
 from infrastructure.container import Services, build_services
 from infrastructure.settings import Settings
@@ -18,18 +18,33 @@ Every JSON response is the envelope `{status, message, data, session, errors}`. 
 session travels in the `session_id` cookie (an opaque token, not the session id)."""
 
 
-def create_app(settings: Settings | None = None, services: Services | None = None) -> FastAPI:
-    """Build the app; services are built at startup from settings unless given (tests)."""
+def create_app(
+    settings: Settings | None = None,
+    services: Services | None = None,
+    *,
+    run_worker: bool | None = None,
+) -> FastAPI:
+    """Build the app; services are built at startup from settings unless given (tests).
+
+    The projection worker runs inside the app when ``run_worker`` says so; by default, when
+    the app builds its own services and ``SESSION_LEDGER_RUN_PROJECTIONS`` is true.
+    """
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         owned = services is None
-        app.state.services = services or build_services(settings or Settings())
+        built = services or build_services(settings or Settings())
+        app.state.services = built
+        worker = built.settings.run_projections if run_worker is None and owned else run_worker
+        if worker:
+            built.worker.start()
         try:
             yield
         finally:
+            if worker:
+                built.worker.stop()
             if owned:
-                app.state.services.close()
+                built.close()
 
     app = FastAPI(
         title="session-ledger",
@@ -40,4 +55,5 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
     install_error_handlers(app)
     app.include_router(routes_session.router)
     app.include_router(routes_auth.router)
+    app.include_router(routes_ops.router)
     return app

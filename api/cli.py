@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import signal
+import threading
+import time
 from importlib import resources
 from pathlib import Path
 from typing import Annotated
@@ -10,6 +13,15 @@ import typer
 import uvicorn
 from pydantic import ValidationError
 from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TaskID,
+    TextColumn,
+    TimeElapsedColumn,
+)
+from rich.table import Table
 
 from infrastructure.container import Services, StoreUnavailable, build_services
 from infrastructure.directory_file import DirectoryFileError, parse_directory
@@ -20,6 +32,8 @@ app = typer.Typer(
 )
 directory_app = typer.Typer(help="Load and inspect the user directory.", no_args_is_help=True)
 app.add_typer(directory_app, name="directory")
+projections_app = typer.Typer(help="Run, inspect and rebuild projections.", no_args_is_help=True)
+app.add_typer(projections_app, name="projections")
 
 err = Console(stderr=True, soft_wrap=True)
 out = Console(soft_wrap=True)
@@ -76,6 +90,81 @@ def directory_load(path: Annotated[Path, typer.Argument(help="Directory JSON fil
         services.close()
 
 
+@projections_app.command("status")
+def projections_status() -> None:
+    """Each projection's generation, position, the head of the event log, and the lag."""
+    services = _services(load_settings())
+    try:
+        table = Table("projection", "generation", "position", "head", "lag", "rebuilding")
+        for projector in services.projectors:
+            s = projector.status()
+            table.add_row(
+                s.name,
+                str(s.generation),
+                str(s.position),
+                str(s.head),
+                str(s.lag),
+                "yes" if s.rebuilding else "no",
+            )
+        out.print(table)
+    finally:
+        services.close()
+
+
+@projections_app.command("run")
+def projections_run() -> None:
+    """Keep every projection caught up, in the foreground, until interrupted."""
+    services = _services(load_settings())
+    stop = threading.Event()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, lambda *_: stop.set())
+    services.worker.start()
+    err.print("projection worker running; Ctrl-C to stop", markup=False)
+    try:
+        stop.wait()
+    finally:
+        services.close()
+
+
+@projections_app.command("rebuild")
+def projections_rebuild(
+    name: Annotated[str | None, typer.Argument(help="Projection to rebuild")] = None,
+    all_: Annotated[bool, typer.Option("--all", help="Rebuild every projection")] = False,
+) -> None:
+    """Rebuild from the first event into fresh tables, swapped in only when complete."""
+    services = _services(load_settings())
+    try:
+        names = [p.name for p in services.projectors]
+        if all_ == (name is not None):
+            raise _fail(f"name one projection ({', '.join(names)}) or pass --all")
+        if name is not None and name not in names:
+            raise _fail(f"no projection called {name!r}; there are: {', '.join(names)}")
+        chosen = services.projectors if all_ else [services.projector(str(name))]
+        with Progress(
+            TextColumn("{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("{task.fields[rate]}"),
+            TimeElapsedColumn(),
+            console=err,
+        ) as progress:
+            for projector in chosen:
+                task = progress.add_task(projector.name, total=None, rate="")
+                started = time.monotonic()
+
+                def report(done: int, head: int, task: TaskID = task, t0: float = started) -> None:
+                    rate = done / max(time.monotonic() - t0, 1e-9)
+                    progress.update(
+                        task, completed=done, total=max(head, done), rate=f"{rate:,.0f} ev/s"
+                    )
+
+                position = projector.rebuild(report)
+                progress.update(task, completed=position, total=max(position, 1))
+        out.print(f"rebuilt {', '.join(p.name for p in chosen)}", markup=False)
+    finally:
+        services.close()
+
+
 @app.command()
 def serve(
     host: Annotated[str, typer.Option(help="Interface to listen on")] = "127.0.0.1",
@@ -91,8 +180,9 @@ def serve(
         _load(services, demo_directory_text(), "demo directory")
     from api.app import create_app
 
+    app_ = create_app(settings, services, run_worker=settings.run_projections)
     try:
-        uvicorn.run(create_app(settings, services), host=host, port=port, log_level="info")
+        uvicorn.run(app_, host=host, port=port, log_level="info")
     finally:
         services.close()
 

@@ -5,12 +5,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Annotated
 
-from fastapi import Depends, Request
+from fastapi import Depends, Request, Response
 from fastapi.security import APIKeyCookie
 
 from application.sessions import SessionsApp
 from domain.errors import Unauthorized
 from infrastructure.container import Services
+from infrastructure.settings import Settings
 
 COOKIE_NAME = "session_id"
 
@@ -69,6 +70,22 @@ RequiredCaller = Annotated[Caller, Depends(require_caller)]
 OptionalCaller = Annotated[Caller | None, Depends(optional_caller)]
 
 
-def bind_session(request: Request, sessions: SessionsApp, session_id: int) -> None:
-    """Let error envelopes show a session started during the request."""
+def bind_session(
+    request: Request, sessions: SessionsApp, session_id: int, new_token: str | None = None
+) -> None:
+    """Let error envelopes show a session started during the request, and set its cookie."""
     _bind(request, sessions, session_id)
+    request.state.new_token = new_token
+
+
+def set_session_cookie(response: Response, settings: Settings, token: str) -> None:
+    """Hand the browser a (new) ``session_id`` cookie."""
+    response.set_cookie(
+        COOKIE_NAME,
+        token,
+        max_age=settings.sign_in_lifetime_seconds,
+        path="/",
+        secure=settings.cookie_secure,
+        httponly=True,
+        samesite="lax",
+    )

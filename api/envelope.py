@@ -14,6 +14,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from api.deps import set_session_cookie
 from application.read_model import SessionInfo
 from domain.errors import ConcurrentModification, SessionLedgerError, Unauthorized
 
@@ -97,10 +98,17 @@ _HTTP_CODES = {404: "NOT_FOUND", 405: "METHOD_NOT_ALLOWED", 415: "UNSUPPORTED_ME
 def install_error_handlers(app: FastAPI) -> None:
     """Render every error as an envelope: domain errors, bad requests, unknown routes, bugs."""
 
+    _document_no_422(app)
+
     @app.exception_handler(SessionLedgerError)
     def _domain(request: Request, error: SessionLedgerError) -> JSONResponse:
         session = None if isinstance(error, Unauthorized) else _session_info(request)
-        return failure(status_of(error), error.code, error.message, session)
+        response = failure(status_of(error), error.code, error.message, session)
+        # A session started for this request is the caller's only if its cookie goes out too.
+        new_token = getattr(request.state, "new_token", None)
+        if session is not None and new_token:
+            set_session_cookie(response, request.app.state.services.settings, new_token)
+        return response
 
     @app.exception_handler(RequestValidationError)
     def _invalid(request: Request, error: RequestValidationError) -> JSONResponse:
@@ -130,6 +138,23 @@ def install_error_handlers(app: FastAPI) -> None:
             exc_info=error,
         )
         return failure(500, "INTERNAL_ERROR", "Internal server error.")
+
+
+def _document_no_422(app: FastAPI) -> None:
+    """Drop FastAPI's automatic 422 from the OpenAPI document: a malformed request is a 400
+    INVALID_REQUEST in the envelope (``_invalid`` above), never a 422."""
+    generate = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        schema = generate()
+        for path_item in schema.get("paths", {}).values():
+            for operation in path_item.values():
+                operation.get("responses", {}).pop("422", None)
+        for name in ("HTTPValidationError", "ValidationError"):
+            schema.get("components", {}).get("schemas", {}).pop(name, None)
+        return schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
 
 
 def _session_info(request: Request) -> SessionInfo | None:

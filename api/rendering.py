@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from fastapi.responses import JSONResponse
 
-from api.deps import COOKIE_NAME
+from api.deps import set_session_cookie
 from api.envelope import success
 from application.read_model import SessionDocument
 from infrastructure.container import Services
@@ -16,13 +16,5 @@ def render(
     """A 200 envelope with the session, setting the cookie if a new token was issued."""
     response = success(document, document.info())
     if new_token is not None:
-        response.set_cookie(
-            COOKIE_NAME,
-            new_token,
-            max_age=services.settings.sign_in_lifetime_seconds,
-            path="/",
-            secure=services.settings.cookie_secure,
-            httponly=True,
-            samesite="lax",
-        )
+        set_session_cookie(response, services.settings, new_token)
     return response

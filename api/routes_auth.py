@@ -62,6 +62,7 @@ def sign_in(
         session_id, token = int(started.document.id), started.new_token
     else:
         session_id, token = caller.session_id, caller.token
-    bind_session(request, sessions, session_id)
+    # A session started here must reach the browser even if the sign-in then fails.
+    bind_session(request, sessions, session_id, token if caller is None else None)
     result = sessions.sign_in_with_password(session_id, checked_email, checked_password, token)
     return render(services, result.document, result.new_token)

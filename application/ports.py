@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Protocol
 
+from domain.session import Session
 from domain.values import OrganizationMembershipFact, WorkspaceMembershipFact
 
 
@@ -114,3 +115,13 @@ class Directory(Protocol):
         self, membership_ids: Iterable[int]
     ) -> dict[int, WorkspaceMembershipView]:
         """The workspace memberships that exist among the ids, with roles."""
+
+
+class SessionReadModel(Protocol):
+    """The projected sessions the API answers from (see the projections in infrastructure)."""
+
+    def catch_up(self, position: int | None = None) -> None:
+        """Reflect the event log up to ``position`` (or its head) before returning."""
+
+    def session_state(self, session_id: int) -> Session | None:
+        """The projected session, or None if the read model has not seen it."""

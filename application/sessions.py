@@ -8,10 +8,11 @@ gives up with :class:`~domain.errors.ConcurrentModification` rather than losing 
 from __future__ import annotations
 
 import contextlib
+import logging
 import random
 import secrets
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -19,10 +20,22 @@ from uuid import UUID
 
 from eventsourcing.application import AggregateNotFoundError, Application
 from eventsourcing.domain import Aggregate
-from eventsourcing.persistence import InfrastructureFactory, IntegrityError, JSONTranscoder
+from eventsourcing.persistence import (
+    InfrastructureFactory,
+    IntegrityError,
+    JSONTranscoder,
+    Recording,
+)
 from eventsourcing.utils import Environment, EnvType
 
-from application.ports import Clock, Digester, Directory, IdGenerator, PasswordVerifier
+from application.ports import (
+    Clock,
+    Digester,
+    Directory,
+    IdGenerator,
+    PasswordVerifier,
+    SessionReadModel,
+)
 from application.read_model import SessionDocument, SessionInfo, rfc3339, session_document
 from application.transcodings import DataclassAsDict
 from domain.errors import (
@@ -38,6 +51,8 @@ from domain.session import Session
 from domain.tokens import SessionToken
 from domain.user_context import UserContext, user_context_uuid
 from domain.values import ActiveContext, SignIn, SignInAttempt, SignInMethod
+
+logger = logging.getLogger(__name__)
 
 TOKEN_BYTES = 32  # 256 bits; the contract asks for at least 128
 
@@ -82,8 +97,10 @@ class SessionsApp(Application[UUID]):
         digester: Digester,
         passwords: PasswordVerifier,
         policy: SessionPolicy,
+        read_model: SessionReadModel,
         factory: InfrastructureFactory[Any] | None = None,
     ) -> None:
+        self.read_model = read_model
         self._given_factory = factory
         self.clock = clock
         self.ids = ids
@@ -153,19 +170,23 @@ class SessionsApp(Application[UUID]):
             session = Session.start(self.ids.next_id(), now)
             token, issued = self._new_token(session.session_id, now)
             try:
-                self.save(session, issued)
+                recordings = self.save(session, issued)
             except IntegrityError:
                 continue  # an id collision: draw again
-            return CommandResult(self._document(session, now), token)
+            return CommandResult(self._respond(session, now, recordings), token)
         raise ConcurrentModification
 
     def get_session(self, session_id: int) -> SessionDocument:
-        """The session now; expiries that are due get recorded first."""
-        return self._run(session_id, lambda session, now: ([], None)).document
+        """The session now, from the read model; expiries that are due get recorded first."""
+        now = self.clock.now()
+        state = self._projected(session_id)
+        if state is None or any(not s.is_live(now) for s in state.sign_ins):
+            return self._run(session_id, lambda session, now: ([], None)).document
+        return session_document(state, self.directory, now)
 
     def session_info(self, session_id: int) -> SessionInfo:
         """The short form of a session, for envelopes; records nothing."""
-        session = self._load(session_id)
+        session = self._projected(session_id) or self._load(session_id)
         return SessionInfo(
             id=str(session.session_id),
             created_at=rfc3339(session.created_on),
@@ -348,8 +369,29 @@ class SessionsApp(Application[UUID]):
             raise Unauthorized
         return session
 
-    def _document(self, session: Session, now: datetime) -> SessionDocument:
-        return session_document(session, self.directory, now)
+    def _projected(self, session_id: int) -> Session | None:
+        state = self.read_model.session_state(session_id)
+        if state is None:
+            self.read_model.catch_up()
+            state = self.read_model.session_state(session_id)
+        return state
+
+    def _respond(
+        self, session: Session, now: datetime, recordings: Sequence[Recording[UUID]]
+    ) -> SessionDocument:
+        """The session as the read model shows it once it has caught up with our write."""
+        if recordings:
+            self.read_model.catch_up(max(r.notification.id for r in recordings))
+        state = self.read_model.session_state(session.session_id)
+        if state is None or state.version < session.version:
+            logger.error(
+                "read model behind session %s (%s < %s); answering from the aggregate",
+                session.session_id,
+                state.version if state else None,
+                session.version,
+            )
+            state = session
+        return session_document(state, self.directory, now)
 
     def _run(self, session_id: int, action: Action) -> CommandResult:
         """Load, expire what is due, act, save; on a concurrent write, reload and retry."""
@@ -363,14 +405,14 @@ class SessionsApp(Application[UUID]):
                 self._save_quietly(session)  # the expiries noticed are still facts
                 raise
             try:
-                if session.pending_events or others:
-                    self.save(session, *others)
+                recordings = self.save(session, *others) if session.pending_events or others else []
             except IntegrityError:
                 time.sleep(random.uniform(0, 0.002 * (attempt + 1)))
                 continue
             if error is not None:
+                self.read_model.catch_up(max(r.notification.id for r in recordings))
                 raise error
-            return CommandResult(self._document(session, now))
+            return CommandResult(self._respond(session, now, recordings))
         raise ConcurrentModification
 
     def _save_quietly(self, session: Session) -> None:

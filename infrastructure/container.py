@@ -12,6 +12,7 @@ from eventsourcing.utils import Environment
 
 from application.ports import Clock
 from application.sessions import SessionPolicy, SessionsApp
+from domain.session import Session
 from infrastructure.clock import SystemClock
 from infrastructure.directory_store import SqlDirectory
 from infrastructure.ids import SnowflakeGenerator
@@ -19,9 +20,18 @@ from infrastructure.passwords import Argon2Passwords
 from infrastructure.persistence import (
     StoreConfig,
     StoreConfigError,
+    open_sql_database,
     sql_database_for,
     store_config,
 )
+from infrastructure.projections.analytics import AnalyticsProjection
+from infrastructure.projections.engine import Projector
+from infrastructure.projections.session_view import (
+    SessionReadModel,
+    SessionStateCodec,
+    SessionView,
+)
+from infrastructure.projections.worker import ProjectionWorker
 from infrastructure.secrets import HmacDigester, ServerSecrets
 from infrastructure.settings import Settings
 from infrastructure.sql import SqlDatabase
@@ -39,9 +49,22 @@ class Services:
     sessions: SessionsApp
     directory: SqlDirectory
     sql: SqlDatabase
+    views: SqlDatabase
+    projectors: list[Projector]
+    worker: ProjectionWorker
+
+    def projector(self, name: str) -> Projector:
+        """The projector called ``name`` (KeyError if there is none)."""
+        for projector in self.projectors:
+            if projector.name == name:
+                return projector
+        raise KeyError(name)
 
     def close(self) -> None:
-        """Release connections."""
+        """Stop the worker and release connections."""
+        self.worker.stop()
+        if self.views is not self.sql:
+            self.views.close()
         self.sessions.close()
 
 
@@ -69,6 +92,8 @@ def build_services(
         secrets.create_table()
         directory = SqlDirectory(sql, passwords)
         directory.create_tables()
+        views = _views_database(settings, sql)
+        read_model = _LateReadModel()
         sessions = SessionsApp(
             env,
             clock=clock or SystemClock(),
@@ -82,14 +107,60 @@ def build_services(
                 attempt_lifetime=timedelta(seconds=settings.sign_in_attempt_lifetime_seconds),
                 command_retries=settings.command_retries,
             ),
+            read_model=read_model,
             factory=factory,
         )
+        codec = SessionStateCodec(sessions.mapper)
+        projectors = [
+            Projector(sessions, views, SessionView(codec)),
+            Projector(sessions, views, AnalyticsProjection()),
+        ]
+        for projector in projectors:
+            projector.ensure()
+        read_model.bind(SessionReadModel(views, codec, projectors[0]))
     except (PersistenceError, OSError, psycopg.Error) as error:
         if factory is not None:
             factory.close()
         reason = " ".join(str(error).split()) or type(error).__name__
         raise StoreUnavailable(f"cannot open {config.description}: {reason}") from None
-    return Services(settings=settings, sessions=sessions, directory=directory, sql=sql)
+    return Services(
+        settings=settings,
+        sessions=sessions,
+        directory=directory,
+        sql=sql,
+        views=views,
+        projectors=projectors,
+        worker=ProjectionWorker(sessions, projectors),
+    )
+
+
+def _views_database(settings: Settings, sql: SqlDatabase) -> SqlDatabase:
+    if not settings.views_database_url:
+        return sql
+    try:
+        config = store_config(settings, settings.views_database_url)
+    except StoreConfigError as error:
+        raise StoreUnavailable(f"views database: {error}") from None
+    _check_reachable(config)
+    return open_sql_database(config)
+
+
+class _LateReadModel:
+    """The read model needs the app's mapper and the app needs the read model: bind late."""
+
+    def __init__(self) -> None:
+        self._target: SessionReadModel | None = None
+
+    def bind(self, target: SessionReadModel) -> None:
+        self._target = target
+
+    def catch_up(self, position: int | None = None) -> None:
+        assert self._target is not None
+        self._target.catch_up(position)
+
+    def session_state(self, session_id: int) -> Session | None:
+        assert self._target is not None
+        return self._target.session_state(session_id)
 
 
 def _check_reachable(config: StoreConfig) -> None:

@@ -37,9 +37,9 @@ class StoreConfig:
     description: str
 
 
-def store_config(settings: Settings) -> StoreConfig:
-    """Translate the database URL into eventsourcing's environment keys."""
-    url = settings.database_url
+def store_config(settings: Settings, url: str | None = None) -> StoreConfig:
+    """Translate the database URL (or ``url``) into eventsourcing's environment keys."""
+    url = url or settings.database_url
     if url.startswith("memory://"):
         return StoreConfig("memory", {"PERSISTENCE_MODULE": "eventsourcing.popo"}, "memory")
     if url.startswith("sqlite://"):
@@ -60,6 +60,9 @@ def _sqlite_config(url: str) -> StoreConfig:
         "PERSISTENCE_MODULE": "eventsourcing.sqlite",
         "SQLITE_DBNAME": str(path),
         "SQLITE_LOCK_TIMEOUT": "30",
+        "APPLICATION_RECORDER_TOPIC": (
+            "infrastructure.sqlite_subscription:SubscribableSQLiteApplicationRecorder"
+        ),
     }
     return StoreConfig("sqlite", env, f"SQLite file {path}")
 
@@ -87,6 +90,28 @@ def _postgres_config(url: str, settings: Settings) -> StoreConfig:
     }
     where = f"{host}:{port}/{dbname}" + (f" (schema {schema})" if schema else "")
     return StoreConfig("postgres", env, f"PostgreSQL at {where}")
+
+
+def open_sql_database(config: StoreConfig) -> SqlDatabase:
+    """A SQL handle with a pool of its own, on the database a config names."""
+    env = config.env
+    if config.kind == "sqlite":
+        return SqlDatabase(SQLiteDatastore(env["SQLITE_DBNAME"], lock_timeout=30))
+    if config.kind == "postgres":
+        return SqlDatabase(
+            PostgresDatastore(
+                dbname=env["POSTGRES_DBNAME"],
+                host=env["POSTGRES_HOST"],
+                port=env["POSTGRES_PORT"],
+                user=env["POSTGRES_USER"],
+                password=env["POSTGRES_PASSWORD"],
+                schema=env["POSTGRES_SCHEMA"],
+                pool_size=int(env["POSTGRES_POOL_SIZE"]),
+                max_overflow=int(env["POSTGRES_MAX_OVERFLOW"]),
+                connect_timeout=5,
+            )
+        )
+    return sql_database_for(None)
 
 
 def sql_database_for(factory: Any) -> SqlDatabase:

@@ -3,13 +3,17 @@
 Statements are written once with psycopg's ``%(name)s`` placeholders and translated for
 SQLite; tables are named through :meth:`SqlDatabase.table` so a PostgreSQL schema applies.
 Sharing the event store's pool matters on SQLite, whose pool serialises writers in-process.
+Timestamps go to PostgreSQL as ``timestamptz`` and to SQLite as RFC 3339 text with
+milliseconds and a ``Z`` (the same text ``strftime('%Y-%m-%dT%H:%M:%fZ')`` produces, so
+comparisons in SQL work).
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from datetime import UTC, datetime
 from typing import Any, Literal, Protocol
 
 from eventsourcing.postgres import PostgresDatastore
@@ -27,6 +31,9 @@ class SqlCursor(Protocol):
     def execute(self, sql: str, params: Params = None) -> None:
         """Run one statement."""
 
+    def executemany(self, sql: str, params: Iterable[Mapping[str, Any]]) -> None:
+        """Run one statement for each set of parameters (pipelined on PostgreSQL)."""
+
     def fetchone(self) -> Row | None:
         """The next row, or None."""
 
@@ -34,12 +41,27 @@ class SqlCursor(Protocol):
         """All remaining rows."""
 
 
+def sqlite_timestamp(moment: datetime) -> str:
+    """How SQLite tables store a time: RFC 3339, UTC, milliseconds, ``Z``."""
+    utc = moment.astimezone(UTC)
+    return utc.strftime("%Y-%m-%dT%H:%M:%S.") + f"{utc.microsecond // 1000:03d}Z"
+
+
+def _adapt(params: Mapping[str, Any] | None) -> dict[str, Any]:
+    return {
+        k: sqlite_timestamp(v) if isinstance(v, datetime) else v for k, v in (params or {}).items()
+    }
+
+
 class _SqliteCursor:
     def __init__(self, cursor: Any) -> None:
         self._cursor = cursor
 
     def execute(self, sql: str, params: Params = None) -> None:
-        self._cursor.execute(_NAMED.sub(r":\1", sql), dict(params or {}))
+        self._cursor.execute(_NAMED.sub(r":\1", sql), _adapt(params))
+
+    def executemany(self, sql: str, params: Iterable[Mapping[str, Any]]) -> None:
+        self._cursor.executemany(_NAMED.sub(r":\1", sql), [_adapt(p) for p in params])
 
     def fetchone(self) -> Row | None:
         row = self._cursor.fetchone()
@@ -49,11 +71,26 @@ class _SqliteCursor:
         return [dict(r) for r in self._cursor.fetchall()]
 
 
+def select_in(
+    cursor: SqlCursor, select: str, column: str, keys: Iterable[str], chunk: int = 500
+) -> list[Row]:
+    """Rows of ``select … WHERE column IN (keys)``, in chunks small enough for any driver."""
+    ordered = sorted(set(keys))
+    rows: list[Row] = []
+    for start in range(0, len(ordered), chunk):
+        part = ordered[start : start + chunk]
+        params = {f"k{i}": key for i, key in enumerate(part)}
+        marks = ", ".join(f"%(k{i})s" for i in range(len(part)))
+        cursor.execute(f"{select} WHERE {column} IN ({marks})", params)
+        rows.extend(cursor.fetchall())
+    return rows
+
+
 class SqlDatabase:
     """SQL on the same database (and pool) as an eventsourcing application's recorder."""
 
     def __init__(self, datastore: SQLiteDatastore | PostgresDatastore) -> None:
-        self._datastore = datastore
+        self.datastore = datastore
         self.dialect: Literal["sqlite", "postgres"] = (
             "postgres" if isinstance(datastore, PostgresDatastore) else "sqlite"
         )
@@ -63,15 +100,44 @@ class SqlDatabase:
         """The qualified name of one of our tables."""
         return f"{self._prefix}{name}"
 
+    def for_update(self) -> str:
+        """The row-locking suffix of a SELECT (SQLite locks the whole database instead)."""
+        return " FOR UPDATE" if self.dialect == "postgres" else ""
+
     @contextmanager
-    def transaction(self, *, commit: bool = True) -> Iterator[SqlCursor]:
-        """A cursor inside one transaction, committed at the end unless ``commit`` is false."""
-        with self._datastore.transaction(commit=commit) as cursor:
+    def transaction(self, *, commit: bool = True, immediate: bool = False) -> Iterator[SqlCursor]:
+        """A cursor inside one transaction, committed at the end unless ``commit`` is false.
+
+        ``immediate`` takes SQLite's write lock at the start: a transaction that reads and
+        then writes must, or another process's commit in between makes its write fail.
+        """
+        if immediate and isinstance(self.datastore, SQLiteDatastore):
+            with self._sqlite_immediate() as cursor:
+                yield cursor
+            return
+        with self.datastore.transaction(commit=commit) as cursor:
             wrapped: Any = cursor if self.dialect == "postgres" else _SqliteCursor(cursor)
             yield wrapped
+
+    @contextmanager
+    def _sqlite_immediate(self) -> Iterator[SqlCursor]:
+        assert isinstance(self.datastore, SQLiteDatastore)
+        with self.datastore.get_connection(commit=True) as connection:
+            raw = connection._sqlite_conn  # the library offers no BEGIN IMMEDIATE
+            raw.execute("BEGIN IMMEDIATE")
+            try:
+                yield _SqliteCursor(raw.cursor())
+            except BaseException:
+                raw.rollback()
+                raise
+            raw.commit()
 
     def execute_script(self, statements: Sequence[str]) -> None:
         """Run DDL statements in one transaction."""
         with self.transaction() as cursor:
             for statement in statements:
                 cursor.execute(statement)
+
+    def close(self) -> None:
+        """Close the pool (only for databases we opened ourselves)."""
+        self.datastore.close()

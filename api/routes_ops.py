@@ -1,0 +1,77 @@
+"""Operator routes: health (with projection lag) and Prometheus metrics."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+from fastapi.responses import JSONResponse, Response
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
+
+from api.deps import ServicesDep
+from api.envelope import success
+from infrastructure.container import Services
+
+router = APIRouter(tags=["Operations"])
+
+
+def projection_report(services: Services) -> list[dict[str, object]]:
+    """Position, head and lag of each projection."""
+    report: list[dict[str, object]] = []
+    for projector in services.projectors:
+        status = projector.status()
+        report.append(
+            {
+                "name": status.name,
+                "generation": status.generation,
+                "position": status.position,
+                "head": status.head,
+                "lag": status.lag,
+                "rebuilding": status.rebuilding,
+            }
+        )
+    return report
+
+
+@router.get("/health", summary="Health and projection lag")
+def health(services: ServicesDep) -> JSONResponse:
+    """200 with each projection's position and lag, and the worker's last error if any."""
+    data = {
+        "status": "ok",
+        "projections": projection_report(services),
+        "worker_error": services.worker.last_error,
+    }
+    return success(data, None)
+
+
+class _ProjectionCollector(Collector):
+    def __init__(self, services: Services) -> None:
+        self._services = services
+
+    def collect(self):  # type: ignore[no-untyped-def]
+        position = GaugeMetricFamily(
+            "session_ledger_projection_position",
+            "Last event position projected",
+            labels=["projection"],
+        )
+        lag = GaugeMetricFamily(
+            "session_ledger_projection_lag_events",
+            "Events recorded but not yet projected",
+            labels=["projection"],
+        )
+        head = GaugeMetricFamily("session_ledger_event_log_head", "Position of the newest event")
+        latest = 0
+        for item in projection_report(self._services):
+            position.add_metric([str(item["name"])], float(str(item["position"])))
+            lag.add_metric([str(item["name"])], float(str(item["lag"])))
+            latest = max(latest, int(str(item["head"])))
+        head.add_metric([], float(latest))
+        yield from (position, lag, head)
+
+
+@router.get("/metrics", summary="Prometheus metrics", response_class=Response)
+def metrics(services: ServicesDep) -> Response:
+    """Projection positions, lag and the log head in Prometheus' text format."""
+    registry = CollectorRegistry()
+    registry.register(_ProjectionCollector(services))
+    return Response(generate_latest(registry), media_type="text/plain; version=0.0.4")

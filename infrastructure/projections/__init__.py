@@ -1,0 +1,1 @@
+"""Projections of the event log: the session read model and the analytics tables."""

@@ -1,0 +1,273 @@
+"""Projections of the event log into SQL tables: batched, exactly-once, rebuildable.
+
+Each projection keeps one row in ``projection_state``: the *generation* of its tables that is
+live and the *position* (notification id) it has processed up to. A batch of events and the
+new position are written in one transaction, after locking that row, so a crash at any point
+leaves the tables and the position in agreement, and concurrent processors (the request that
+just wrote, the background worker, another process) never apply an event twice.
+
+Tables are physical per generation (``<table>_g<N>``); readers use stable views (``<table>``)
+that point at the live generation. A rebuild fills generation N+1 from the first event while
+N keeps serving, then, in one transaction, catches up the last events and repoints the views.
+
+The library's ProjectionRunner commits one event per transaction and needs a subscription the
+SQLite recorder lacks; this engine batches (hundreds of events per transaction) and only uses
+subscriptions to wake up (see :mod:`infrastructure.projections.worker`).
+"""
+
+from __future__ import annotations
+
+import zlib
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+from eventsourcing.application import Application
+from eventsourcing.persistence import Notification
+
+from infrastructure.sql import SqlCursor, SqlDatabase
+
+BATCH_SIZE = 500
+REBUILD_SUFFIX = "#rebuild"
+
+Progress = Callable[[int, int], None]
+
+
+@dataclass(frozen=True)
+class ProjectedEvent:
+    """A decoded domain event with its position in the log."""
+
+    position: int
+    event: Any
+
+
+class Projection(ABC):
+    """What a projection needs to say: its tables, its views, and how events change them."""
+
+    name: ClassVar[str]
+    tables: ClassVar[tuple[str, ...]]
+
+    @abstractmethod
+    def create_statements(self, db: SqlDatabase, generation: int) -> list[str]:
+        """DDL creating this generation's tables and indexes (IF NOT EXISTS)."""
+
+    @abstractmethod
+    def view_statements(self, db: SqlDatabase, generation: int) -> list[tuple[str, str]]:
+        """``(view name, SELECT)`` pairs of the stable views, in dependency order."""
+
+    @abstractmethod
+    def apply(
+        self, cursor: SqlCursor, db: SqlDatabase, generation: int, batch: Sequence[ProjectedEvent]
+    ) -> None:
+        """Change this generation's tables for a batch of events, in the caller's transaction."""
+
+    def physical(self, db: SqlDatabase, table: str, generation: int) -> str:
+        """The physical name of one of the projection's tables in a generation."""
+        return db.table(f"{table}_g{generation}")
+
+
+@dataclass(frozen=True)
+class ProjectionStatus:
+    """Where a projection stands against the head of the log."""
+
+    name: str
+    generation: int
+    position: int
+    head: int
+    rebuilding: bool
+
+    @property
+    def lag(self) -> int:
+        """Events recorded but not yet projected."""
+        return max(self.head - self.position, 0)
+
+
+class Projector:
+    """Runs one projection against one application's event log."""
+
+    def __init__(
+        self,
+        app: Application[Any],
+        db: SqlDatabase,
+        projection: Projection,
+        batch_size: int = BATCH_SIZE,
+    ) -> None:
+        self.app = app
+        self.db = db
+        self.projection = projection
+        self.batch_size = batch_size
+        self._state = db.table("projection_state")
+
+    @property
+    def name(self) -> str:
+        """The projection's name."""
+        return self.projection.name
+
+    # Set-up -----------------------------------------------------------------------------
+
+    def ensure(self) -> None:
+        """Create the state table, the live generation's tables and the views, if missing."""
+        with self.db.transaction(immediate=True) as cursor:
+            if self.db.dialect == "postgres":
+                # Concurrent CREATE … IF NOT EXISTS can still collide in PostgreSQL's catalog.
+                cursor.execute(
+                    "SELECT pg_advisory_xact_lock(%(key)s)", {"key": _lock_key(self._state)}
+                )
+            cursor.execute(
+                f"CREATE TABLE IF NOT EXISTS {self._state} (name TEXT PRIMARY KEY, "
+                "generation INTEGER NOT NULL, position BIGINT NOT NULL)"
+            )
+            cursor.execute(
+                f"INSERT INTO {self._state} (name, generation, position) VALUES (%(name)s, 1, 0) "
+                "ON CONFLICT (name) DO NOTHING",
+                {"name": self.name},
+            )
+            generation, _ = self._read_state(cursor, self.name)
+            for statement in self.projection.create_statements(self.db, generation):
+                cursor.execute(statement)
+            self._point_views(cursor, generation, replace=False)
+
+    def _point_views(self, cursor: SqlCursor, generation: int, *, replace: bool) -> None:
+        for name, select in self.projection.view_statements(self.db, generation):
+            view = self.db.table(name)
+            if self.db.dialect == "postgres":
+                # Same columns in every generation, so the view keeps its identity and
+                # queries running against it are not broken by the switch.
+                cursor.execute(f"CREATE OR REPLACE VIEW {view} AS {select}")
+            else:
+                if replace:
+                    cursor.execute(f"DROP VIEW IF EXISTS {view}")
+                cursor.execute(f"CREATE VIEW IF NOT EXISTS {view} AS {select}")
+
+    def _read_state(self, cursor: SqlCursor, name: str, lock: bool = False) -> tuple[int, int]:
+        cursor.execute(
+            f"SELECT generation, position FROM {self._state} WHERE name = %(name)s"
+            + (self.db.for_update() if lock else ""),
+            {"name": name},
+        )
+        row = cursor.fetchone()
+        if row is None:
+            raise LookupError(name)
+        return int(row["generation"]), int(row["position"])
+
+    # Processing -------------------------------------------------------------------------
+
+    def position(self) -> int:
+        """The last position processed into the live generation."""
+        with self.db.transaction(commit=False) as cursor:
+            return self._read_state(cursor, self.name)[1]
+
+    def catch_up(self, until: int | None = None) -> int:
+        """Process events into the live generation until ``until`` (or the head) is reached."""
+        return self._catch_up(self.name, until)
+
+    def _catch_up(
+        self, state_name: str, until: int | None, progress: Progress | None = None
+    ) -> int:
+        with self.db.transaction(commit=False) as cursor:
+            position = self._read_state(cursor, state_name)[1]
+        head = until
+        while until is None or position < until:
+            notifications = self._read(position)
+            if not notifications:
+                break
+            position = self._apply(state_name, notifications)
+            if progress is not None:
+                progress(position, head or position)
+        return position
+
+    def _read(self, after: int) -> Sequence[Notification]:
+        return self.app.recorder.select_notifications(
+            start=after, limit=self.batch_size, inclusive_of_start=False
+        )
+
+    def _decode(self, notifications: Sequence[Notification]) -> list[ProjectedEvent]:
+        to_event = self.app.mapper.to_domain_event
+        return [ProjectedEvent(n.id, to_event(n)) for n in notifications]
+
+    def _apply(
+        self,
+        state_name: str,
+        notifications: Sequence[Notification],
+        cursor: SqlCursor | None = None,
+    ) -> int:
+        """Apply what the batch holds beyond the locked position; return the new position."""
+        if cursor is None:
+            with self.db.transaction(immediate=True) as own:
+                return self._apply(state_name, notifications, own)
+        generation, position = self._read_state(cursor, state_name, lock=True)
+        fresh = [n for n in notifications if n.id > position]
+        if not fresh:
+            return position
+        self.projection.apply(cursor, self.db, generation, self._decode(fresh))
+        cursor.execute(
+            f"UPDATE {self._state} SET position = %(position)s WHERE name = %(name)s",
+            {"position": fresh[-1].id, "name": state_name},
+        )
+        return fresh[-1].id
+
+    # Rebuild ----------------------------------------------------------------------------
+
+    def rebuild(self, progress: Progress | None = None) -> int:
+        """Project every event into a new generation, then make it live; return its position."""
+        rebuild_name = self.name + REBUILD_SUFFIX
+        with self.db.transaction(immediate=True) as cursor:
+            live_generation, _ = self._read_state(cursor, self.name)
+            generation = live_generation + 1
+            self._drop_generation(cursor, generation)  # leftovers of an interrupted rebuild
+            for statement in self.projection.create_statements(self.db, generation):
+                cursor.execute(statement)
+            cursor.execute(
+                f"DELETE FROM {self._state} WHERE name = %(name)s", {"name": rebuild_name}
+            )
+            cursor.execute(
+                f"INSERT INTO {self._state} (name, generation, position) "
+                "VALUES (%(name)s, %(g)s, 0)",
+                {"name": rebuild_name, "g": generation},
+            )
+        head = self.app.recorder.max_notification_id() or 0
+        self._catch_up(rebuild_name, head, progress)
+        with self.db.transaction(immediate=True) as cursor:
+            self._read_state(cursor, self.name, lock=True)  # hold off live catch-ups
+            _, position = self._read_state(cursor, rebuild_name, lock=True)
+            while notifications := self._read(position):
+                position = self._apply(rebuild_name, notifications, cursor)
+            cursor.execute(
+                f"UPDATE {self._state} SET generation = %(g)s, position = %(p)s "
+                "WHERE name = %(name)s",
+                {"g": generation, "p": position, "name": self.name},
+            )
+            cursor.execute(
+                f"DELETE FROM {self._state} WHERE name = %(name)s", {"name": rebuild_name}
+            )
+            self._point_views(cursor, generation, replace=True)
+        with self.db.transaction() as cursor:
+            self._drop_generation(cursor, live_generation)
+        if progress is not None:
+            progress(position, position)
+        return position
+
+    def _drop_generation(self, cursor: SqlCursor, generation: int) -> None:
+        for table in self.projection.tables:
+            cursor.execute(
+                f"DROP TABLE IF EXISTS {self.projection.physical(self.db, table, generation)}"
+            )
+
+    # Status -----------------------------------------------------------------------------
+
+    def status(self) -> ProjectionStatus:
+        """Generation, position and lag of the live tables."""
+        head = self.app.recorder.max_notification_id() or 0
+        with self.db.transaction(commit=False) as cursor:
+            generation, position = self._read_state(cursor, self.name)
+            cursor.execute(
+                f"SELECT 1 FROM {self._state} WHERE name = %(name)s",
+                {"name": self.name + REBUILD_SUFFIX},
+            )
+            rebuilding = cursor.fetchone() is not None
+        return ProjectionStatus(self.name, generation, position, head, rebuilding)
+
+
+def _lock_key(name: str) -> int:
+    return zlib.crc32(name.encode())

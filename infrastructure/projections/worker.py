@@ -1,0 +1,76 @@
+"""The background worker that keeps every projection caught up with the event log.
+
+It sleeps on a subscription to the log (PostgreSQL LISTEN/NOTIFY, the SQLite polling
+subscription, or the in-memory recorder's own) and, when a notification beyond what it has
+processed arrives, catches every projection up in batches. Requests that write catch the
+session read model up themselves (read-your-writes); the worker covers everything else:
+analytics, writes from other processes, and recovery after a crash.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Sequence
+from typing import Any
+
+from eventsourcing.application import Application
+
+from infrastructure.projections.engine import Projector
+
+logger = logging.getLogger(__name__)
+
+RETRY_SECONDS = 1.0
+
+
+class ProjectionWorker:
+    """Catches projections up whenever the log grows, until stopped."""
+
+    def __init__(self, app: Application[Any], projectors: Sequence[Projector]) -> None:
+        self.app = app
+        self.projectors = list(projectors)
+        self.last_error: str | None = None
+        self._stopping = threading.Event()
+        self._subscription: Any = None
+        self._thread: threading.Thread | None = None
+        self._lock = threading.Lock()
+
+    def catch_up(self) -> int:
+        """Catch every projection up to the head; return the lowest position reached."""
+        return min(p.catch_up() for p in self.projectors)
+
+    def run(self) -> None:
+        """Work in this thread until :meth:`stop` is called."""
+        while not self._stopping.is_set():
+            try:
+                done = self.catch_up()
+                self.last_error = None
+                with self.app.recorder.subscribe(gt=done) as subscription:
+                    with self._lock:
+                        self._subscription = subscription
+                    if self._stopping.is_set():
+                        break
+                    for notification in subscription:
+                        if notification.id > done:
+                            done = self.catch_up()
+            except Exception as error:
+                self.last_error = f"{type(error).__name__}: {error}"
+                logger.exception("projection worker failed; retrying in %ss", RETRY_SECONDS)
+                self._stopping.wait(RETRY_SECONDS)
+            finally:
+                with self._lock:
+                    self._subscription = None
+
+    def start(self) -> None:
+        """Run in a daemon thread."""
+        self._thread = threading.Thread(target=self.run, name="projection-worker", daemon=True)
+        self._thread.start()
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """Stop, and wait for the thread if there is one."""
+        self._stopping.set()
+        with self._lock:
+            if self._subscription is not None:
+                self._subscription.stop()
+        if self._thread is not None:
+            self._thread.join(timeout)
