@@ -30,9 +30,17 @@ class SessionStateCodec:
         self._mapper = mapper
 
     def encode(self, session: Session) -> str:
-        """The session's state as JSON text."""
-        stored = self._mapper.to_stored_event(Snapshot.take(session))
-        return stored.state.decode("utf-8")
+        """The session's state as JSON text; the same state always gives the same text."""
+        snapshot = Snapshot.take(session)
+        # take() stamps the wall clock; a rebuild must reproduce the row byte for byte.
+        stable = Snapshot(
+            originator_id=snapshot.originator_id,
+            originator_version=snapshot.originator_version,
+            timestamp=session.modified_on,
+            topic=snapshot.topic,
+            state=snapshot.state,
+        )
+        return self._mapper.to_stored_event(stable).state.decode("utf-8")
 
     def decode(self, session_id: int, version: int, state: str) -> Session:
         """A Session rebuilt from stored JSON text."""
