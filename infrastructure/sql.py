@@ -86,6 +86,25 @@ def select_in(
     return rows
 
 
+def bulk_insert(
+    cursor: SqlCursor, dialect: str, table: str, columns: Sequence[str], rows: Sequence[Row]
+) -> None:
+    """Insert many new rows: COPY on PostgreSQL, one prepared INSERT on SQLite."""
+    if not rows:
+        return
+    if dialect == "postgres":
+        raw: Any = cursor
+        with raw.copy(f"COPY {table} ({', '.join(columns)}) FROM STDIN") as copy:
+            for row in rows:
+                copy.write_row([row.get(c) for c in columns])
+        return
+    cursor.executemany(
+        f"INSERT INTO {table} ({', '.join(columns)}) "
+        f"VALUES ({', '.join(f'%({c})s' for c in columns)})",
+        [{c: row.get(c) for c in columns} for row in rows],
+    )
+
+
 class SqlDatabase:
     """SQL on the same database (and pool) as an eventsourcing application's recorder."""
 

@@ -12,7 +12,7 @@ from typing import Any, ClassVar
 
 from domain.session import Session
 from infrastructure.projections.engine import ProjectedEvent, Projection
-from infrastructure.sql import SqlCursor, SqlDatabase, select_in
+from infrastructure.sql import SqlCursor, SqlDatabase, bulk_insert, select_in
 
 Row = dict[str, Any]
 
@@ -42,6 +42,8 @@ TABLES: dict[str, tuple[str, dict[str, str]]] = {
     }),
 }  # fmt: skip
 
+MEMO_LIMIT = 200_000  # rows kept in memory during a rebuild
+
 INDEXES = {
     "analytics_sign_ins": ["user_id", "session_id", "started_at"],
     "analytics_sign_in_attempts": ["attempted_at"],
@@ -55,48 +57,67 @@ def _id(value: int | None) -> str | None:
 
 
 class _Fold:
-    """The rows one batch touches, loaded once and changed in memory."""
+    """Rows loaded once and changed in memory; kept across a rebuild's batches."""
 
-    def __init__(self, cursor: SqlCursor, db: SqlDatabase, generation: int) -> None:
-        self.cursor, self.db, self.generation = cursor, db, generation
+    def __init__(self, db: SqlDatabase, generation: int) -> None:
+        self.db, self.generation = db, generation
         self.rows: dict[str, dict[str, Row]] = {t: {} for t in TABLES}
+        self.stored: dict[str, set[str]] = {t: set() for t in TABLES}
+        self.touched: dict[str, set[str]] = {t: set() for t in TABLES}
         self.appended: dict[str, list[Row]] = {
             "analytics_switches": [],
             "analytics_membership_activations": [],
         }
+        self.cursor: SqlCursor
+        self.complete = False  # True: every stored row is in memory, nothing to load
+
+    def size(self) -> int:
+        return sum(len(rows) for rows in self.rows.values())
+
+    def row(self, name: str, key: str) -> Row:
+        """A row to change in this batch."""
+        self.touched[name].add(key)
+        return self.rows[name][key]
+
+    def new(self, name: str, key: str, row: Row) -> Row:
+        """A row created in this batch."""
+        self.rows[name][key] = row
+        self.touched[name].add(key)
+        return row
 
     def table(self, name: str) -> str:
         return self.db.table(f"{name}_g{self.generation}")
 
     def load(self, name: str, keys: Iterable[str]) -> None:
+        if self.complete:
+            return
         key_column = TABLES[name][0]
         wanted = set(keys) - set(self.rows[name])
         for row in select_in(self.cursor, f"SELECT * FROM {self.table(name)}", key_column, wanted):
             self.rows[name][str(row[key_column])] = dict(row)
+            self.stored[name].add(str(row[key_column]))
 
     def write(self) -> None:
-        for name, rows in self.rows.items():
-            if rows:
-                self._upsert(name, list(rows.values()))
-        for name, appended in self.appended.items():
-            if appended:
-                columns = list(TABLES[name][1])
+        """Insert new rows in bulk, update changed ones, then forget what was written."""
+        for name, keys in self.touched.items():
+            key_column, columns = TABLES[name]
+            rows = self.rows[name]
+            new = [rows[k] for k in keys if k not in self.stored[name]]
+            bulk_insert(self.cursor, self.db.dialect, self.table(name), list(columns), new)
+            changed = [rows[k] for k in keys if k in self.stored[name]]
+            if changed:
+                sets = ", ".join(f"{c} = %({c})s" for c in columns if c != key_column)
                 self.cursor.executemany(
-                    f"INSERT INTO {self.table(name)} ({', '.join(columns)}) "
-                    f"VALUES ({', '.join(f'%({c})s' for c in columns)})",
-                    appended,
+                    f"UPDATE {self.table(name)} SET {sets} WHERE {key_column} = %({key_column})s",
+                    [{c: row.get(c) for c in columns} for row in changed],
                 )
-
-    def _upsert(self, name: str, rows: list[Row]) -> None:
-        key_column, columns = TABLES[name]
-        names = list(columns)
-        updates = ", ".join(f"{c} = excluded.{c}" for c in names if c != key_column)
-        self.cursor.executemany(
-            f"INSERT INTO {self.table(name)} ({', '.join(names)}) "
-            f"VALUES ({', '.join(f'%({c})s' for c in names)}) "
-            f"ON CONFLICT ({key_column}) DO UPDATE SET {updates}",
-            [{c: row.get(c) for c in names} for row in rows],
-        )
+            self.stored[name].update(keys)
+            keys.clear()
+        for name, appended in self.appended.items():
+            bulk_insert(
+                self.cursor, self.db.dialect, self.table(name), list(TABLES[name][1]), appended
+            )
+            appended.clear()
 
 
 class AnalyticsProjection(Projection):
@@ -159,19 +180,41 @@ class AnalyticsProjection(Projection):
         return views
 
     def apply(
-        self, cursor: SqlCursor, db: SqlDatabase, generation: int, batch: Sequence[ProjectedEvent]
+        self,
+        cursor: SqlCursor,
+        db: SqlDatabase,
+        generation: int,
+        batch: Sequence[ProjectedEvent],
+        memo: dict[str, Any],
     ) -> None:
         """Fold a batch of session events into the fact tables."""
         events = [p for p in batch if isinstance(p.event, Session.Event)]
         if not events:
             return
-        fold = _Fold(cursor, db, generation)
+        fold: _Fold = memo.get("fold") or _Fold(db, generation)
+        memo["fold"] = fold
+        fold.cursor = cursor
+        fold.complete = bool(memo.get("complete"))
         fold.load("analytics_sessions", {str(p.event.originator_id.int) for p in events})
         fold.load("analytics_sign_ins", _sign_in_ids(events))
         fold.load("analytics_sign_in_attempts", _attempt_ids(events))
         for projected in events:
             _apply_one(fold, projected.position, projected.event)
+        if not memo.get("defer") or fold.size() > MEMO_LIMIT:
+            self.flush(cursor, db, generation, memo)
+
+    def flush(
+        self, cursor: SqlCursor, db: SqlDatabase, generation: int, memo: dict[str, Any]
+    ) -> None:
+        """Write the rows the fold holds back; start a fresh fold if it has grown large."""
+        fold: _Fold | None = memo.get("fold")
+        if fold is None:
+            return
+        fold.cursor = cursor
         fold.write()
+        if fold.size() > MEMO_LIMIT:
+            memo["fold"] = _Fold(db, generation)
+            memo["complete"] = False
 
 
 def _sign_in_ids(events: Sequence[ProjectedEvent]) -> set[str]:
@@ -193,44 +236,44 @@ def _apply_one(fold: _Fold, position: int, event: Any) -> None:
     kind = type(event).__name__
     session_id = str(event.originator_id.int)
     at = event.timestamp
-    sessions = fold.rows["analytics_sessions"]
-    sign_ins = fold.rows["analytics_sign_ins"]
-    attempts = fold.rows["analytics_sign_in_attempts"]
     if kind == "Started":
-        sessions[session_id] = {"session_id": session_id, "started_at": at, "events": 0}
-    session = sessions[session_id]
+        fold.new(
+            "analytics_sessions",
+            session_id,
+            {"session_id": session_id, "started_at": at, "events": 0},
+        )
+    session = fold.row("analytics_sessions", session_id)
     session["last_change_at"] = at
     session["events"] = int(session.get("events") or 0) + 1
 
     def end(ids: Iterable[int], reason: str) -> None:
         for sign_in_id in ids:
-            row = sign_ins[str(sign_in_id)]
-            row.update(ended_at=at, end_reason=reason)
+            fold.row("analytics_sign_ins", str(sign_in_id)).update(ended_at=at, end_reason=reason)
             if session.get("active_sign_in_id") == str(sign_in_id):
                 session.update(active_sign_in_id=None, active_user_id=None)
 
     if kind == "SignInAttempted":
-        attempts[str(event.attempt_id)] = {
+        fold.new("analytics_sign_in_attempts", str(event.attempt_id), {
             "attempt_id": str(event.attempt_id), "session_id": session_id,
             "method": event.method, "user_id": _id(event.user_id), "attempted_at": at,
             "failed_verifications": 0,
-        }  # fmt: skip
+        })  # fmt: skip
     elif kind == "SignInAttemptFailed":
-        attempt = attempts[str(event.attempt_id)]
+        attempt = fold.row("analytics_sign_in_attempts", str(event.attempt_id))
         attempt["failed_verifications"] = int(attempt.get("failed_verifications") or 0) + 1
         if event.terminal:
             attempt["failed_at"] = at
     elif kind == "SignInCompleted":
-        attempts[str(event.attempt_id)]["completed_at"] = at
-        attempts[str(event.attempt_id)]["user_id"] = str(event.user_id)
-        sign_ins[str(event.sign_in_id)] = {
+        attempt = fold.row("analytics_sign_in_attempts", str(event.attempt_id))
+        attempt.update(completed_at=at, user_id=str(event.user_id))
+        fold.new("analytics_sign_ins", str(event.sign_in_id), {
             "sign_in_id": str(event.sign_in_id), "session_id": session_id,
             "user_id": str(event.user_id), "method": event.method, "started_at": at,
             "expires_at": event.expires_at,
-        }  # fmt: skip
+        })  # fmt: skip
         session.update(active_sign_in_id=str(event.sign_in_id), active_user_id=str(event.user_id))
     elif kind == "ActiveSignInSwitched":
-        user_id = sign_ins[str(event.sign_in_id)]["user_id"]
+        user_id = fold.rows["analytics_sign_ins"][str(event.sign_in_id)]["user_id"]
         fold.appended["analytics_switches"].append({
             "position": position, "switched_at": at, "session_id": session_id,
             "from_sign_in_id": _id(event.from_sign_in_id), "to_sign_in_id": str(event.sign_in_id),

@@ -28,7 +28,10 @@ from eventsourcing.persistence import Notification
 
 from infrastructure.sql import SqlCursor, SqlDatabase
 
-BATCH_SIZE = 500
+BATCH_SIZE = 500  # live catch-up: small, so a request never waits on a long transaction
+REBUILD_BATCH_SIZE = (
+    20_000  # rebuilds: few, large transactions (each session encoded once per batch)
+)
 REBUILD_SUFFIX = "#rebuild"
 
 Progress = Callable[[int, int], None]
@@ -58,9 +61,28 @@ class Projection(ABC):
 
     @abstractmethod
     def apply(
-        self, cursor: SqlCursor, db: SqlDatabase, generation: int, batch: Sequence[ProjectedEvent]
+        self,
+        cursor: SqlCursor,
+        db: SqlDatabase,
+        generation: int,
+        batch: Sequence[ProjectedEvent],
+        memo: dict[str, Any],
     ) -> None:
-        """Change this generation's tables for a batch of events, in the caller's transaction."""
+        """Change this generation's tables for a batch of events, in the caller's transaction.
+
+        ``memo`` survives from batch to batch while one writer owns the generation (a
+        rebuild), so rows written by an earlier batch need not be read back; for live
+        catch-ups it is empty every time. When ``memo["defer"]`` is true the projection may
+        hold its writes back until :meth:`flush` (nobody reads a generation being rebuilt,
+        and an interrupted rebuild starts again from scratch); ``memo["complete"]`` says the
+        memo holds every row of the generation, so there is nothing to read back.
+        """
+
+    @abstractmethod
+    def flush(
+        self, cursor: SqlCursor, db: SqlDatabase, generation: int, memo: dict[str, Any]
+    ) -> None:
+        """Write what ``apply`` deferred (a rebuild defers writes until the swap)."""
 
     def physical(self, db: SqlDatabase, table: str, generation: int) -> str:
         """The physical name of one of the projection's tables in a generation."""
@@ -163,23 +185,27 @@ class Projector:
         return self._catch_up(self.name, until)
 
     def _catch_up(
-        self, state_name: str, until: int | None, progress: Progress | None = None
+        self,
+        state_name: str,
+        until: int | None,
+        progress: Progress | None = None,
+        memo: dict[str, Any] | None = None,
     ) -> int:
         with self.db.transaction(commit=False) as cursor:
             position = self._read_state(cursor, state_name)[1]
         head = until
         while until is None or position < until:
-            notifications = self._read(position)
+            notifications = self._read(position, REBUILD_BATCH_SIZE if memo is not None else None)
             if not notifications:
                 break
-            position = self._apply(state_name, notifications)
+            position = self._apply(state_name, notifications, memo=memo)
             if progress is not None:
                 progress(position, head or position)
         return position
 
-    def _read(self, after: int) -> Sequence[Notification]:
+    def _read(self, after: int, limit: int | None = None) -> Sequence[Notification]:
         return self.app.recorder.select_notifications(
-            start=after, limit=self.batch_size, inclusive_of_start=False
+            start=after, limit=limit or self.batch_size, inclusive_of_start=False
         )
 
     def _decode(self, notifications: Sequence[Notification]) -> list[ProjectedEvent]:
@@ -191,16 +217,18 @@ class Projector:
         state_name: str,
         notifications: Sequence[Notification],
         cursor: SqlCursor | None = None,
+        memo: dict[str, Any] | None = None,
     ) -> int:
         """Apply what the batch holds beyond the locked position; return the new position."""
         if cursor is None:
             with self.db.transaction(immediate=True) as own:
-                return self._apply(state_name, notifications, own)
+                return self._apply(state_name, notifications, own, memo)
         generation, position = self._read_state(cursor, state_name, lock=True)
         fresh = [n for n in notifications if n.id > position]
         if not fresh:
             return position
-        self.projection.apply(cursor, self.db, generation, self._decode(fresh))
+        batch = self._decode(fresh)
+        self.projection.apply(cursor, self.db, generation, batch, {} if memo is None else memo)
         cursor.execute(
             f"UPDATE {self._state} SET position = %(position)s WHERE name = %(name)s",
             {"position": fresh[-1].id, "name": state_name},
@@ -227,12 +255,15 @@ class Projector:
                 {"name": rebuild_name, "g": generation},
             )
         head = self.app.recorder.max_notification_id() or 0
-        self._catch_up(rebuild_name, head, progress)
+        # The new generation starts empty: what the memo does not hold is not stored either.
+        memo: dict[str, Any] = {"defer": True, "complete": True}
+        self._catch_up(rebuild_name, head, progress, memo)
         with self.db.transaction(immediate=True) as cursor:
             self._read_state(cursor, self.name, lock=True)  # hold off live catch-ups
             _, position = self._read_state(cursor, rebuild_name, lock=True)
             while notifications := self._read(position):
-                position = self._apply(rebuild_name, notifications, cursor)
+                position = self._apply(rebuild_name, notifications, cursor, memo)
+            self.projection.flush(cursor, self.db, generation, memo)
             cursor.execute(
                 f"UPDATE {self._state} SET generation = %(g)s, position = %(p)s "
                 "WHERE name = %(name)s",

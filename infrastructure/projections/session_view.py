@@ -7,7 +7,7 @@ fold (each event's own ``mutate``), not by a second implementation that could dr
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any, ClassVar
 from uuid import UUID
 
@@ -18,9 +18,11 @@ from eventsourcing.utils import get_topic
 from domain.ids import aggregate_uuid
 from domain.session import Session
 from infrastructure.projections.engine import ProjectedEvent, Projection
-from infrastructure.sql import SqlCursor, SqlDatabase, select_in
+from infrastructure.sql import SqlCursor, SqlDatabase, bulk_insert, select_in
 
 _SNAPSHOT_TOPIC = get_topic(Snapshot)
+COLUMNS = ("session_id", "version", "updated_at", "state")
+MEMO_LIMIT = 50_000  # sessions kept decoded during a rebuild
 
 
 class SessionStateCodec:
@@ -80,39 +82,70 @@ class SessionView(Projection):
         return [("read_sessions", f"SELECT session_id, version, updated_at, state FROM {table}")]
 
     def apply(
-        self, cursor: SqlCursor, db: SqlDatabase, generation: int, batch: Sequence[ProjectedEvent]
+        self,
+        cursor: SqlCursor,
+        db: SqlDatabase,
+        generation: int,
+        batch: Sequence[ProjectedEvent],
+        memo: dict[str, Any],
     ) -> None:
-        """Fold the batch's session events into the touched rows, then write each row once."""
-        table = self.physical(db, "read_sessions", generation)
+        """Fold the batch's session events into the touched sessions; write each once."""
         events = [p.event for p in batch if isinstance(p.event, Session.Event)]
         if not events:
             return
+        sessions: dict[int, Session] = memo.setdefault("sessions", {})
+        stored: set[int] = memo.setdefault("stored", set())
+        dirty: set[int] = memo.setdefault("dirty", set())
         touched = {e.originator_id.int for e in events}
-        sessions = self._load(cursor, table, touched)
+        table = self.physical(db, "read_sessions", generation)
+        missing = set() if memo.get("complete") else touched - sessions.keys()
+        loaded = self._load(cursor, table, missing)
+        sessions.update(loaded)
+        stored.update(loaded)
         for event in events:
             key = event.originator_id.int
             sessions[key] = event.mutate(sessions.get(key))
-        rows = [
-            {
-                "id": str(key),
-                "version": s.version,
-                "at": s.modified_on,
-                "state": self.codec.encode(s),
-            }
-            for key, s in sessions.items()
-            if s is not None
-        ]
-        cursor.executemany(
-            f"INSERT INTO {table} (session_id, version, updated_at, state) "
-            "VALUES (%(id)s, %(version)s, %(at)s, %(state)s) "
-            "ON CONFLICT (session_id) DO UPDATE SET version = excluded.version, "
-            "updated_at = excluded.updated_at, state = excluded.state",
-            rows,
-        )
+        dirty.update(touched)
+        if not memo.get("defer") or len(sessions) > MEMO_LIMIT:
+            self.flush(cursor, db, generation, memo)
 
-    def _load(self, cursor: SqlCursor, table: str, keys: set[int]) -> dict[int, Session | None]:
+    def flush(
+        self, cursor: SqlCursor, db: SqlDatabase, generation: int, memo: dict[str, Any]
+    ) -> None:
+        """Insert new sessions in bulk and update changed ones."""
+        sessions: dict[int, Session] = memo.get("sessions", {})
+        stored: set[int] = memo.get("stored", set())
+        dirty: set[int] = memo.get("dirty", set())
+        table = self.physical(db, "read_sessions", generation)
+        rows = {
+            key: {
+                "session_id": str(key),
+                "version": sessions[key].version,
+                "updated_at": sessions[key].modified_on,
+                "state": self.codec.encode(sessions[key]),
+            }
+            for key in dirty
+        }
+        bulk_insert(
+            cursor, db.dialect, table, COLUMNS, [r for k, r in rows.items() if k not in stored]
+        )
+        updated = [r for k, r in rows.items() if k in stored]
+        if updated:
+            cursor.executemany(
+                f"UPDATE {table} SET version = %(version)s, updated_at = %(updated_at)s, "
+                "state = %(state)s WHERE session_id = %(session_id)s",
+                updated,
+            )
+        stored.update(dirty)
+        dirty.clear()
+        if len(sessions) > MEMO_LIMIT:
+            sessions.clear()
+            stored.clear()
+            memo["complete"] = False
+
+    def _load(self, cursor: SqlCursor, table: str, keys: Iterable[int]) -> dict[int, Session]:
         select = f"SELECT session_id, version, state FROM {table}"
-        found: dict[int, Session | None] = {}
+        found: dict[int, Session] = {}
         for row in select_in(cursor, select, "session_id", (str(k) for k in keys)):
             session_id = int(row["session_id"])
             found[session_id] = self.codec.decode(session_id, int(row["version"]), row["state"])
