@@ -59,9 +59,8 @@ def main() -> None:
     try:
         started = time.perf_counter()
         events = write_history(services, args.sessions, args.events_per_session)
-        print(
-            f"store: {url.split('?')[0]}  events: {events:,}  written in {time.perf_counter() - started:.1f}s"
-        )
+        elapsed = time.perf_counter() - started
+        print(f"store: {url.split('?')[0]}  events: {events:,}  written in {elapsed:.1f}s")
         best_read = min(_timed(lambda: read_all(services)) for _ in range(3))
         read_rate = events / best_read
         print(f"read + decode          {read_rate:12,.0f} events/s   (baseline, best of 3)")
@@ -69,12 +68,11 @@ def main() -> None:
         for projector in services.projectors:
             seconds = _timed(projector.rebuild)
             total += seconds
-            print(
-                f"rebuild {projector.name:<14} {events / seconds:12,.0f} events/s   ratio {events / seconds / read_rate:.2f}"
-            )
-        print(
-            f"rebuild --all          {events / total:12,.0f} events/s   ratio {events / total / read_rate:.2f} (both projections, one after the other)"
-        )
+            rate = events / seconds
+            name = projector.name
+            print(f"rebuild {name:<14} {rate:12,.0f} events/s   ratio {rate / read_rate:.2f}")
+        rate = events / total
+        print(f"rebuild --all          {rate:12,.0f} events/s   ratio {rate / read_rate:.2f}")
     finally:
         services.close()
         if cleanup:
