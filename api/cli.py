@@ -34,6 +34,8 @@ directory_app = typer.Typer(help="Load and inspect the user directory.", no_args
 app.add_typer(directory_app, name="directory")
 projections_app = typer.Typer(help="Run, inspect and rebuild projections.", no_args_is_help=True)
 app.add_typer(projections_app, name="projections")
+keys_app = typer.Typer(help="Manage the keys that sign session tokens.", no_args_is_help=True)
+app.add_typer(keys_app, name="keys")
 
 err = Console(stderr=True, soft_wrap=True)
 out = Console(soft_wrap=True)
@@ -86,6 +88,17 @@ def directory_load(path: Annotated[Path, typer.Argument(help="Directory JSON fil
     services = _services(load_settings())
     try:
         _load(services, text, str(path))
+    finally:
+        services.close()
+
+
+@keys_app.command("rotate")
+def keys_rotate() -> None:
+    """Sign session tokens with a new key; old public keys stay published until tokens expire."""
+    services = _services(load_settings())
+    try:
+        kid = services.keys.rotate()
+        out.print(f"new signing key {kid}", markup=False)
     finally:
         services.close()
 

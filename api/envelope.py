@@ -16,7 +16,12 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from api.deps import set_session_cookie
 from application.read_model import SessionInfo
-from domain.errors import ConcurrentModification, SessionLedgerError, Unauthorized
+from domain.errors import (
+    ConcurrentModification,
+    SessionLedgerError,
+    TemplateNotFound,
+    Unauthorized,
+)
 
 logger = logging.getLogger("session_ledger.api")
 
@@ -89,6 +94,8 @@ def status_of(error: SessionLedgerError) -> int:
         return 401
     if isinstance(error, ConcurrentModification):
         return 409
+    if isinstance(error, TemplateNotFound):
+        return 404
     return 400
 
 

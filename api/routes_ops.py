@@ -33,6 +33,12 @@ def projection_report(services: Services) -> list[dict[str, object]]:
     return report
 
 
+@router.get("/.well-known/jwks.json", summary="Public keys of session tokens")
+def jwks(services: ServicesDep) -> JSONResponse:
+    """The JSON Web Key Set that verifies tokens from GET /session/token (not enveloped)."""
+    return JSONResponse(services.keys.jwks(), headers={"Cache-Control": "public, max-age=60"})
+
+
 @router.get("/health", summary="Health and projection lag")
 def health(services: ServicesDep) -> JSONResponse:
     """200 with each projection's position and lag, and the worker's last error if any."""

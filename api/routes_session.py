@@ -6,11 +6,13 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel
 
 from api.deps import OptionalCaller, RequiredCaller, ServicesDep
-from api.envelope import Envelope, ErrorEnvelope
+from api.envelope import Envelope, ErrorEnvelope, success
 from api.rendering import render
 from application.read_model import SessionDocument
+from domain.errors import TemplateNotFound
 
 router = APIRouter(prefix="/session", tags=["Sessions"])
 
@@ -30,6 +32,34 @@ def get_session(request: Request, services: ServicesDep, caller: OptionalCaller)
         started = services.sessions.start_session()
         return render(services, started.document, started.new_token)
     return render(services, services.sessions.get_session(caller.session_id))
+
+
+class TokenData(BaseModel):
+    """A signed session token and when it expires (epoch milliseconds)."""
+
+    token: str
+    expires: int
+
+
+@router.get(
+    "/token",
+    responses={
+        200: {"model": Envelope[TokenData], "description": "A token for the active sign-in"},
+        400: _ERRORS[400],
+        401: _ERRORS[401],
+        404: {"model": ErrorEnvelope, "description": "No such template (TEMPLATE_NOT_FOUND)"},
+    },
+    summary="Get JWT token",
+)
+def session_token(
+    services: ServicesDep, caller: RequiredCaller, template: str = "default"
+) -> JSONResponse:
+    """A short-lived ES256 JWT for the active sign-in; verify it with /.well-known/jwks.json."""
+    if template != "default":
+        raise TemplateNotFound
+    token, expires = services.sessions.session_token(caller.session_id)
+    info = services.sessions.session_info(caller.session_id)
+    return success(TokenData(token=token, expires=expires), info)
 
 
 @router.post("/switch-sign-in", responses={200: _OK, **_ERRORS}, summary="Switch active sign-in")

@@ -125,3 +125,10 @@ class SessionReadModel(Protocol):
 
     def session_state(self, session_id: int) -> Session | None:
         """The projected session, or None if the read model has not seen it."""
+
+
+class TokenSigner(Protocol):
+    """Signs session tokens (JWTs) with the service's current key."""
+
+    def sign(self, claims: dict[str, object]) -> str:
+        """A compact signed token of ``claims``."""

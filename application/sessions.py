@@ -34,7 +34,9 @@ from application.ports import (
     Directory,
     IdGenerator,
     PasswordVerifier,
+    Role,
     SessionReadModel,
+    TokenSigner,
 )
 from application.read_model import SessionDocument, SessionInfo, rfc3339, session_document
 from application.transcodings import DataclassAsDict
@@ -65,6 +67,8 @@ class SessionPolicy:
     sign_in_lifetime: timedelta = timedelta(days=30)
     attempt_lifetime: timedelta = timedelta(minutes=30)
     command_retries: int = 20
+    token_lifetime: timedelta = timedelta(seconds=60)
+    token_issuer: str = "session-ledger"  # noqa: S105 - the JWT "iss" claim, not a secret
 
 
 @dataclass(frozen=True)
@@ -98,9 +102,11 @@ class SessionsApp(Application[UUID]):
         passwords: PasswordVerifier,
         policy: SessionPolicy,
         read_model: SessionReadModel,
+        signer: TokenSigner,
         factory: InfrastructureFactory[Any] | None = None,
     ) -> None:
         self.read_model = read_model
+        self.signer = signer
         self._given_factory = factory
         self.clock = clock
         self.ids = ids
@@ -183,6 +189,38 @@ class SessionsApp(Application[UUID]):
         if state is None or any(not s.is_live(now) for s in state.sign_ins):
             return self._run(session_id, lambda session, now: ([], None)).document
         return session_document(state, self.directory, now)
+
+    def session_token(self, session_id: int) -> tuple[str, int]:
+        """A short-lived signed token for the active sign-in, and its expiry in epoch ms."""
+        now = self.clock.now()
+        state = self._projected(session_id) or self._load(session_id)
+        sign_in = state.active_sign_in(now)
+        organizations = self.directory.organization_memberships(
+            [sign_in.organization_membership_id] if sign_in.organization_membership_id else []
+        )
+        organization = organizations.get(sign_in.organization_membership_id or 0)
+        workspaces = self.directory.workspace_memberships(
+            [sign_in.workspace_membership_id] if sign_in.workspace_membership_id else []
+        )
+        workspace = workspaces.get(sign_in.workspace_membership_id or 0)
+        issued = int(now.timestamp())
+        expires = issued + int(self.policy.token_lifetime.total_seconds())
+        claims: dict[str, object] = {
+            "iss": self.policy.token_issuer,
+            "sub": str(sign_in.user_id),
+            "sid": str(session_id),
+            "sign_in_id": str(sign_in.id),
+            "iat": issued,
+            "nbf": issued,
+            "exp": expires,
+            "organization": str(organization.organization_id) if organization else None,
+            "workspace": str(workspace.workspace_id) if workspace else None,
+            "permissions": {
+                "organization": _permissions(organization.roles if organization else ()),
+                "workspace": _permissions(workspace.roles if workspace else ()),
+            },
+        }
+        return self.signer.sign(claims), expires * 1000
 
     def session_info(self, session_id: int) -> SessionInfo:
         """The short form of a session, for envelopes; records nothing."""
@@ -420,3 +458,8 @@ class SessionsApp(Application[UUID]):
             # Whoever won the race has seen (or will see) the same expiries.
             with contextlib.suppress(IntegrityError):
                 self.save(session)
+
+
+def _permissions(roles: Sequence[Role]) -> list[str]:
+    """The union of the roles' permissions, in first-seen order."""
+    return list(dict.fromkeys(p for role in roles for p in role.permissions))

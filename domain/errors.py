@@ -87,3 +87,10 @@ class ConcurrentModification(SessionLedgerError):
 
     code = "CONCURRENT_MODIFICATION"
     message = "The session was changed concurrently; please retry."
+
+
+class TemplateNotFound(SessionLedgerError):
+    """Raised when a session token is asked for with a template the service does not have."""
+
+    code = "TEMPLATE_NOT_FOUND"
+    message = "No such token template."

@@ -34,6 +34,7 @@ from infrastructure.projections.session_view import (
 from infrastructure.projections.worker import ProjectionWorker
 from infrastructure.secrets import HmacDigester, ServerSecrets
 from infrastructure.settings import Settings
+from infrastructure.signing_keys import SigningKeys
 from infrastructure.sql import SqlDatabase
 
 
@@ -52,6 +53,7 @@ class Services:
     views: SqlDatabase
     projectors: list[Projector]
     worker: ProjectionWorker
+    keys: SigningKeys
 
     def projector(self, name: str) -> Projector:
         """The projector called ``name`` (KeyError if there is none)."""
@@ -92,11 +94,14 @@ def build_services(
         secrets.create_table()
         directory = SqlDirectory(sql, passwords)
         directory.create_tables()
+        the_clock = clock or SystemClock()
+        keys = SigningKeys(sql, the_clock, timedelta(seconds=settings.token_lifetime_seconds))
+        keys.create_table()
         views = _views_database(settings, sql)
         read_model = _LateReadModel()
         sessions = SessionsApp(
             env,
-            clock=clock or SystemClock(),
+            clock=the_clock,
             ids=SnowflakeGenerator(),
             directory=directory,
             digester=HmacDigester(secrets.get_or_create("digest-key")),
@@ -106,7 +111,10 @@ def build_services(
                 sign_in_lifetime=timedelta(seconds=settings.sign_in_lifetime_seconds),
                 attempt_lifetime=timedelta(seconds=settings.sign_in_attempt_lifetime_seconds),
                 command_retries=settings.command_retries,
+                token_lifetime=timedelta(seconds=settings.token_lifetime_seconds),
+                token_issuer=settings.token_issuer,
             ),
+            signer=keys,
             read_model=read_model,
             factory=factory,
         )
@@ -131,6 +139,7 @@ def build_services(
         views=views,
         projectors=projectors,
         worker=ProjectionWorker(sessions, projectors),
+        keys=keys,
     )
 
 

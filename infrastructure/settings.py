@@ -28,6 +28,8 @@ class Settings(BaseSettings):
     sign_in_lifetime_seconds: int = Field(default=30 * 24 * 3600, ge=60)
     sign_in_attempt_lifetime_seconds: int = Field(default=30 * 60, ge=60)
     cookie_secure: bool = True
+    token_lifetime_seconds: int = Field(default=60, ge=10, le=3600)
+    token_issuer: str = Field(default="session-ledger", min_length=1)
     postgres_pool_size: int = Field(default=10, ge=1)
     postgres_lock_timeout_ms: int = Field(default=10_000, ge=0)
     aggregate_cache_size: int = Field(default=10_000, ge=0)

@@ -104,7 +104,9 @@ class SessionView(Projection):
         stored.update(loaded)
         for event in events:
             key = event.originator_id.int
-            sessions[key] = event.mutate(sessions.get(key))
+            mutated = event.mutate(sessions.get(key))
+            assert isinstance(mutated, Session)
+            sessions[key] = mutated
         dirty.update(touched)
         if not memo.get("defer") or len(sessions) > MEMO_LIMIT:
             self.flush(cursor, db, generation, memo)
