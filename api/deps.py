@@ -17,6 +17,7 @@ COOKIE_NAME = "session_id"
 
 cookie_scheme = APIKeyCookie(
     name=COOKIE_NAME,
+    scheme_name="cookieAuth",  # the name Wacht's specification uses
     auto_error=False,
     description="Opaque session token (not the session's id), set by the service.",
 )

@@ -1,0 +1,101 @@
+"""POST /session/switch-sign-in: which account is active, and nothing else."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+from tests.e2e.harness import Browser, Json, Stack, sign_in_of
+from tests.e2e.wire import assert_wire_formats, ok, session_cookie
+from tests.helpers import ACME, ACME_DATA, ALICE, BOB, CAROL
+
+
+def memberships(sign_in: Json) -> tuple[Any, ...]:
+    """The organization and workspace a sign-in works in, in full."""
+    return (
+        sign_in["active_organization_membership_id"],
+        sign_in["active_workspace_membership_id"],
+        sign_in["active_organization_membership"],
+        sign_in["active_workspace_membership"],
+    )
+
+
+def test_switching_makes_that_sign_in_the_active_one(browser: Browser) -> None:
+    # Given Alice and then Bob signed in, so Bob is active
+    alice = browser.signed_in(ALICE)
+    bob = browser.signed_in(BOB)
+    assert browser.session()["active_signin_id"] == bob["id"]
+    token = browser.token
+
+    # When the browser switches to Alice
+    response = browser.switch_sign_in(alice["id"])
+
+    # Then the response is the session after the switch, with Alice active and Bob still live
+    data = ok(response)
+    assert data["active_signin_id"] == alice["id"]
+    assert data["active_signin"] == sign_in_of(data, ALICE)
+    assert data["active_signin"]["user_id"] == ALICE[2]
+    assert {s["id"] for s in data["signins"]} == {alice["id"], bob["id"]}
+    assert assert_wire_formats(data) > 10
+    # and the set of accounts did not change, so neither does the cookie
+    assert session_cookie(response) is None
+    assert browser.token == token
+    assert browser.session() == data
+
+
+def test_switching_to_the_active_sign_in_succeeds_and_records_nothing(stack: Stack) -> None:
+    # Given Alice signed in and active, and some time passing
+    browser = stack.browser
+    alice = browser.signed_in(ALICE)
+    before = browser.session()
+    events = stack.events_recorded()
+    stack.clock.advance(timedelta(minutes=5))
+
+    # When the browser switches to Alice again
+    response = browser.switch_sign_in(alice["id"])
+
+    # Then it succeeds with the session as it was, and no event was recorded
+    assert ok(response) == before
+    assert stack.events_recorded() == events
+    assert browser.session()["updated_at"] == before["updated_at"]
+
+
+def test_switching_records_the_switch(stack: Stack) -> None:
+    # Given Alice then Bob signed in, and some time passing
+    browser = stack.browser
+    alice = browser.signed_in(ALICE)
+    browser.signed_in(BOB)
+    before = browser.session()
+    events = stack.events_recorded()
+    stack.clock.advance(timedelta(minutes=5))
+
+    # When the browser switches to Alice
+    after = ok(browser.switch_sign_in(alice["id"]))
+
+    # Then one more event is stored and the session was updated
+    assert stack.events_recorded() == events + 1
+    assert after["updated_at"] > before["updated_at"]
+    assert after["created_at"] == before["created_at"]
+
+
+def test_switching_never_changes_any_accounts_organization_or_workspace(browser: Browser) -> None:
+    # Given Alice working in Acme Data, Bob in Acme without a workspace, Carol in nothing
+    alice = browser.signed_in(ALICE)["id"]
+    ok(browser.switch_workspace(ACME_DATA))
+    bob = browser.signed_in(BOB)["id"]
+    ok(browser.switch_organization(ACME))
+    carol = browser.signed_in(CAROL)["id"]
+    before = browser.session()
+    chosen = {s["id"]: memberships(s) for s in before["signins"]}
+    assert chosen[alice][3]["workspace_id"] == ACME_DATA
+    assert chosen[bob][2]["organization_id"] == ACME
+    assert chosen[bob][3] is None
+    assert chosen[carol] == (None, None, None, None)
+
+    # When the browser switches between them, back and forth
+    for target in [alice, bob, carol, alice, carol, bob]:
+        data = ok(browser.switch_sign_in(target))
+
+        # Then each account comes back with the ones it had, active or not
+        assert {s["id"]: memberships(s) for s in data["signins"]} == chosen
+        assert memberships(data["active_signin"]) == chosen[target]
