@@ -8,6 +8,7 @@ from typing import Annotated
 from fastapi import Depends, Request, Response
 from fastapi.security import APIKeyCookie
 
+from api.context import check_origin
 from application.sessions import SessionsApp
 from domain.errors import Unauthorized
 from infrastructure.container import Services
@@ -50,6 +51,7 @@ def require_caller(
     token: Annotated[str | None, Depends(cookie_scheme)],
 ) -> Caller:
     """The caller's session; 401 UNAUTHORIZED, one body for every cookie problem."""
+    check_origin(request)
     session_id = services.sessions.resolve_token(token)
     _bind(request, services.sessions, session_id)
     return Caller(session_id, token or "")

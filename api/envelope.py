@@ -18,6 +18,8 @@ from api.deps import set_session_cookie
 from application.read_model import SessionInfo
 from domain.errors import (
     ConcurrentModification,
+    ForbiddenOrigin,
+    RateLimited,
     SessionLedgerError,
     TemplateNotFound,
     Unauthorized,
@@ -96,6 +98,10 @@ def status_of(error: SessionLedgerError) -> int:
         return 409
     if isinstance(error, TemplateNotFound):
         return 404
+    if isinstance(error, ForbiddenOrigin):
+        return 403
+    if isinstance(error, RateLimited):
+        return 429
     return 400
 
 
@@ -109,12 +115,15 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(SessionLedgerError)
     def _domain(request: Request, error: SessionLedgerError) -> JSONResponse:
-        session = None if isinstance(error, Unauthorized) else _session_info(request)
+        hidden = isinstance(error, Unauthorized | ForbiddenOrigin)
+        session = None if hidden else _session_info(request)
         response = failure(status_of(error), error.code, error.message, session)
         # A session started for this request is the caller's only if its cookie goes out too.
         new_token = getattr(request.state, "new_token", None)
         if session is not None and new_token:
             set_session_cookie(response, request.app.state.services.settings, new_token)
+        if isinstance(error, RateLimited):
+            response.headers["Retry-After"] = str(error.retry_after)
         return response
 
     @app.exception_handler(RequestValidationError)

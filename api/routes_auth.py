@@ -1,22 +1,25 @@
-"""The /auth sign-in routes of the contract."""
+"""The /auth routes of the contract: sign-in (password or emailed code), codes, sign-up."""
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Form, Request
+from fastapi import APIRouter, Form, Query, Request
 from fastapi.responses import JSONResponse
 
-from api.deps import OptionalCaller, ServicesDep, bind_session
+from api.context import ContextDep
+from api.deps import Caller, OptionalCaller, RequiredCaller, ServicesDep, bind_session
 from api.envelope import Envelope, ErrorEnvelope
 from api.rendering import render
 from application.read_model import SessionDocument
 from domain.errors import InvalidRequest, UnsupportedStrategy
 from domain.values import SignInMethod
+from infrastructure.container import Services
 
 router = APIRouter(prefix="/auth", tags=["Auth"])
 
 Field = Annotated[str | None, Form()]
+AttemptId = Annotated[str | None, Query(description="The attempt's id (decimal)")]
 MAX_FIELD = 1024
 
 
@@ -28,41 +31,133 @@ def _required(name: str, value: str | None) -> str:
     return value
 
 
+def _responses(codes: str) -> dict[int | str, dict[str, Any]]:
+    return {
+        200: {"model": Envelope[SessionDocument], "description": "The session"},
+        400: {"model": ErrorEnvelope, "description": codes},
+        403: {"model": ErrorEnvelope, "description": "Cross-site request (FORBIDDEN_ORIGIN)"},
+        429: {"model": ErrorEnvelope, "description": "Too many requests (RATE_LIMITED)"},
+    }
+
+
+def _session(request: Request, services: Services, caller: Caller | None) -> tuple[int, str, bool]:
+    """The caller's session, or a new one whose cookie goes out whatever happens next."""
+    if caller is not None:
+        return caller.session_id, caller.token, False
+    started = services.sessions.start_session()
+    session_id, token = int(started.document.id), started.new_token or ""
+    bind_session(request, services.sessions, session_id, token)
+    return session_id, token, True
+
+
 @router.post(
     "/signin",
     summary="Sign in",
-    responses={
-        200: {"model": Envelope[SessionDocument], "description": "Signed in; the session"},
-        400: {
-            "model": ErrorEnvelope,
-            "description": "INVALID_CREDENTIALS, USER_ALREADY_SIGNED_IN…",
-        },
-    },
+    responses=_responses(
+        "INVALID_CREDENTIALS, USER_ALREADY_SIGNED_IN, MAX_SIGN_INS_REACHED, "
+        "UNSUPPORTED_STRATEGY, INVALID_REQUEST"
+    ),
 )
 def sign_in(
     request: Request,
     services: ServicesDep,
     caller: OptionalCaller,
+    context: ContextDep,
     email: Field = None,
     password: Field = None,
     strategy: Field = None,
 ) -> JSONResponse:
     """Sign an account in to the caller's session (a new session if the cookie opens none).
 
-    ``strategy=plain_email`` with ``email`` and ``password`` completes at once and makes the
-    new sign-in active; the cookie is replaced.
+    - ``strategy=plain_email`` with ``email`` and ``password`` completes at once: the new
+      sign-in becomes active and the cookie is replaced.
+    - ``strategy=email_otp`` with ``email`` starts an attempt whose ``current_step`` is
+      ``verify_email_otp``; send the code with ``/auth/prepare-verification`` and complete
+      with ``/auth/attempt-verification``. The answer is the same for unknown emails.
     """
-    if strategy != SignInMethod.PLAIN_EMAIL:
+    if strategy not in (SignInMethod.PLAIN_EMAIL, SignInMethod.EMAIL_OTP):
         raise UnsupportedStrategy
     checked_email = _required("email", email)
-    checked_password = _required("password", password)
-    sessions = services.sessions
-    if caller is None:
-        started = sessions.start_session()
-        session_id, token = int(started.document.id), started.new_token
-    else:
-        session_id, token = caller.session_id, caller.token
-    # A session started here must reach the browser even if the sign-in then fails.
-    bind_session(request, sessions, session_id, token if caller is None else None)
-    result = sessions.sign_in_with_password(session_id, checked_email, checked_password, token)
+    if strategy == SignInMethod.PLAIN_EMAIL:
+        checked_password = _required("password", password)
+    session_id, token, started = _session(request, services, caller)
+    if strategy == SignInMethod.EMAIL_OTP:
+        result = services.auth.start_email_code_sign_in(session_id, checked_email, context)
+        return render(services, result.document, token if started else None)
+    signed_in = services.auth.sign_in_with_password(
+        session_id, checked_email, checked_password, token, context
+    )
+    return render(services, signed_in.document, signed_in.new_token)
+
+
+@router.post(
+    "/signup",
+    summary="Sign up",
+    responses=_responses("INVALID_REQUEST, WEAK_PASSWORD, EMAIL_TAKEN"),
+)
+def sign_up(
+    request: Request,
+    services: ServicesDep,
+    caller: OptionalCaller,
+    context: ContextDep,
+    first_name: Field = None,
+    last_name: Field = None,
+    email: Field = None,
+    password: Field = None,
+) -> JSONResponse:
+    """Start creating an account; verify the email with a code to create it and sign it in.
+
+    The answer lists the attempt in ``signup_attempts`` (``current_step`` ``verify_email``);
+    then ``/auth/prepare-verification?attempt_identifier=ID&strategy=email_otp`` and
+    ``/auth/attempt-verification?attempt_identifier=ID`` with ``verification_code``.
+    """
+    fields = {
+        "first_name": first_name,
+        "last_name": last_name,
+        "email": email,
+        "password": password,
+    }
+    session_id, token, started = _session(request, services, caller)
+    result = services.auth.sign_up(session_id, fields, context)
+    return render(services, result.document, token if started else None)
+
+
+@router.post(
+    "/prepare-verification",
+    summary="Send a one-time code",
+    responses=_responses("INVALID_ATTEMPT, UNSUPPORTED_STRATEGY"),
+)
+def prepare_verification(
+    services: ServicesDep,
+    caller: RequiredCaller,
+    context: ContextDep,
+    attempt_identifier: AttemptId = None,
+    strategy: Annotated[str | None, Query()] = None,
+) -> JSONResponse:
+    """Email a new 6-digit code (valid 10 minutes) for an open attempt; older codes stop working."""
+    result = services.auth.prepare_verification(
+        caller.session_id, attempt_identifier, strategy, context
+    )
+    return render(services, result.document)
+
+
+@router.post(
+    "/attempt-verification",
+    summary="Verify a one-time code",
+    responses=_responses("INVALID_CODE, INVALID_ATTEMPT, USER_ALREADY_SIGNED_IN"),
+)
+def attempt_verification(
+    services: ServicesDep,
+    caller: RequiredCaller,
+    context: ContextDep,
+    attempt_identifier: AttemptId = None,
+    verification_code: Field = None,
+) -> JSONResponse:
+    """Complete an attempt with its code: a new active sign-in, and a new cookie.
+
+    A wrong or expired code is 400 INVALID_CODE; the fifth wrong code ends the attempt.
+    """
+    result = services.auth.attempt_verification(
+        caller.session_id, attempt_identifier, verification_code, caller.token, context
+    )
     return render(services, result.document, result.new_token)

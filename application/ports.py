@@ -132,3 +132,67 @@ class TokenSigner(Protocol):
 
     def sign(self, claims: dict[str, object]) -> str:
         """A compact signed token of ``claims``."""
+
+
+@dataclass(frozen=True)
+class RequestContext:
+    """Where a command came from: kept for rate limits and, with its events, for audits."""
+
+    client_address: str = ""
+    user_agent: str = ""
+    request_id: str = ""
+
+
+class RateLimiter(Protocol):
+    """Counts hits per key in fixed windows; raises RateLimited past the limit."""
+
+    def hit(self, key: str, limit: int, window_seconds: int) -> None:
+        """Count one hit for ``key``; RateLimited(retry_after) when over ``limit``."""
+
+
+class Mailer(Protocol):
+    """Sends one-time codes by email (queued; never blocks the request on delivery)."""
+
+    def send_code(self, to: str, code: str, purpose: str, valid_minutes: int) -> None:
+        """Queue an email with ``code`` to ``to``."""
+
+
+class PasswordHasher(Protocol):
+    """Hashes new passwords (argon2id)."""
+
+    def hash(self, password: str) -> str:
+        """A salted hash of ``password``."""
+
+
+@dataclass(frozen=True)
+class PendingSignUp:
+    """A sign-up waiting for its email to be verified; held outside the event log."""
+
+    attempt_id: int
+    user_id: int
+    email: str
+    first_name: str
+    last_name: str
+    password_hash: str
+
+
+class PendingSignUps(Protocol):
+    """Sign-up details (and the password hash) until the email is verified."""
+
+    def put(self, pending: PendingSignUp, expires_at: datetime) -> None:
+        """Keep ``pending`` until ``expires_at``."""
+
+    def get(self, attempt_id: int) -> PendingSignUp | None:
+        """The pending sign-up of that attempt, if any."""
+
+    def delete(self, attempt_id: int) -> None:
+        """Forget it (after completion)."""
+
+
+class AccountCreator(Protocol):
+    """Creates users in the directory."""
+
+    def create_user(
+        self, user_id: int, email: str, first_name: str, last_name: str, password_hash: str | None
+    ) -> UserProfile:
+        """Create the user; DuplicateEmail if the email is taken."""

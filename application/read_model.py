@@ -19,7 +19,7 @@ from application.ports import (
     WorkspaceMembershipView,
 )
 from domain.session import Session
-from domain.values import SignIn, SignInAttempt
+from domain.values import AttemptKind, SignIn, SignInAttempt
 
 
 def rfc3339(moment: datetime) -> str:
@@ -98,11 +98,15 @@ class SignInAttemptDoc(BaseModel):
 
 
 class SignUpAttemptDoc(BaseModel):
-    """A sign-up attempt of this session (never with a password)."""
+    """A sign-up attempt of this session (never with a password or any profile data)."""
 
     id: str
     created_at: str
     updated_at: str
+    expires_at: str
+    completed: bool
+    current_step: str | None
+    remaining_steps: list[str]
 
 
 class SessionInfo(BaseModel):
@@ -201,6 +205,18 @@ def _attempt_doc(attempt: SignInAttempt) -> SignInAttemptDoc:
     )
 
 
+def _sign_up_doc(attempt: SignInAttempt) -> SignUpAttemptDoc:
+    return SignUpAttemptDoc(
+        id=str(attempt.id),
+        created_at=rfc3339(attempt.created_at),
+        updated_at=rfc3339(attempt.updated_at),
+        expires_at=rfc3339(attempt.expires_at),
+        completed=attempt.completed,
+        current_step=attempt.current_step,
+        remaining_steps=[attempt.current_step] if attempt.current_step else [],
+    )
+
+
 def session_document(session: Session, directory: Directory, now: datetime) -> SessionDocument:
     """Render a session as the contract's Session object, joined with the directory."""
     live = session.live_sign_ins(now)
@@ -211,17 +227,16 @@ def session_document(session: Session, directory: Directory, now: datetime) -> S
         s.workspace_membership_id for s in live if s.workspace_membership_id
     )
     users = directory.user_profiles(s.user_id for s in live)
+    shown = [a for a in session.attempts if not a.failed and a.expires_at > now]
     sign_ins = [_sign_in_doc(s, session.session_id, organizations, workspaces, users) for s in live]
     active = next((d for d in sign_ins if d.id == str(session.active_sign_in_id)), None)
     return SessionDocument(
         id=str(session.session_id),
         created_at=rfc3339(session.created_on),
         updated_at=rfc3339(session.modified_on),
-        signin_attempts=[
-            _attempt_doc(a) for a in session.attempts if not a.failed and a.expires_at > now
-        ],
+        signin_attempts=[_attempt_doc(a) for a in shown if a.kind == AttemptKind.SIGN_IN],
         signins=sign_ins,
-        signup_attempts=[],
+        signup_attempts=[_sign_up_doc(a) for a in shown if a.kind == AttemptKind.SIGN_UP],
         active_signin_id=active.id if active else None,
         active_signin=active,
     )

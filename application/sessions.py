@@ -42,7 +42,6 @@ from application.read_model import SessionDocument, SessionInfo, rfc3339, sessio
 from application.transcodings import DataclassAsDict
 from domain.errors import (
     ConcurrentModification,
-    InvalidCredentials,
     InvalidSignInId,
     NotAMember,
     SessionLedgerError,
@@ -52,7 +51,7 @@ from domain.ids import aggregate_uuid, parse_id
 from domain.session import Session
 from domain.tokens import SessionToken
 from domain.user_context import UserContext, user_context_uuid
-from domain.values import ActiveContext, SignIn, SignInAttempt, SignInMethod
+from domain.values import ActiveContext, SignIn, SignInAttempt
 
 logger = logging.getLogger(__name__)
 
@@ -67,6 +66,8 @@ class SessionPolicy:
     sign_in_lifetime: timedelta = timedelta(days=30)
     attempt_lifetime: timedelta = timedelta(minutes=30)
     command_retries: int = 20
+    idle_timeout: timedelta | None = timedelta(days=7)
+    activity_resolution: timedelta = timedelta(minutes=15)
     token_lifetime: timedelta = timedelta(seconds=60)
     token_issuer: str = "session-ledger"  # noqa: S105 - the JWT "iss" claim, not a secret
 
@@ -152,9 +153,10 @@ class SessionsApp(Application[UUID]):
             raise Unauthorized
         return aggregate.session_id
 
-    def _rotate(
+    def rotate_token(
         self, session: Session, old_token: str | None, now: datetime
     ) -> tuple[str, list[Aggregate]]:
+        """Issue a new cookie token for the session and revoke the one the caller used."""
         token, issued = self._new_token(session.session_id, now)
         changed: list[Aggregate] = [issued]
         if old_token:
@@ -186,9 +188,21 @@ class SessionsApp(Application[UUID]):
         """The session now, from the read model; expiries that are due get recorded first."""
         now = self.clock.now()
         state = self._projected(session_id)
-        if state is None or any(not s.is_live(now) for s in state.sign_ins):
-            return self._run(session_id, lambda session, now: ([], None)).document
+        if state is None or self._needs_writing(state, now):
+            return self.run(session_id, self._note_activity).document
         return session_document(state, self.directory, now)
+
+    def _note_activity(self, session: Session, now: datetime) -> tuple[list[Aggregate], None]:
+        # Reading the session is what "in use" means; commands record their own times.
+        session.note_activity(now, self.policy.activity_resolution)
+        return [], None
+
+    def _needs_writing(self, state: Session, now: datetime) -> bool:
+        """True if expiries are due or the active sign-in's activity should be noted."""
+        if state.due_expiries(now, self.policy.idle_timeout):
+            return True
+        active = next((s for s in state.sign_ins if s.id == state.active_sign_in_id), None)
+        return active is not None and now - active.last_active_at >= self.policy.activity_resolution
 
     def session_token(self, session_id: int) -> tuple[str, int]:
         """A short-lived signed token for the active sign-in, and its expiry in epoch ms."""
@@ -239,7 +253,7 @@ class SessionsApp(Application[UUID]):
             session.switch_sign_in(sign_in_id, now)
             return [], None
 
-        return self._run(session_id, action).document
+        return self.run(session_id, action).document
 
     def sign_out(
         self, session_id: int, raw_sign_in_id: str | None, old_token: str | None
@@ -259,11 +273,11 @@ class SessionsApp(Application[UUID]):
                 session.sign_out(sign_in_id, now)
             if len(session.pending_events) == before:
                 return [], None
-            token, tokens = self._rotate(session, old_token, now)
+            token, tokens = self.rotate_token(session, old_token, now)
             issued.append(token)
             return list(tokens), None
 
-        result = self._run(session_id, action)
+        result = self.run(session_id, action)
         return CommandResult(result.document, issued[0] if issued else None)
 
     def switch_organization(self, session_id: int, raw_organization_id: str) -> SessionDocument:
@@ -285,7 +299,7 @@ class SessionsApp(Application[UUID]):
                 session.activate_organization(membership, now)
             return self._remember_context(session, user_id, now), None
 
-        return self._run(session_id, action).document
+        return self.run(session_id, action).document
 
     def switch_workspace(self, session_id: int, raw_workspace_id: str) -> SessionDocument:
         """Activate the active user's membership of a workspace and its parent; empty clears."""
@@ -306,61 +320,7 @@ class SessionsApp(Application[UUID]):
                 session.activate_workspace(membership, now)
             return self._remember_context(session, user_id, now), None
 
-        return self._run(session_id, action).document
-
-    def sign_in_with_password(
-        self, session_id: int, email: str, password: str, old_token: str | None
-    ) -> CommandResult:
-        """Verify an email and password and, if they match, add an active sign-in."""
-        found = self.directory.find_user_by_email(email)
-        verified = self.passwords.verify(found.password_hash if found else None, password)
-        user_id = found.profile.id if found and verified else None
-        digest = self.digester.digest("sign-in-identifier", email.strip().lower()).hex()
-        issued: list[str] = []
-
-        def action(
-            session: Session, now: datetime
-        ) -> tuple[list[Aggregate], SessionLedgerError | None]:
-            issued.clear()
-            attempt_id = self.ids.next_id()
-            if user_id is None:
-                session.attempt_sign_in(
-                    attempt_id,
-                    SignInMethod.PLAIN_EMAIL,
-                    "verify_password",
-                    now + self.policy.attempt_lifetime,
-                    None,
-                    digest,
-                    now,
-                )
-                session.fail_sign_in_attempt(attempt_id, "invalid_credentials", True, now)
-                return [], InvalidCredentials()
-            session.check_can_sign_in(user_id, self.policy.max_sign_ins, now)
-            context = self._starting_context(user_id)
-            session.attempt_sign_in(
-                attempt_id,
-                SignInMethod.PLAIN_EMAIL,
-                "verify_password",
-                now + self.policy.attempt_lifetime,
-                user_id,
-                digest,
-                now,
-            )
-            session.complete_sign_in(
-                attempt_id,
-                self.ids.next_id(),
-                user_id,
-                now + self.policy.sign_in_lifetime,
-                context,
-                self.policy.max_sign_ins,
-                now,
-            )
-            token, tokens = self._rotate(session, old_token, now)
-            issued.append(token)
-            return tokens, None
-
-        result = self._run(session_id, action)
-        return CommandResult(result.document, issued[0] if issued else None)
+        return self.run(session_id, action).document
 
     # Helpers ----------------------------------------------------------------------------
 
@@ -371,7 +331,7 @@ class SessionsApp(Application[UUID]):
             return None
         return context if isinstance(context, UserContext) else None
 
-    def _starting_context(self, user_id: int) -> ActiveContext:
+    def starting_context(self, user_id: int) -> ActiveContext:
         """The context a new sign-in of ``user_id`` starts with, if the directory still has it."""
         remembered = self._user_context(user_id)
         if remembered is None:
@@ -431,12 +391,37 @@ class SessionsApp(Application[UUID]):
             state = session
         return session_document(state, self.directory, now)
 
-    def _run(self, session_id: int, action: Action) -> CommandResult:
-        """Load, expire what is due, act, save; on a concurrent write, reload and retry."""
+    def add_sign_in(
+        self,
+        session: Session,
+        attempt_id: int,
+        user_id: int,
+        old_token: str | None,
+        now: datetime,
+    ) -> tuple[str, list[Aggregate]]:
+        """Complete an attempt for ``user_id``: a new active sign-in and a new cookie token."""
+        session.check_can_sign_in(user_id, self.policy.max_sign_ins, now)
+        session.complete_sign_in(
+            attempt_id,
+            self.ids.next_id(),
+            user_id,
+            now + self.policy.sign_in_lifetime,
+            self.starting_context(user_id),
+            self.policy.max_sign_ins,
+            now,
+        )
+        return self.rotate_token(session, old_token, now)
+
+    def run(self, session_id: int, action: Action) -> CommandResult:
+        """Load, expire what is due, act, save; on a concurrent write, reload and retry.
+
+        ``action`` returns the other aggregates to save with the session and, optionally,
+        an error to raise once they are saved.
+        """
         for attempt in range(self.policy.command_retries):
             session = self._load(session_id)
             now = self.clock.now()
-            session.expire_sign_ins(now)
+            session.expire_sign_ins(now, self.policy.idle_timeout)
             try:
                 others, error = action(session, now)
             except SessionLedgerError:

@@ -94,3 +94,49 @@ class TemplateNotFound(SessionLedgerError):
 
     code = "TEMPLATE_NOT_FOUND"
     message = "No such token template."
+
+
+class InvalidCode(SessionLedgerError):
+    """Raised when a one-time code is wrong, expired, replaced, or was never sent."""
+
+    code = "INVALID_CODE"
+    message = "The verification code is not valid."
+
+
+class InvalidAttempt(SessionLedgerError):
+    """Raised when an attempt id does not name an open attempt of the caller's session."""
+
+    code = "INVALID_ATTEMPT"
+    message = "The attempt is not valid for this session."
+
+
+class EmailTaken(SessionLedgerError):
+    """Raised when a sign-up uses the email of an existing account."""
+
+    code = "EMAIL_TAKEN"
+    message = "An account with this email already exists."
+
+
+class WeakPassword(SessionLedgerError):
+    """Raised when a sign-up's password is too short."""
+
+    code = "WEAK_PASSWORD"
+    message = "The password must be at least 8 characters long."
+
+
+class RateLimited(SessionLedgerError):
+    """Raised when a caller exceeded a rate limit; ``retry_after`` is in seconds."""
+
+    code = "RATE_LIMITED"
+    message = "Too many requests; try again later."
+
+    def __init__(self, retry_after: int) -> None:
+        super().__init__()
+        self.retry_after = retry_after
+
+
+class ForbiddenOrigin(SessionLedgerError):
+    """Raised when a cookie-authenticated POST comes from another site."""
+
+    code = "FORBIDDEN_ORIGIN"
+    message = "Cross-site requests are not allowed."

@@ -7,12 +7,15 @@ Times come in from the caller (an injected clock), never from the system clock h
 
 from __future__ import annotations
 
+import hmac
 from datetime import datetime, timedelta
 from uuid import UUID
 
 from eventsourcing.domain import Aggregate, event
 
 from domain.errors import (
+    InvalidAttempt,
+    InvalidCode,
     InvalidSignInId,
     MaxSignInsReached,
     NoActiveSignIn,
@@ -22,15 +25,20 @@ from domain.errors import (
 from domain.ids import aggregate_uuid
 from domain.values import (
     ActiveContext,
+    AttemptKind,
     EndReason,
     OrganizationMembershipFact,
     SignIn,
     SignInAttempt,
+    SignInMethod,
+    SignInStep,
     WorkspaceMembershipFact,
 )
 
 # Attempts that ended this long ago are pruned from the state (their events remain).
 ATTEMPT_RETENTION = timedelta(days=1)
+# Wrong or stale codes an attempt survives; the fifth ends it.
+MAX_CODE_FAILURES = 5
 
 _T = "session-ledger:Session"
 
@@ -98,10 +106,30 @@ class Session(Aggregate):
 
     # Commands ---------------------------------------------------------------------------
 
-    def expire_sign_ins(self, now: datetime) -> None:
-        """Record the expiry of every sign-in whose lifetime has run out by ``now``."""
-        for sign_in in [s for s in self.sign_ins if not s.is_live(now)]:
-            self._expire(sign_in_id=sign_in.id, expired_at=sign_in.expires_at, timestamp=now)
+    def due_expiries(
+        self, now: datetime, idle_timeout: timedelta | None = None
+    ) -> list[tuple[int, datetime]]:
+        """(sign-in id, when it expired) of each sign-in past its lifetime or idle too long."""
+        due = []
+        for sign_in in self.sign_ins:
+            idle_until = sign_in.last_active_at + idle_timeout if idle_timeout else None
+            ended = min(sign_in.expires_at, idle_until) if idle_until else sign_in.expires_at
+            if ended <= now:
+                due.append((sign_in.id, ended))
+        return due
+
+    def expire_sign_ins(self, now: datetime, idle_timeout: timedelta | None = None) -> None:
+        """Record the expiry of every sign-in past its lifetime, or idle for ``idle_timeout``."""
+        for sign_in_id, ended in self.due_expiries(now, idle_timeout):
+            self._expire(sign_in_id=sign_in_id, expired_at=ended, timestamp=now)
+
+    def note_activity(self, now: datetime, resolution: timedelta) -> None:
+        """Record that the active sign-in is in use, at most once per ``resolution``."""
+        if self.active_sign_in_id is None:
+            return
+        for sign_in in self.live_sign_ins(now):
+            if sign_in.id == self.active_sign_in_id and now - sign_in.last_active_at >= resolution:
+                self._note_activity(sign_in_id=sign_in.id, timestamp=now)
 
     def attempt_sign_in(
         self,
@@ -129,8 +157,74 @@ class Session(Aggregate):
     ) -> None:
         """Record a failed verification; a terminal failure ends the attempt."""
         if self.attempt(attempt_id) is None:
-            raise InvalidSignInId
+            raise InvalidAttempt
         self._fail_attempt(attempt_id=attempt_id, reason=reason, terminal=terminal, timestamp=now)
+
+    def open_attempt(self, attempt_id: int | None, now: datetime) -> SignInAttempt:
+        """The open attempt with that id, or InvalidAttempt whatever else is wrong."""
+        attempt = self.attempt(attempt_id) if attempt_id is not None else None
+        if attempt is None or not attempt.is_open(now):
+            raise InvalidAttempt
+        return attempt
+
+    def attempt_sign_up(
+        self,
+        attempt_id: int,
+        user_id: int,
+        identifier_digest: str,
+        expires_at: datetime,
+        now: datetime,
+    ) -> None:
+        """Record that someone started to create an account (its details are kept elsewhere)."""
+        self._attempt_sign_up(
+            attempt_id=attempt_id,
+            user_id=user_id,
+            identifier_digest=identifier_digest,
+            expires_at=expires_at,
+            timestamp=now,
+        )
+
+    def prepare_verification(
+        self, attempt_id: int | None, code_digest: str, code_expires_at: datetime, now: datetime
+    ) -> SignInAttempt:
+        """Record that a new one-time code was sent (its keyed hash only); the old one is void."""
+        attempt = self.open_attempt(attempt_id, now)
+        if attempt.current_step not in (SignInStep.VERIFY_EMAIL_OTP, SignInStep.VERIFY_EMAIL):
+            raise InvalidAttempt
+        self._prepare(
+            attempt_id=attempt.id,
+            code_digest=code_digest,
+            code_expires_at=code_expires_at,
+            timestamp=now,
+        )
+        return attempt
+
+    def verify_code(self, attempt_id: int | None, code_digest: str, now: datetime) -> SignInAttempt:
+        """Check a code's keyed hash; a wrong or stale code is recorded, and the fifth ends it.
+
+        Returns the attempt when the code matches; raises InvalidCode (after recording the
+        failure, which the caller must save) when it does not.
+        """
+        attempt = self.open_attempt(attempt_id, now)
+        sent = attempt.code_digest
+        expired = attempt.code_expires_at is None or now >= attempt.code_expires_at
+        if sent is not None and not expired and hmac.compare_digest(sent, code_digest):
+            return attempt
+        self._fail_attempt(
+            attempt_id=attempt.id,
+            reason="code_expired" if sent is not None and expired else "invalid_code",
+            terminal=attempt.failures + 1 >= MAX_CODE_FAILURES,
+            timestamp=now,
+        )
+        raise InvalidCode
+
+    def complete_sign_up(self, attempt_id: int, now: datetime) -> int:
+        """Record that a verified sign-up created its account; return the new user's id."""
+        attempt = self.open_attempt(attempt_id, now)
+        if attempt.kind != AttemptKind.SIGN_UP or attempt.user_id is None:
+            raise InvalidAttempt
+        self._complete_sign_up(attempt_id=attempt.id, user_id=attempt.user_id, timestamp=now)
+        return attempt.user_id
 
     def complete_sign_in(
         self,
@@ -145,7 +239,7 @@ class Session(Aggregate):
         """Add a sign-in for ``user_id`` from a verified attempt and make it active."""
         attempt = self.attempt(attempt_id)
         if attempt is None or attempt.completed or attempt.failed:
-            raise InvalidSignInId
+            raise InvalidAttempt
         self.check_can_sign_in(user_id, max_sign_ins, now)
         if any(s.id == sign_in_id for s in self.sign_ins):
             raise InvalidSignInId("Sign-in id collision; retry.")
@@ -236,8 +330,49 @@ class Session(Aggregate):
                 updated_at=timestamp,
                 expires_at=expires_at,
                 current_step=current_step,
+                user_id=user_id,
             )
         )
+
+    @event("SignUpAttempted", topic=f"{_T}.SignUpAttempted")
+    def _attempt_sign_up(
+        self,
+        attempt_id: int,
+        user_id: int,
+        identifier_digest: str,
+        expires_at: datetime,
+        timestamp: datetime,
+    ) -> None:
+        self.attempts = [a for a in self.attempts if a.expires_at + ATTEMPT_RETENTION > timestamp]
+        self.attempts.append(
+            SignInAttempt(
+                id=attempt_id,
+                method=SignInMethod.EMAIL_OTP,
+                created_at=timestamp,
+                updated_at=timestamp,
+                expires_at=expires_at,
+                current_step=SignInStep.VERIFY_EMAIL,
+                kind=AttemptKind.SIGN_UP,
+                user_id=user_id,
+            )
+        )
+
+    @event("VerificationPrepared", topic=f"{_T}.VerificationPrepared")
+    def _prepare(
+        self, attempt_id: int, code_digest: str, code_expires_at: datetime, timestamp: datetime
+    ) -> None:
+        attempt = self.attempt(attempt_id)
+        assert attempt is not None
+        attempt.code_digest = code_digest
+        attempt.code_expires_at = code_expires_at
+        attempt.updated_at = timestamp
+
+    @event("SignUpCompleted", topic=f"{_T}.SignUpCompleted")
+    def _complete_sign_up(self, attempt_id: int, user_id: int, timestamp: datetime) -> None:
+        attempt = self.attempt(attempt_id)
+        assert attempt is not None
+        attempt.current_step = None
+        attempt.updated_at = timestamp
 
     @event("SignInAttemptFailed", topic=f"{_T}.SignInAttemptFailed")
     def _fail_attempt(
@@ -246,6 +381,7 @@ class Session(Aggregate):
         attempt = self.attempt(attempt_id)
         assert attempt is not None
         attempt.updated_at = timestamp
+        attempt.failures += 1
         attempt.failed = attempt.failed or terminal
 
     @event("SignInCompleted", topic=f"{_T}.SignInCompleted")
@@ -264,6 +400,7 @@ class Session(Aggregate):
         if attempt is not None:
             attempt.completed = True
             attempt.current_step = None
+            attempt.code_digest = None
             attempt.updated_at = timestamp
         self.sign_ins.append(
             SignIn(
@@ -301,6 +438,12 @@ class Session(Aggregate):
                 sign_in.organization_membership_id = organization_membership_id
                 sign_in.workspace_membership_id = workspace_membership_id
                 sign_in.updated_at = timestamp
+                sign_in.last_active_at = timestamp
+
+    @event("SignInActive", topic=f"{_T}.SignInActive")
+    def _note_activity(self, sign_in_id: int, timestamp: datetime) -> None:
+        for sign_in in self.sign_ins:
+            if sign_in.id == sign_in_id:
                 sign_in.last_active_at = timestamp
 
     @event("SignedOut", topic=f"{_T}.SignedOut")

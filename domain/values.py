@@ -15,10 +15,18 @@ class SignInMethod(StrEnum):
 
 
 class SignInStep(StrEnum):
-    """The step a sign-in attempt waits for (values of the contract's CurrentSessionStep)."""
+    """The step an attempt waits for (CurrentSessionStep; SignupAttemptStep for sign-ups)."""
 
     VERIFY_PASSWORD = "verify_password"  # noqa: S105 - a step name, not a password
     VERIFY_EMAIL_OTP = "verify_email_otp"
+    VERIFY_EMAIL = "verify_email"
+
+
+class AttemptKind(StrEnum):
+    """Whether an attempt adds an existing account (sign-in) or creates one (sign-up)."""
+
+    SIGN_IN = "sign_in"
+    SIGN_UP = "sign_up"
 
 
 class EndReason(StrEnum):
@@ -50,7 +58,12 @@ class SignIn:
 
 @dataclass
 class SignInAttempt:
-    """An attempt to add an account to a session, completed or not."""
+    """An attempt to add an account to a session (or to create one), completed or not.
+
+    ``code_digest`` is a keyed hash of the one-time code last sent, never the code.
+    ``user_id`` is the account the attempt is for, when there is one; callers are never
+    told, so an attempt for an unknown email looks like any other.
+    """
 
     id: int
     method: str
@@ -60,6 +73,15 @@ class SignInAttempt:
     current_step: str | None
     completed: bool = False
     failed: bool = False
+    kind: str = AttemptKind.SIGN_IN
+    user_id: int | None = None
+    code_digest: str | None = None
+    code_expires_at: datetime | None = None
+    failures: int = 0
+
+    def is_open(self, now: datetime) -> bool:
+        """Neither completed, failed for good, nor past its lifetime."""
+        return not self.completed and not self.failed and now < self.expires_at
 
 
 @dataclass(frozen=True)

@@ -10,13 +10,16 @@ import psycopg
 from eventsourcing.persistence import InfrastructureFactory, PersistenceError
 from eventsourcing.utils import Environment
 
+from application.authentication import Authenticator, AuthPolicy
 from application.ports import Clock
 from application.sessions import SessionPolicy, SessionsApp
 from domain.session import Session
 from infrastructure.clock import SystemClock
 from infrastructure.directory_store import SqlDirectory
 from infrastructure.ids import SnowflakeGenerator
+from infrastructure.mail import LogTransport, Outbox, SmtpSettings, SmtpTransport
 from infrastructure.passwords import Argon2Passwords
+from infrastructure.pending_sign_ups import SqlPendingSignUps
 from infrastructure.persistence import (
     StoreConfig,
     StoreConfigError,
@@ -32,6 +35,7 @@ from infrastructure.projections.session_view import (
     SessionView,
 )
 from infrastructure.projections.worker import ProjectionWorker
+from infrastructure.rate_limits import SqlRateLimiter
 from infrastructure.secrets import HmacDigester, ServerSecrets
 from infrastructure.settings import Settings
 from infrastructure.signing_keys import SigningKeys
@@ -54,6 +58,8 @@ class Services:
     projectors: list[Projector]
     worker: ProjectionWorker
     keys: SigningKeys
+    auth: Authenticator
+    outbox: Outbox
 
     def projector(self, name: str) -> Projector:
         """The projector called ``name`` (KeyError if there is none)."""
@@ -63,8 +69,9 @@ class Services:
         raise KeyError(name)
 
     def close(self) -> None:
-        """Stop the worker and release connections."""
+        """Stop the worker and the outbox, and release connections."""
         self.worker.stop()
+        self.outbox.close()
         if self.views is not self.sql:
             self.views.close()
         self.sessions.close()
@@ -111,6 +118,12 @@ def build_services(
                 sign_in_lifetime=timedelta(seconds=settings.sign_in_lifetime_seconds),
                 attempt_lifetime=timedelta(seconds=settings.sign_in_attempt_lifetime_seconds),
                 command_retries=settings.command_retries,
+                idle_timeout=(
+                    timedelta(seconds=settings.sign_in_idle_timeout_seconds)
+                    if settings.sign_in_idle_timeout_seconds
+                    else None
+                ),
+                activity_resolution=timedelta(seconds=settings.activity_resolution_seconds),
                 token_lifetime=timedelta(seconds=settings.token_lifetime_seconds),
                 token_issuer=settings.token_issuer,
             ),
@@ -126,6 +139,20 @@ def build_services(
         for projector in projectors:
             projector.ensure()
         read_model.bind(SessionReadModel(views, codec, projectors[0]))
+        limiter = SqlRateLimiter(sql, the_clock, enabled=settings.rate_limits)
+        limiter.create_table()
+        pending = SqlPendingSignUps(sql, the_clock)
+        pending.create_table()
+        outbox = _outbox(settings)
+        auth = Authenticator(
+            sessions,
+            limiter=limiter,
+            mailer=outbox,
+            hasher=passwords,
+            pending=pending,
+            accounts=directory,
+            policy=_auth_policy(settings),
+        )
     except (PersistenceError, OSError, psycopg.Error) as error:
         if factory is not None:
             factory.close()
@@ -140,6 +167,35 @@ def build_services(
         projectors=projectors,
         worker=ProjectionWorker(sessions, projectors),
         keys=keys,
+        auth=auth,
+        outbox=outbox,
+    )
+
+
+def _outbox(settings: Settings) -> Outbox:
+    if not settings.smtp_host:
+        return Outbox(LogTransport(), settings.smtp_from)
+    smtp = SmtpSettings(
+        host=settings.smtp_host,
+        port=settings.smtp_port,
+        username=settings.smtp_username,
+        password=settings.smtp_password.get_secret_value() if settings.smtp_password else None,
+        sender=settings.smtp_from,
+        starttls=settings.smtp_starttls,
+    )
+    return Outbox(SmtpTransport(smtp), settings.smtp_from)
+
+
+def _auth_policy(settings: Settings) -> AuthPolicy:
+    return AuthPolicy(
+        code_lifetime=timedelta(seconds=settings.code_lifetime_seconds),
+        window_seconds=settings.rate_limit_window_seconds,
+        sign_ins_per_address=settings.rate_limit_sign_ins_per_address,
+        sign_ins_per_email=settings.rate_limit_sign_ins_per_email,
+        codes_per_attempt=settings.rate_limit_codes_per_attempt,
+        codes_per_address=settings.rate_limit_codes_per_address,
+        verifications_per_address=settings.rate_limit_verifications_per_address,
+        sign_ups_per_address=settings.rate_limit_sign_ups_per_address,
     )
 
 

@@ -37,6 +37,7 @@ from application.ports import (
     UserProfile,
     WorkspaceMembershipView,
 )
+from domain.errors import EmailTaken
 from domain.values import OrganizationMembershipFact, WorkspaceMembershipFact
 from infrastructure.clock import SystemClock
 from infrastructure.directory_file import DirectoryFile, DirectoryFileError, RoleEntry, UserEntry
@@ -80,7 +81,7 @@ _WORKSPACE_MEMBERSHIPS = (
 )
 
 
-class DuplicateEmail(ValueError):
+class DuplicateEmail(EmailTaken, ValueError):
     """Raised when a new user's email already belongs to a user (compared lowercase)."""
 
 
@@ -174,8 +175,7 @@ class SqlDirectory:
         with self._db.transaction() as cur:
             cur.execute(self._q(insert), params)
             if cur.fetchone() is None:
-                msg = "a user with this email already exists"
-                raise DuplicateEmail(msg)
+                raise DuplicateEmail
         return profile
 
     def find_user_by_email(self, email: str) -> UserCredentials | None:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pydantic import Field, field_validator
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEFAULT_DATABASE_URL = "sqlite:///session-ledger.db"
@@ -26,10 +26,37 @@ class Settings(BaseSettings):
     )
     max_sign_ins: int = Field(default=5, ge=1, le=100)
     sign_in_lifetime_seconds: int = Field(default=30 * 24 * 3600, ge=60)
+    sign_in_idle_timeout_seconds: int = Field(
+        default=7 * 24 * 3600, ge=0, description="0 turns the idle timeout off"
+    )
+    activity_resolution_seconds: int = Field(
+        default=900, ge=1, description="How often reading a session records the sign-in as in use"
+    )
     sign_in_attempt_lifetime_seconds: int = Field(default=30 * 60, ge=60)
     cookie_secure: bool = True
     token_lifetime_seconds: int = Field(default=60, ge=10, le=3600)
     token_issuer: str = Field(default="session-ledger", min_length=1)
+    code_lifetime_seconds: int = Field(default=600, ge=60, le=3600)
+    smtp_host: str | None = None
+    smtp_port: int = Field(default=587, ge=1, le=65535)
+    smtp_username: str | None = None
+    smtp_password: SecretStr | None = None
+    smtp_from: str = "session-ledger@localhost"
+    smtp_starttls: bool = True
+    rate_limits: bool = Field(default=True, description="false turns rate limiting off")
+    rate_limit_window_seconds: int = Field(default=600, ge=1)
+    rate_limit_sign_ins_per_address: int = Field(default=30, ge=1)
+    rate_limit_sign_ins_per_email: int = Field(default=10, ge=1)
+    rate_limit_codes_per_attempt: int = Field(default=5, ge=1)
+    rate_limit_codes_per_address: int = Field(default=20, ge=1)
+    rate_limit_verifications_per_address: int = Field(default=30, ge=1)
+    rate_limit_sign_ups_per_address: int = Field(default=10, ge=1)
+    trusted_proxy_count: int = Field(
+        default=0, ge=0, le=10, description="Proxies in front whose X-Forwarded-For to trust"
+    )
+    allowed_origins: list[str] = Field(
+        default_factory=list, description="Other origins allowed to POST with the cookie"
+    )
     postgres_pool_size: int = Field(default=10, ge=1)
     postgres_lock_timeout_ms: int = Field(default=10_000, ge=0)
     aggregate_cache_size: int = Field(default=10_000, ge=0)

@@ -23,9 +23,9 @@ def test_every_documented_view_exists_and_every_example_runs(durable_database_ur
         sessions = services.sessions
         started = sessions.start_session()
         session_id = int(started.document.id)
-        first = sessions.sign_in_with_password(session_id, *ALICE[:2], started.new_token)
+        first = services.auth.sign_in_with_password(session_id, *ALICE[:2], started.new_token)
         sessions.switch_organization(session_id, ACME)
-        second = sessions.sign_in_with_password(session_id, *BOB[:2], first.new_token)
+        second = services.auth.sign_in_with_password(session_id, *BOB[:2], first.new_token)
         alice = next(s.id for s in second.document.signins if s.user_id == ALICE[2])
         sessions.switch_sign_in(session_id, alice)
         services.worker.catch_up()

@@ -1,0 +1,85 @@
+"""Where a request comes from: client address (proxy-aware), user agent, request id, origin."""
+
+from __future__ import annotations
+
+import re
+import uuid
+from typing import Annotated
+from urllib.parse import urlsplit
+
+from fastapi import Depends, Request
+
+from application.ports import RequestContext
+from domain.errors import ForbiddenOrigin
+from infrastructure.settings import Settings
+
+_REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{8,128}")
+
+
+def request_id(request: Request) -> str:
+    """The request's id: the caller's ``X-Request-Id`` if sane, else a new one; memoised."""
+    existing = getattr(request.state, "request_id", None)
+    if isinstance(existing, str):
+        return existing
+    offered = request.headers.get("x-request-id", "")
+    value = offered if _REQUEST_ID.fullmatch(offered) else uuid.uuid4().hex
+    request.state.request_id = value
+    return value
+
+
+def client_address(request: Request, settings: Settings) -> str:
+    """The client's address; from X-Forwarded-For only through ``trusted_proxy_count`` proxies.
+
+    Each trusted proxy appends the address it saw, so the client is the entry that many
+    places from the end; anything further left was written by the client and is not trusted.
+    """
+    peer = request.client.host if request.client else ""
+    hops = settings.trusted_proxy_count
+    if hops == 0:
+        return peer
+    forwarded = [
+        a.strip() for a in request.headers.get("x-forwarded-for", "").split(",") if a.strip()
+    ]
+    return forwarded[-hops] if len(forwarded) >= hops else (forwarded[0] if forwarded else peer)
+
+
+def _settings(request: Request) -> Settings:
+    settings: Settings = request.app.state.services.settings
+    return settings
+
+
+def request_context(request: Request) -> RequestContext:
+    """The context recorded with a command."""
+    settings = _settings(request)
+    return RequestContext(
+        client_address=client_address(request, settings),
+        user_agent=request.headers.get("user-agent", "")[:512],
+        request_id=request_id(request),
+    )
+
+
+ContextDep = Annotated[RequestContext, Depends(request_context)]
+
+
+def check_origin(request: Request) -> None:
+    """Refuse a cookie-carrying POST that a page on another site sent (CSRF defence).
+
+    ``Origin`` must be this service's own host or an allowed origin; without ``Origin``,
+    ``Sec-Fetch-Site: cross-site`` is refused. Requests without the cookie are not
+    cookie-authenticated and pass (they start sessions of their own).
+    """
+    if request.method != "POST" or "session_id" not in request.cookies:
+        return
+    settings = _settings(request)
+    origin = request.headers.get("origin")
+    if origin is not None:
+        if origin in settings.allowed_origins:
+            return
+        host = request.headers.get("host", "")
+        if settings.trusted_proxy_count:
+            host = request.headers.get("x-forwarded-host", host).split(",")[-1].strip()
+        if origin == "null" or urlsplit(origin).netloc.lower() != host.lower():
+            raise ForbiddenOrigin
+        return
+    if request.headers.get("sec-fetch-site", "").lower() == "cross-site":
+        raise ForbiddenOrigin
