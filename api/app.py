@@ -5,9 +5,12 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from fastapi import FastAPI
+from typing import Any
+
+from fastapi import FastAPI, Request
 
 from api import routes_auth, routes_ops, routes_session
+from api.context import request_id
 from api.envelope import install_error_handlers
 from infrastructure.container import Services, build_services
 from infrastructure.settings import Settings
@@ -53,6 +56,14 @@ def create_app(
         lifespan=lifespan,
     )
     install_error_handlers(app)
+
+    @app.middleware("http")
+    async def _request_id(request: Request, call_next: Any) -> Any:
+        # Every answer names its request, so a user's report can be matched to the audit log.
+        response = await call_next(request)
+        response.headers["X-Request-Id"] = request_id(request)
+        return response
+
     app.include_router(routes_session.router)
     app.include_router(routes_auth.router)
     app.include_router(routes_ops.router)

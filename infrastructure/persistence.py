@@ -85,7 +85,7 @@ def _postgres_config(url: str, settings: Settings) -> StoreConfig:
         "POSTGRES_POOL_SIZE": str(settings.postgres_pool_size),
         "POSTGRES_MAX_OVERFLOW": str(settings.postgres_pool_size),
         "POSTGRES_CONNECT_TIMEOUT": "5",
-        "POSTGRES_LOCK_TIMEOUT": str(settings.postgres_lock_timeout_ms),
+        "POSTGRES_LOCK_TIMEOUT": str(settings.postgres_lock_timeout_seconds),
         "POSTGRES_IDLE_IN_TRANSACTION_SESSION_TIMEOUT": "30",
     }
     where = f"{host}:{port}/{dbname}" + (f" (schema {schema})" if schema else "")

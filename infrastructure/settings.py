@@ -58,7 +58,7 @@ class Settings(BaseSettings):
         default_factory=list, description="Other origins allowed to POST with the cookie"
     )
     postgres_pool_size: int = Field(default=10, ge=1)
-    postgres_lock_timeout_ms: int = Field(default=10_000, ge=0)
+    postgres_lock_timeout_seconds: int = Field(default=10, ge=0)
     aggregate_cache_size: int = Field(default=10_000, ge=0)
     command_retries: int = Field(default=20, ge=1)
 
