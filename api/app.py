@@ -4,14 +4,14 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-
 from typing import Any
 
 from fastapi import FastAPI, Request
 
-from api import routes_auth, routes_ops, routes_session
-from api.context import request_id
+from api import routes_admin, routes_auth, routes_ops, routes_session
+from api.context import audit_context, request_id
 from api.envelope import install_error_handlers
+from application.request_context import current_request
 from infrastructure.container import Services, build_services
 from infrastructure.settings import Settings
 
@@ -58,13 +58,23 @@ def create_app(
     install_error_handlers(app)
 
     @app.middleware("http")
-    async def _request_id(request: Request, call_next: Any) -> Any:
-        # Every answer names its request, so a user's report can be matched to the audit log.
-        response = await call_next(request)
+    async def _request_context(request: Request, call_next: Any) -> Any:
+        # Commands record where they came from; every answer names its request, so a
+        # user's report can be matched to the audit trail.
+        ready = hasattr(request.app.state, "services")  # not when serving the bare schema
+        token = current_request.set(audit_context(request) if ready else None)
+        try:
+            response = await call_next(request)
+        finally:
+            current_request.reset(token)
         response.headers["X-Request-Id"] = request_id(request)
         return response
 
     app.include_router(routes_session.router)
     app.include_router(routes_auth.router)
     app.include_router(routes_ops.router)
+    admin_token = (settings or (services.settings if services else Settings())).admin_token
+    if admin_token is not None:
+        # Without a token the admin routes do not exist at all (404, not 401).
+        app.include_router(routes_admin.router)
     return app

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import ipaddress
 import re
 import uuid
+from collections.abc import Callable
 from typing import Annotated
 from urllib.parse import urlsplit
 
@@ -59,6 +61,35 @@ def request_context(request: Request) -> RequestContext:
 
 
 ContextDep = Annotated[RequestContext, Depends(request_context)]
+
+
+def audit_address(address: str, mode: str, digest: Callable[[str], str]) -> str:
+    """The client address as the audit trail keeps it: whole, truncated, or keyed-hashed.
+
+    Truncation keeps the network (/24 for IPv4, /48 for IPv6), enough for "from where".
+    """
+    if mode == "whole" or not address:
+        return address
+    if mode == "hashed":
+        return "hmac:" + digest(address)[:32]
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return ""
+    prefix = 24 if ip.version == 4 else 48
+    return str(ipaddress.ip_network(f"{ip}/{prefix}", strict=False).network_address)
+
+
+def audit_context(request: Request) -> RequestContext:
+    """The context recorded in the events of this request's commands."""
+    services = request.app.state.services
+    raw = request_context(request)
+    address = audit_address(
+        raw.client_address,
+        services.settings.audit_client_address,
+        lambda value: services.sessions.digester.digest("client-address", value).hex(),
+    )
+    return RequestContext(address, raw.user_agent, raw.request_id)
 
 
 def check_origin(request: Request) -> None:

@@ -102,6 +102,8 @@ def status_of(error: SessionLedgerError) -> int:
         return 403
     if isinstance(error, RateLimited):
         return 429
+    if error.code == "UNKNOWN_SESSION":
+        return 404
     return 400
 
 
@@ -124,6 +126,9 @@ def install_error_handlers(app: FastAPI) -> None:
             set_session_cookie(response, request.app.state.services.settings, new_token)
         if isinstance(error, RateLimited):
             response.headers["Retry-After"] = str(error.retry_after)
+        challenge = getattr(error, "challenge", None)
+        if challenge:
+            response.headers["WWW-Authenticate"] = challenge
         return response
 
     @app.exception_handler(RequestValidationError)

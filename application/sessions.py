@@ -24,6 +24,7 @@ from eventsourcing.persistence import (
     InfrastructureFactory,
     IntegrityError,
     JSONTranscoder,
+    Mapper,
     Recording,
 )
 from eventsourcing.utils import Environment, EnvType
@@ -39,6 +40,7 @@ from application.ports import (
     TokenSigner,
 )
 from application.read_model import SessionDocument, SessionInfo, rfc3339, session_document
+from application.request_context import ContextMapper
 from application.transcodings import DataclassAsDict
 from domain.errors import (
     ConcurrentModification,
@@ -125,6 +127,12 @@ class SessionsApp(Application[UUID]):
     def construct_factory(self, env: Environment) -> InfrastructureFactory[Any]:
         """Use the factory the composition root opened (so our tables share its pool)."""
         return self._given_factory or super().construct_factory(env)
+
+    def construct_mapper(self) -> Mapper[UUID]:
+        """A mapper that records the current request's context inside each event."""
+        return self.factory.mapper(
+            transcoder=self.construct_transcoder(), mapper_class=ContextMapper
+        )
 
     def register_transcodings(self, transcoder: JSONTranscoder) -> None:
         """Also encode the dataclasses that snapshots of sessions hold."""

@@ -140,3 +140,10 @@ class ForbiddenOrigin(SessionLedgerError):
 
     code = "FORBIDDEN_ORIGIN"
     message = "Cross-site requests are not allowed."
+
+
+class AdminUnauthorized(Unauthorized):
+    """Raised when an admin route is called without the admin token."""
+
+    message = "Admin token required."
+    challenge = 'Basic realm="session-ledger admin", charset="UTF-8"'

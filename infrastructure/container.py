@@ -14,6 +14,9 @@ from application.authentication import Authenticator, AuthPolicy
 from application.ports import Clock
 from application.sessions import SessionPolicy, SessionsApp
 from domain.session import Session
+from infrastructure.audit.chain import Chain
+from infrastructure.audit.recorders import Sealing
+from infrastructure.audit.trail import AuditTrail
 from infrastructure.clock import SystemClock
 from infrastructure.directory_store import SqlDirectory
 from infrastructure.ids import SnowflakeGenerator
@@ -60,6 +63,7 @@ class Services:
     keys: SigningKeys
     auth: Authenticator
     outbox: Outbox
+    audit: AuditTrail
 
     def projector(self, name: str) -> Projector:
         """The projector called ``name`` (KeyError if there is none)."""
@@ -131,6 +135,8 @@ def build_services(
             read_model=read_model,
             factory=factory,
         )
+        if isinstance(sessions.recorder, Sealing) and settings.audit_key:
+            sessions.recorder.chain = Chain(settings.audit_key.get_secret_value().encode())
         codec = SessionStateCodec(sessions.mapper)
         projectors = [
             Projector(sessions, views, SessionView(codec)),
@@ -169,6 +175,7 @@ def build_services(
         keys=keys,
         auth=auth,
         outbox=outbox,
+        audit=AuditTrail(sessions, sql, views),
     )
 
 

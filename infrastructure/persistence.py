@@ -61,7 +61,7 @@ def _sqlite_config(url: str) -> StoreConfig:
         "SQLITE_DBNAME": str(path),
         "SQLITE_LOCK_TIMEOUT": "30",
         "APPLICATION_RECORDER_TOPIC": (
-            "infrastructure.sqlite_subscription:SubscribableSQLiteApplicationRecorder"
+            "infrastructure.audit.recorders:SealingSQLiteApplicationRecorder"
         ),
     }
     return StoreConfig("sqlite", env, f"SQLite file {path}")
@@ -87,6 +87,9 @@ def _postgres_config(url: str, settings: Settings) -> StoreConfig:
         "POSTGRES_CONNECT_TIMEOUT": "5",
         "POSTGRES_LOCK_TIMEOUT": str(settings.postgres_lock_timeout_seconds),
         "POSTGRES_IDLE_IN_TRANSACTION_SESSION_TIMEOUT": "30",
+        "APPLICATION_RECORDER_TOPIC": (
+            "infrastructure.audit.recorders:SealingPostgresApplicationRecorder"
+        ),
     }
     where = f"{host}:{port}/{dbname}" + (f" (schema {schema})" if schema else "")
     return StoreConfig("postgres", env, f"PostgreSQL at {where}")

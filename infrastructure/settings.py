@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
@@ -51,6 +53,15 @@ class Settings(BaseSettings):
     rate_limit_codes_per_address: int = Field(default=20, ge=1)
     rate_limit_verifications_per_address: int = Field(default=30, ge=1)
     rate_limit_sign_ups_per_address: int = Field(default=10, ge=1)
+    audit_client_address: Literal["whole", "truncated", "hashed"] = Field(
+        default="truncated", description="How client addresses are kept with events"
+    )
+    audit_key: SecretStr | None = Field(
+        default=None, description="HMAC key for the audit chains (kept outside the store)"
+    )
+    admin_token: SecretStr | None = Field(
+        default=None, description="Bearer token that enables the /admin routes"
+    )
     trusted_proxy_count: int = Field(
         default=0, ge=0, le=10, description="Proxies in front whose X-Forwarded-For to trust"
     )

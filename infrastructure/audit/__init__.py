@@ -1,0 +1,1 @@
+"""Tamper evidence and request context for the event log."""
