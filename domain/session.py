@@ -321,8 +321,7 @@ class Session(Aggregate):
         identifier_digest: str,
         timestamp: datetime,
     ) -> None:
-        self.attempts = [a for a in self.attempts if a.expires_at + ATTEMPT_RETENTION > timestamp]
-        self.attempts.append(
+        self._add_attempt(
             SignInAttempt(
                 id=attempt_id,
                 method=method,
@@ -343,8 +342,7 @@ class Session(Aggregate):
         expires_at: datetime,
         timestamp: datetime,
     ) -> None:
-        self.attempts = [a for a in self.attempts if a.expires_at + ATTEMPT_RETENTION > timestamp]
-        self.attempts.append(
+        self._add_attempt(
             SignInAttempt(
                 id=attempt_id,
                 method=SignInMethod.EMAIL_OTP,
@@ -356,6 +354,12 @@ class Session(Aggregate):
                 user_id=user_id,
             )
         )
+
+    def _add_attempt(self, attempt: SignInAttempt) -> None:
+        # Forget attempts long over (their events remain), so the state stays small.
+        horizon = attempt.created_at
+        self.attempts = [a for a in self.attempts if a.expires_at + ATTEMPT_RETENTION > horizon]
+        self.attempts.append(attempt)
 
     @event("VerificationPrepared", topic=f"{_T}.VerificationPrepared")
     def _prepare(
