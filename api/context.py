@@ -95,7 +95,8 @@ def audit_context(request: Request) -> RequestContext:
 def check_origin(request: Request) -> None:
     """Refuse a cookie-carrying POST that a page on another site sent (CSRF defence).
 
-    ``Origin`` must be this service's own host or an allowed origin; without ``Origin``,
+    ``Origin`` must be this service's own origin (scheme and host; through trusted proxies,
+    ``X-Forwarded-Proto`` and ``X-Forwarded-Host``) or an allowed origin; without ``Origin``,
     ``Sec-Fetch-Site: cross-site`` is refused. Requests without the cookie are not
     cookie-authenticated and pass (they start sessions of their own).
     """
@@ -107,9 +108,13 @@ def check_origin(request: Request) -> None:
         if origin in settings.allowed_origins:
             return
         host = request.headers.get("host", "")
+        scheme = request.url.scheme
         if settings.trusted_proxy_count:
             host = request.headers.get("x-forwarded-host", host).split(",")[-1].strip()
-        if origin == "null" or urlsplit(origin).netloc.lower() != host.lower():
+            scheme = request.headers.get("x-forwarded-proto", scheme).split(",")[-1].strip()
+        parts = urlsplit(origin)
+        same = parts.scheme.lower() == scheme.lower() and parts.netloc.lower() == host.lower()
+        if origin == "null" or not same:
             raise ForbiddenOrigin
         return
     if request.headers.get("sec-fetch-site", "").lower() == "cross-site":

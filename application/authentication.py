@@ -27,6 +27,7 @@ from application.ports import (
 from application.sessions import CommandResult, SessionsApp
 from domain.errors import (
     EmailTaken,
+    InvalidAttempt,
     InvalidCode,
     InvalidCredentials,
     InvalidRequest,
@@ -147,6 +148,8 @@ class Authenticator:
         digest = self._digest(email)
 
         def action(session: Session, now: datetime) -> Outcome:
+            # A full session refuses every email alike, known or not.
+            session.check_room(app.policy.max_sign_ins, now)
             if user_id is not None:
                 session.check_can_sign_in(user_id, app.policy.max_sign_ins, now)
             session.attempt_sign_in(
@@ -168,14 +171,20 @@ class Authenticator:
         if strategy not in (None, "", SignInMethod.EMAIL_OTP):
             raise UnsupportedStrategy
         attempt_id = parse_id(raw_attempt_id)
+        if attempt_id is None:
+            raise InvalidAttempt
         app = self.sessions
         self._limit("code-address", context.client_address, self.policy.codes_per_address)
-        self._limit("code-attempt", str(attempt_id), self.policy.codes_per_attempt)
         code = f"{secrets.randbelow(10**CODE_DIGITS):0{CODE_DIGITS}d}"
         recipient: list[tuple[int, str]] = []
+        counted: list[bool] = []
 
         def action(session: Session, now: datetime) -> Outcome:
             recipient.clear()
+            session.open_attempt(attempt_id, now)
+            if not counted:  # only the owner's session counts against the attempt's limit
+                counted.append(True)
+                self._limit("code-attempt", str(attempt_id), self.policy.codes_per_attempt)
             attempt = session.prepare_verification(
                 attempt_id,
                 self._code_digest(attempt_id, code),

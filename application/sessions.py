@@ -216,6 +216,11 @@ class SessionsApp(Application[UUID]):
         """A short-lived signed token for the active sign-in, and its expiry in epoch ms."""
         now = self.clock.now()
         state = self._projected(session_id) or self._load(session_id)
+        if self._needs_writing(state, now):
+            # Record due expiries (an idle sign-in gets no token) and note the activity:
+            # an app that only asks for tokens is in use.
+            self.run(session_id, self._note_activity)
+            state = self._projected(session_id) or self._load(session_id)
         sign_in = state.active_sign_in(now)
         organizations = self.directory.organization_memberships(
             [sign_in.organization_membership_id] if sign_in.organization_membership_id else []

@@ -98,10 +98,13 @@ class Session(Aggregate):
 
     def check_can_sign_in(self, user_id: int, max_sign_ins: int, now: datetime) -> None:
         """Raise unless ``user_id`` could be added as a new sign-in now."""
-        live = self.live_sign_ins(now)
-        if any(s.user_id == user_id for s in live):
+        if any(s.user_id == user_id for s in self.live_sign_ins(now)):
             raise UserAlreadySignedIn
-        if len(live) >= max_sign_ins:
+        self.check_room(max_sign_ins, now)
+
+    def check_room(self, max_sign_ins: int, now: datetime) -> None:
+        """Raise MaxSignInsReached if the session cannot take another sign-in."""
+        if len(self.live_sign_ins(now)) >= max_sign_ins:
             raise MaxSignInsReached
 
     # Commands ---------------------------------------------------------------------------

@@ -1,0 +1,366 @@
+"""Abuse: rate limits (per address, email, attempt), proxies, cross-site POSTs, request ids."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import timedelta
+from typing import Any
+
+import httpx
+from fastapi.testclient import TestClient
+
+from tests.auth.conftest import BuildStack
+from tests.auth.mailbox import Mailbox
+from tests.auth.support import (
+    UNKNOWN_EMAIL,
+    prepare,
+    sign_up,
+    start_code_sign_in,
+    started_attempt,
+    verify,
+    wrong,
+)
+from tests.e2e.harness import Browser, Stack, User
+from tests.e2e.wire import ok, refused, session_cookie
+from tests.helpers import ACME, ALICE, BOB, CAROL
+
+WINDOW = 600
+EVIL = "https://evil.example"
+NEW_USER = {
+    "first_name": "Erin",
+    "last_name": "Eastwood",
+    "email": "erin@example.com",
+    "password": "erin-passphrase",
+}
+
+
+@contextmanager
+def browser_at(stack: Stack, address: str) -> Iterator[Browser]:
+    """A browser whose connections come from ``address``."""
+    client = TestClient(stack.app, base_url="https://testserver", client=(address, 50000))
+    with client:
+        yield Browser(client)
+
+
+def limited(response: httpx.Response) -> int:
+    """Assert a 429 RATE_LIMITED envelope; its Retry-After in seconds."""
+    assert refused(response, 429) == "RATE_LIMITED"
+    retry_after = response.headers.get("retry-after", "")
+    assert retry_after.isdigit(), response.headers
+    seconds = int(retry_after)
+    assert 1 <= seconds <= WINDOW
+    return seconds
+
+
+def wrong_password(browser: Browser, user: User, **headers: str) -> httpx.Response:
+    """A plain_email sign-in with a wrong password."""
+    form = {"email": user[0], "password": "not-the-password", "strategy": "plain_email"}
+    return browser.send("POST", "/auth/signin", data=form, headers=headers)
+
+
+def test_sign_ins_from_one_address_are_limited(build_stack: BuildStack) -> None:
+    # Given at most three sign-in attempts per address and window
+    stack = build_stack(rate_limit_sign_ins_per_address=3)
+    browser = stack.browser
+
+    # When one address tries three accounts with wrong passwords
+    for user in (ALICE, BOB, CAROL):
+        assert refused(wrong_password(browser, user), 400) == "INVALID_CREDENTIALS"
+    events = stack.events_recorded()
+
+    # Then a fourth attempt, even with the right password or by code, is 429 with Retry-After
+    retry_after = limited(browser.sign_in(ALICE))
+    limited(start_code_sign_in(browser, BOB[0]))
+    assert stack.events_recorded() == events
+    assert browser.session()["signins"] == []
+
+    # And another address is not affected
+    with browser_at(stack, "198.51.100.20") as elsewhere:
+        ok(elsewhere.sign_in(ALICE))
+
+    # When the Retry-After has passed, the first address may try again
+    stack.clock.advance(timedelta(seconds=retry_after))
+    ok(browser.sign_in(ALICE))
+
+
+def test_sign_ins_for_one_email_are_limited(build_stack: BuildStack) -> None:
+    # Given at most three sign-in attempts per email and window
+    stack = build_stack(rate_limit_sign_ins_per_email=3)
+
+    # When Alice's email is tried three times, however it is spelt, from different browsers
+    for email in (ALICE[0], ALICE[0].upper(), f" {ALICE[0]}"):
+        response = wrong_password(stack.open_browser(), (email, "", ""))
+        assert refused(response, 400) == "INVALID_CREDENTIALS"
+
+    # Then the fourth, even with the right password, is 429; Bob's email is not affected
+    limited(stack.open_browser().sign_in(ALICE))
+    limited(start_code_sign_in(stack.open_browser(), ALICE[0]))
+    ok(stack.open_browser().sign_in(BOB))
+
+    # And an email without an account is limited alike (the limit tells nothing)
+    for _ in range(3):
+        ok(start_code_sign_in(stack.open_browser(), UNKNOWN_EMAIL))
+    limited(start_code_sign_in(stack.open_browser(), UNKNOWN_EMAIL))
+
+
+def test_codes_per_attempt_are_limited(build_stack: BuildStack, mailbox: Mailbox) -> None:
+    # Given at most two codes per attempt and window, and Alice's attempt
+    stack = build_stack(rate_limit_codes_per_attempt=2)
+    browser = stack.browser
+    attempt_id = started_attempt(browser, ALICE[0])
+
+    # When a third code is asked for
+    ok(prepare(browser, attempt_id))
+    ok(prepare(browser, attempt_id))
+    limited(prepare(browser, attempt_id))
+
+    # Then only two were sent, and the last one still works
+    mailbox.settle(stack.services)
+    codes = [m.code for m in mailbox.to(ALICE[0])]
+    assert len(codes) == 2
+    ok(verify(browser, attempt_id, codes[-1]))
+
+    # And another attempt is not affected
+    other = stack.open_browser()
+    ok(prepare(other, started_attempt(other, BOB[0])))
+
+
+def test_codes_per_address_are_limited(build_stack: BuildStack, mailbox: Mailbox) -> None:
+    # Given at most two codes per address and window
+    stack = build_stack(rate_limit_codes_per_address=2)
+
+    # When three browsers at one address each ask for one code
+    answers = []
+    for user in (ALICE, BOB, CAROL):
+        browser = stack.open_browser()
+        answers.append(prepare(browser, started_attempt(browser, user[0])))
+
+    # Then the third is 429, and no mail goes to its account
+    ok(answers[0])
+    ok(answers[1])
+    limited(answers[2])
+    mailbox.settle(stack.services)
+    assert sorted(r for m in mailbox.received() for r in m.recipients) == [ALICE[0], BOB[0]]
+
+
+def test_code_guesses_per_address_are_limited(build_stack: BuildStack, mailbox: Mailbox) -> None:
+    # Given at most three code verifications per address and window, and Alice's code sent
+    stack = build_stack(rate_limit_verifications_per_address=3)
+    browser = stack.browser
+    attempt_id = started_attempt(browser, ALICE[0])
+    ok(prepare(browser, attempt_id))
+    code = mailbox.next_code(ALICE[0])
+
+    # When three wrong codes were tried
+    for _ in range(3):
+        assert refused(verify(browser, attempt_id, wrong(code)), 400) == "INVALID_CODE"
+
+    # Then the fourth try is 429, even with the right code, and nobody is signed in
+    limited(verify(browser, attempt_id, code))
+    assert browser.session()["signins"] == []
+
+
+def test_sign_ups_per_address_are_limited(build_stack: BuildStack) -> None:
+    # Given at most two sign-ups per address and window
+    stack = build_stack(rate_limit_sign_ups_per_address=2)
+
+    # When one address starts three sign-ups
+    answers = [
+        sign_up(stack.open_browser(), **{**NEW_USER, "email": f"erin{n}@example.com"})
+        for n in range(3)
+    ]
+
+    # Then the third is 429
+    ok(answers[0])
+    ok(answers[1])
+    limited(answers[2])
+
+
+def test_without_a_trusted_proxy_x_forwarded_for_is_ignored(build_stack: BuildStack) -> None:
+    # Given no trusted proxy, and at most three sign-in attempts per address
+    stack = build_stack(rate_limit_sign_ins_per_address=3, trusted_proxy_count=0)
+    browser = stack.browser
+
+    # When one client claims a different X-Forwarded-For address on every attempt
+    answers = [
+        wrong_password(browser, ALICE, **{"X-Forwarded-For": f"203.0.113.{n}"}) for n in range(4)
+    ]
+
+    # Then the spoofed addresses do not evade the limit
+    assert [r.status_code for r in answers[:3]] == [400, 400, 400]
+    limited(answers[3])
+
+
+def test_behind_one_trusted_proxy_its_forwarded_address_is_the_client(
+    build_stack: BuildStack,
+) -> None:
+    # Given one trusted proxy, and at most three sign-in attempts per address
+    stack = build_stack(
+        rate_limit_sign_ins_per_address=3, rate_limit_sign_ins_per_email=100, trusted_proxy_count=1
+    )
+    browser = stack.browser
+
+    # When the proxy forwards attempts from five different clients
+    # Then none is limited: they are separate clients
+    for n in range(5):
+        forwarded = {"X-Forwarded-For": f"203.0.113.{n}"}
+        assert refused(wrong_password(browser, ALICE, **forwarded), 400) == "INVALID_CREDENTIALS"
+
+    # When one client tries four times, writing a new fake address before the proxy's each time
+    answers = [
+        wrong_password(browser, ALICE, **{"X-Forwarded-For": f"10.9.9.{n}, 198.51.100.77"})
+        for n in range(4)
+    ]
+
+    # Then the address the proxy saw counts, and the fourth is limited
+    assert [r.status_code for r in answers[:3]] == [400, 400, 400]
+    limited(answers[3])
+
+
+def _cross_site_requests(browser: Browser, attempt_id: str, sign_in_id: str) -> None:
+    """Every cookie-carrying POST of the API, sent from another site; each must be refused."""
+    evil = {"Origin": EVIL}
+    requests: list[tuple[str, dict[str, Any]]] = [
+        ("/session/switch-sign-in", {"params": {"sign_in_id": sign_in_id}}),
+        ("/session/sign-out", {"params": {"sign_in_id": sign_in_id}}),
+        ("/session/sign-out", {}),
+        ("/session/switch-organization", {"params": {"organization_id": ACME}}),
+        ("/session/switch-workspace", {"params": {"workspace_id": ""}}),
+        (
+            "/auth/signin",
+            {"data": {"email": CAROL[0], "password": CAROL[1], "strategy": "plain_email"}},
+        ),
+        ("/auth/signin", {"data": {"email": CAROL[0], "strategy": "email_otp"}}),
+        ("/auth/signup", {"data": NEW_USER}),
+        ("/auth/prepare-verification", {"params": {"attempt_identifier": attempt_id}}),
+        (
+            "/auth/attempt-verification",
+            {"params": {"attempt_identifier": attempt_id}, "data": {"verification_code": "123456"}},
+        ),
+    ]
+    for path, kwargs in requests:
+        response = browser.send("POST", path, headers=evil, **kwargs)
+        assert refused(response, 403) == "FORBIDDEN_ORIGIN", path
+        assert response.json()["session"] is None, path
+        assert session_cookie(response) is None, path
+
+
+def test_a_cross_site_post_with_the_cookie_is_refused_and_changes_nothing(
+    stack: Stack, mailbox: Mailbox
+) -> None:
+    # Given Alice and Bob signed in (Bob active) and an email-code attempt open
+    browser = stack.browser
+    alice = browser.signed_in(ALICE)
+    browser.signed_in(BOB)
+    attempt_id = started_attempt(browser, CAROL[0])
+    before = browser.session()
+    events = stack.events_recorded()
+    token = browser.token
+
+    # When a page on another site makes the browser POST to every route
+    _cross_site_requests(browser, attempt_id, alice["id"])
+
+    # Then each is 403 FORBIDDEN_ORIGIN and nothing changed: no event, no mail, same cookie
+    assert stack.events_recorded() == events
+    assert browser.token == token
+    assert browser.session() == before
+    mailbox.settle(stack.services)
+    assert mailbox.received() == []
+
+
+def test_other_signs_of_a_cross_site_post_are_refused(stack: Stack) -> None:
+    # Given Alice signed in
+    browser = stack.browser
+    browser.signed_in(ALICE)
+    events = stack.events_recorded()
+
+    # When a cookie-carrying POST comes with a null origin, a look-alike host, another port,
+    # or no Origin but Sec-Fetch-Site: cross-site
+    for headers in (
+        {"Origin": "null"},
+        {"Origin": "https://testserver.evil.example"},
+        {"Origin": "https://testserver:8443"},
+        {"Origin": EVIL, "Sec-Fetch-Site": "same-origin"},
+        {"Sec-Fetch-Site": "cross-site"},
+    ):
+        response = browser.send("POST", "/session/sign-out", headers=headers)
+
+        # Then it is refused with 403 FORBIDDEN_ORIGIN
+        assert refused(response, 403) == "FORBIDDEN_ORIGIN", headers
+    assert stack.events_recorded() == events
+
+
+def test_same_site_posts_are_accepted(stack: Stack) -> None:
+    # Given Alice signed in
+    browser = stack.browser
+    browser.signed_in(ALICE)
+
+    # When the service's own pages POST (Origin of this host, or same-origin fetch metadata)
+    # Then it works
+    for headers in (
+        {"Origin": "https://testserver"},
+        {"Sec-Fetch-Site": "same-origin"},
+        {"Sec-Fetch-Site": "none"},
+        {},
+    ):
+        response = browser.send(
+            "POST", "/session/switch-organization", params={"organization_id": ""}, headers=headers
+        )
+        ok(response)
+
+
+def test_an_allowed_origin_may_post_with_the_cookie(build_stack: BuildStack) -> None:
+    # Given the service allows its app's origin, and Alice signed in
+    stack = build_stack(allowed_origins=["https://app.example"])
+    browser = stack.browser
+    browser.signed_in(ALICE)
+
+    # When the app's origin switches her organization, it works; another origin is refused
+    allowed = {"Origin": "https://app.example"}
+    ok(browser.send("POST", "/session/switch-organization", params={"organization_id": ACME},
+                    headers=allowed))  # fmt: skip
+    assert browser.session()["active_signin"]["active_organization_membership"] is not None
+    response = browser.send("POST", "/session/sign-out", headers={"Origin": EVIL})
+    assert refused(response, 403) == "FORBIDDEN_ORIGIN"
+
+
+def test_a_cross_site_post_without_the_cookie_starts_its_own_session(stack: Stack) -> None:
+    # Given a browser without a cookie
+    browser = stack.browser
+
+    # When a page on another site posts a sign-in from it
+    form = {"email": ALICE[0], "password": ALICE[1], "strategy": "plain_email"}
+    response = browser.send("POST", "/auth/signin", data=form, headers={"Origin": EVIL})
+
+    # Then it is not refused: a new session of its own, with Alice signed in
+    data = ok(response)
+    assert session_cookie(response) is not None
+    assert [s["user_id"] for s in data["signins"]] == [ALICE[2]]
+
+
+def test_a_sane_request_id_is_echoed_and_others_replaced(stack: Stack) -> None:
+    browser = stack.browser
+    sane = "req-0123456789:abc.DEF_x"
+
+    # When requests carry a sane X-Request-Id, on success and on failure
+    for response in (
+        browser.send("GET", "/session", headers={"X-Request-Id": sane}),
+        browser.send("POST", "/session/switch-sign-in", headers={"X-Request-Id": sane}),
+    ):
+        # Then it comes back
+        assert response.headers.get("x-request-id") == sane
+
+    # When they carry none, or one that is too short, too long or has other characters
+    seen = set()
+    for offered in (None, "short", "x" * 129, "has space in it", "semi;colon;value", "<script>x"):
+        headers = {} if offered is None else {"X-Request-Id": offered}
+        response = browser.send("GET", "/session", headers=headers)
+
+        # Then a new id of the service's own is sent instead, different each time
+        returned = response.headers.get("x-request-id", "")
+        assert re.fullmatch(r"[A-Za-z0-9._:-]{8,128}", returned), returned
+        assert returned != offered
+        seen.add(returned)
+    assert len(seen) == 6
