@@ -4,8 +4,6 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
-import pytest
-
 from tests.auth.conftest import BuildStack
 from tests.auth.mailbox import Mailbox
 from tests.auth.support import (
