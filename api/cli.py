@@ -322,14 +322,23 @@ def serve(
     demo: Annotated[
         bool, typer.Option("--demo", help="Load the bundled demo directory first")
     ] = False,
+    workers: Annotated[int, typer.Option(help="Worker processes", min=1, max=64)] = 1,
 ) -> None:
-    """Run the HTTP API with uvicorn."""
+    """Run the HTTP API with uvicorn (in several processes with --workers)."""
     settings = load_settings()
+    if workers > 1 and settings.database_url.startswith("memory://"):
+        raise _fail("--workers needs a shared store: memory:// lives inside one process")
     services = _services(settings)
     if demo:
         _load(services, demo_directory_text(), "demo directory")
     from api.app import create_app
 
+    if workers > 1:
+        # Each worker builds its own services from the same settings; nothing they cache
+        # can go stale (aggregates fast-forward from the store, reads hit the read model).
+        services.close()
+        uvicorn.run("api.app:create_app", factory=True, host=host, port=port, workers=workers)
+        return
     app_ = create_app(settings, services, run_worker=settings.run_projections)
     try:
         uvicorn.run(app_, host=host, port=port, log_level="info")
