@@ -122,11 +122,15 @@ class Verifier:
                     f"position {position}: {found} was altered (its content differs from its seal)"
                 )
                 return report
-            expected_version = versions.get(key, 0) + 1
-            if event.originator_version != expected_version:
+            previous = versions.get(key)
+            if previous is None:
+                # Aggregates start at version 1 (the library's own tests start at 0).
+                missing = 1 if event.originator_version > 1 else None
+            else:
+                missing = previous + 1 if event.originator_version != previous + 1 else None
+            if missing is not None:
                 report.problem = (
-                    f"position {position}: {found} follows version {expected_version - 1}: "
-                    f"version {expected_version} is missing (deleted)"
+                    f"position {position}: {found}, but version {missing} is missing (deleted)"
                 )
                 return report
             session_link = self.chain.link(session_heads.get(key, GENESIS), digest)
