@@ -111,9 +111,8 @@ def test_an_append_that_fails_leaves_no_seal(tmp_path: Any) -> None:
     originator = uuid.uuid4()
     first = StoredEvent(originator, 1, "topic", b"one")
     recorder.insert_events([first])
-    try:
+    with pytest.raises(IntegrityError):
         recorder.insert_events([StoredEvent(originator, 2, "topic", b"two"), first])
-XX
     db = SqlDatabase(datastore)
     with db.transaction(commit=False) as cursor:
         cursor.execute("SELECT count(*) AS n FROM audit_chain")
