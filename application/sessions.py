@@ -365,11 +365,20 @@ class SessionsApp(Application[UUID]):
         return wanted
 
     def _remember_context(self, session: Session, user_id: int, now: datetime) -> list[Aggregate]:
+        """The user's context after a successful switch, recorded every time (even when the
+        session itself did not change): every switch then writes this one aggregate, so two
+        concurrent switches always conflict and retry instead of leaving the session and the
+        user's context out of step."""
         sign_in = session.active_sign_in(now)
         chosen = ActiveContext(sign_in.organization_membership_id, sign_in.workspace_membership_id)
         context = self._user_context(user_id) or UserContext.open(user_id, now)
+        # Read after the session, the context may already hold a switch of this session that
+        # our session read missed; then the session has moved on: start again.
+        loaded = session.version - len(session.pending_events)
+        if self._load(session.session_id).version != loaded:
+            raise _StaleRead
         context.choose(chosen, now)
-        return [context] if context.pending_events else []
+        return [context]
 
     def _load(self, session_id: int) -> Session:
         try:
@@ -390,17 +399,23 @@ class SessionsApp(Application[UUID]):
     def _respond(
         self, session: Session, now: datetime, recordings: Sequence[Recording[UUID]]
     ) -> SessionDocument:
-        """The session as the read model shows it once it has caught up with our write."""
+        """The session right after this command, as the read model shows it.
+
+        The read model is caught up with our write first. If another command has already
+        moved the session on, the answer is still this command's own result: the aggregate
+        we just saved, which the projection folds to the same state.
+        """
         if recordings:
             self.read_model.catch_up(max(r.notification.id for r in recordings))
         state = self.read_model.session_state(session.session_id)
         if state is None or state.version < session.version:
             logger.error(
-                "read model behind session %s (%s < %s); answering from the aggregate",
+                "read model behind session %s (%s < %s) after catching up",
                 session.session_id,
                 state.version if state else None,
                 session.version,
             )
+        if state is None or state.version != session.version:
             state = session
         return session_document(state, self.directory, now)
 
@@ -437,6 +452,8 @@ class SessionsApp(Application[UUID]):
             session.expire_sign_ins(now, self.policy.idle_timeout)
             try:
                 others, error = action(session, now)
+            except _StaleRead:
+                continue
             except SessionLedgerError:
                 self._save_quietly(session)  # the expiries noticed are still facts
                 raise
@@ -456,6 +473,10 @@ class SessionsApp(Application[UUID]):
             # Whoever won the race has seen (or will see) the same expiries.
             with contextlib.suppress(IntegrityError):
                 self.save(session)
+
+
+class _StaleRead(Exception):
+    """Raised inside a command when what it read has already changed; the command reruns."""
 
 
 def _permissions(roles: Sequence[Role]) -> list[str]:

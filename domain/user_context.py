@@ -54,13 +54,13 @@ class UserContext(Aggregate):
         return ActiveContext(self.organization_membership_id, self.workspace_membership_id)
 
     def choose(self, context: ActiveContext, now: datetime) -> None:
-        """Remember a newly activated context; choosing the same one records nothing."""
-        if context != self.context:
-            self._choose(
-                organization_membership_id=context.organization_membership_id,
-                workspace_membership_id=context.workspace_membership_id,
-                timestamp=now,
-            )
+        """Remember a context just activated in some session (recorded even if unchanged, so
+        the user's context and that session are always saved, and version-checked, together)."""
+        self._choose(
+            organization_membership_id=context.organization_membership_id,
+            workspace_membership_id=context.workspace_membership_id,
+            timestamp=now,
+        )
 
     @event("ContextChosen", topic=f"{_T}.ContextChosen")
     def _choose(
