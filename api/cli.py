@@ -196,9 +196,11 @@ def audit_import(path: Annotated[Path, typer.Argument(help="A file from `audit e
     try:
         with path.open(encoding="utf-8") as lines:
             count = services.audit.import_lines(lines)
+        report = services.audit.verify()
+        if not report.ok:
+            raise _fail(f"imported {count} events, but verification FAILED: {report.problem}")
         for projector in services.projectors:
             projector.catch_up()
-        report = services.audit.verify()
         out.print(f"imported {count} events; chain head {report.head_hash}", markup=False)
     except (OSError, ValueError, KeyError) as error:
         raise _fail(f"cannot import {path}: {error}") from None

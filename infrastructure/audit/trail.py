@@ -16,7 +16,6 @@ from datetime import datetime
 from typing import IO, Any
 from uuid import UUID
 
-from eventsourcing.application import AggregateNotFoundError
 from eventsourcing.persistence import Notification, StoredEvent
 
 from application.read_model import SessionDocument, rfc3339, session_document
@@ -25,7 +24,7 @@ from application.sessions import SessionsApp
 from domain.errors import SessionLedgerError
 from domain.ids import aggregate_uuid
 from domain.session import Session
-from infrastructure.audit.chain import CHAIN_TABLE, originator_key
+from infrastructure.audit.chain import CHAIN_TABLE, GENESIS, originator_key
 from infrastructure.audit.verify import Verifier, VerifyReport
 from infrastructure.sql import SqlDatabase
 
@@ -71,6 +70,54 @@ class AuditEvent:
             "data": self.data,
             "context": self.context,
         }
+
+
+class InvalidExport(SessionLedgerError):
+    """Raised when an export file is malformed, partial or does not match its own chain."""
+
+    code = "INVALID_EXPORT"
+    message = "The export cannot be imported."
+
+
+def _to_ms(moment: datetime) -> datetime:
+    return moment.replace(microsecond=moment.microsecond // 1000 * 1000)
+
+
+def _read_export(lines: Iterable[str], chain: Any) -> list[StoredEvent]:
+    events: list[StoredEvent] = []
+    versions: dict[str, int] = {}
+    heads: dict[str, bytes] = {}
+    head = GENESIS
+    for number, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+            if record.get("format") != EXPORT_FORMAT:
+                raise ValueError(f"format is not {EXPORT_FORMAT}")
+            event = StoredEvent(
+                originator_id=UUID(record["originator_id"]),
+                originator_version=int(record["version"]),
+                topic=str(record["topic"]),
+                state=base64.b64decode(record["payload"], validate=True),
+            )
+        except (ValueError, KeyError, TypeError) as error:
+            raise InvalidExport(f"line {number}: {error}") from None
+        key = originator_key(event.originator_id)
+        if event.originator_version != versions.get(key, 0) + 1:
+            raise InvalidExport(
+                f"line {number}: version {event.originator_version} of {key} does not follow "
+                f"version {versions.get(key, 0)}; a partial export (--since) cannot be imported"
+            )
+        versions[key] = event.originator_version
+        if chain is not None:
+            digest = chain.event_hash(event)
+            head = chain.link(head, digest)
+            heads[key] = chain.link(heads.get(key, GENESIS), digest)
+            if record.get("global_hash") not in (None, head.hex()):
+                raise InvalidExport(f"line {number}: the chain does not match (altered export)")
+        events.append(event)
+    return events
 
 
 def _plain(value: Any) -> Any:
@@ -148,23 +195,22 @@ class AuditTrail:
     ) -> tuple[SessionDocument, int]:
         """The session as it was at ``version`` or at time ``at``; and that version."""
         originator = aggregate_uuid(session_id)
-        try:
-            latest: Any = self.sessions.repository.get(originator)
-        except AggregateNotFoundError:
-            raise UnknownSession from None
+        # From the events alone: snapshots are verified, never trusted.
+        history: list[Any] = list(self.sessions.events.get(originator))
+        if not history:
+            raise UnknownSession
         if at is not None:
-            history: list[Any] = list(self.sessions.events.get(originator))
-            versions = [e.originator_version for e in history if e.timestamp <= at]
+            # Times are shown to the millisecond; compare at that resolution, so the time an
+            # event is listed with finds that event.
+            versions = [e.originator_version for e in history if _to_ms(e.timestamp) <= at]
             if not versions:
                 raise UnknownSession("The session did not exist yet at that time.")
             version = versions[-1]
-        version = min(version or latest.version, latest.version)
-        if version < 1:
-            raise UnknownSession("Versions start at 1.")
-        # From the events alone: snapshots are verified, not trusted.
+        version = history[-1].originator_version if version is None else version
+        if not 1 <= version <= history[-1].originator_version:
+            raise UnknownSession(f"The session has no version {version}.")
         session: Any = None
-        events: list[Any] = list(self.sessions.events.get(originator, lte=version))
-        for event in events:
+        for event in history[:version]:
             session = event.mutate(session)
         assert isinstance(session, Session)
         now = at or session.modified_on
@@ -226,31 +272,15 @@ class AuditTrail:
             cursor.execute(f"SELECT position, global_hash FROM {self.db.table(CHAIN_TABLE)}")
             return {int(r["position"]): str(r["global_hash"]) for r in cursor.fetchall()}
 
-    def import_lines(self, lines: Iterable[str], batch: int = 500) -> int:
-        """Append exported events, in order, to an empty store; they are sealed again."""
+    def import_lines(self, lines: Iterable[str]) -> int:
+        """Append a whole export, checked first, to an empty store, in one transaction.
+
+        The file must be a complete export: every aggregate's versions start at 1 without
+        gaps, and each line's ``global_hash`` matches the chain recomputed from the lines.
+        """
         if self.sessions.recorder.max_notification_id():
             raise StoreNotEmpty
-        pending: list[StoredEvent] = []
-        count = 0
-        for line in lines:
-            if not line.strip():
-                continue
-            record = json.loads(line)
-            pending.append(
-                StoredEvent(
-                    originator_id=UUID(record["originator_id"]),
-                    originator_version=int(record["version"]),
-                    topic=record["topic"],
-                    state=base64.b64decode(record["payload"]),
-                )
-            )
-            if len(pending) >= batch:
-                count += self._append(pending)
-        return count + self._append(pending)
-
-    def _append(self, pending: list[StoredEvent]) -> int:
-        if pending:
-            self.sessions.recorder.insert_events(pending)
-        appended = len(pending)
-        pending.clear()
-        return appended
+        events = _read_export(lines, self.verifier.chain if self.verifier else None)
+        if events:
+            self.sessions.recorder.insert_events(events)
+        return len(events)
