@@ -273,7 +273,10 @@ def projections_run() -> None:
     services.worker.start()
     err.print("projection worker running; Ctrl-C to stop", markup=False)
     try:
-        stop.wait()
+        # Signal handlers run only in the main thread, and only between its bytecodes: wake
+        # up now and then, or a SIGTERM delivered while blocked here would wait forever.
+        while not stop.wait(0.5):
+            pass
     finally:
         services.close()
 

@@ -27,7 +27,8 @@ TABLES: dict[str, tuple[str, dict[str, str]]] = {
         "started_at": "TS", "expires_at": "TS", "ended_at": "TS", "end_reason": "TEXT",
     }),
     "analytics_sign_in_attempts": ("attempt_id", {
-        "attempt_id": "TEXT", "session_id": "TEXT", "method": "TEXT", "user_id": "TEXT",
+        "attempt_id": "TEXT", "session_id": "TEXT", "kind": "TEXT", "method": "TEXT",
+        "user_id": "TEXT",
         "attempted_at": "TS", "completed_at": "TS", "failed_at": "TS",
         "failed_verifications": "INTEGER",
     }),
@@ -125,6 +126,7 @@ class AnalyticsProjection(Projection):
 
     name: ClassVar[str] = "analytics"
     tables: ClassVar[tuple[str, ...]] = tuple(TABLES)
+    version: ClassVar[int] = 2  # 2: sign-up attempts, with the attempts' `kind`
 
     def create_statements(self, db: SqlDatabase, generation: int) -> list[str]:
         """Tables and indexes of one generation."""
@@ -154,10 +156,10 @@ class AnalyticsProjection(Projection):
             now = "strftime('%Y-%m-%dT%H:%M:%fZ', 'now')"
         views += [
             ("analytics_daily_sign_in_attempts",
-             f"SELECT {day % 'attempted_at'} AS day, method, count(*) AS attempted, "
+             f"SELECT {day % 'attempted_at'} AS day, kind, method, count(*) AS attempted, "
              "count(completed_at) AS completed, count(failed_at) AS failed, "
              "sum(failed_verifications) AS failed_verifications "
-             f"FROM {t('analytics_sign_in_attempts')} GROUP BY 1, 2"),
+             f"FROM {t('analytics_sign_in_attempts')} GROUP BY 1, 2, 3"),
             ("analytics_daily_switches",
              f"SELECT {day % 'switched_at'} AS day, count(*) AS switches, "
              "count(DISTINCT session_id) AS distinct_sessions, "
@@ -252,11 +254,14 @@ def _apply_one(fold: _Fold, position: int, event: Any) -> None:
             if session.get("active_sign_in_id") == str(sign_in_id):
                 session.update(active_sign_in_id=None, active_user_id=None)
 
-    if kind == "SignInAttempted":
+    if kind in ("SignInAttempted", "SignUpAttempted"):
         fold.new("analytics_sign_in_attempts", str(event.attempt_id), {
             "attempt_id": str(event.attempt_id), "session_id": session_id,
-            "method": event.method, "user_id": _id(event.user_id), "attempted_at": at,
-            "failed_verifications": 0,
+            "kind": "sign_up" if kind == "SignUpAttempted" else "sign_in",
+            "method": getattr(event, "method", "email_otp"),
+            # A sign-up's user does not exist until it completes.
+            "user_id": _id(event.user_id) if kind == "SignInAttempted" else None,
+            "attempted_at": at, "failed_verifications": 0,
         })  # fmt: skip
     elif kind == "SignInAttemptFailed":
         attempt = fold.row("analytics_sign_in_attempts", str(event.attempt_id))

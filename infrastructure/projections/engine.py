@@ -22,6 +22,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar
+from uuid import UUID
 
 from eventsourcing.application import Application
 from eventsourcing.persistence import Notification
@@ -50,6 +51,9 @@ class Projection(ABC):
 
     name: ClassVar[str]
     tables: ClassVar[tuple[str, ...]]
+    # Bump when tables, views or folding change: services that start with a newer version
+    # than the live generation was built with rebuild it before serving.
+    version: ClassVar[int] = 1
 
     @abstractmethod
     def create_statements(self, db: SqlDatabase, generation: int) -> list[str]:
@@ -138,20 +142,57 @@ class Projector:
                 )
             cursor.execute(
                 f"CREATE TABLE IF NOT EXISTS {self._state} (name TEXT PRIMARY KEY, "
-                "generation INTEGER NOT NULL, position BIGINT NOT NULL)"
+                "generation INTEGER NOT NULL, position BIGINT NOT NULL, "
+                "version INTEGER NOT NULL DEFAULT 0)"
             )
             cursor.execute(
-                f"INSERT INTO {self._state} (name, generation, position) VALUES (%(name)s, 1, 0) "
-                "ON CONFLICT (name) DO NOTHING",
-                {"name": self.name},
+                f"INSERT INTO {self._state} (name, generation, position, version) "
+                "VALUES (%(name)s, 1, 0, %(version)s) ON CONFLICT (name) DO NOTHING",
+                {"name": self.name, "version": self.projection.version},
             )
             generation, _ = self._read_state(cursor, self.name)
-            for statement in self.projection.create_statements(self.db, generation):
-                cursor.execute(statement)
-            self._point_views(cursor, generation, replace=False)
+            outdated = self._outdated(cursor)
+            if not outdated:
+                for statement in self.projection.create_statements(self.db, generation):
+                    cursor.execute(statement)
+                self._point_views(cursor, generation, replace=False)
+        if outdated:
+            self._rebuild_outdated()
 
-    def _point_views(self, cursor: SqlCursor, generation: int, *, replace: bool) -> None:
-        for name, select in self.projection.view_statements(self.db, generation):
+    def _outdated(self, cursor: SqlCursor) -> bool:
+        """True if the live generation was built by another version of the projection."""
+        cursor.execute(
+            f"SELECT version FROM {self._state} WHERE name = %(name)s", {"name": self.name}
+        )
+        row = cursor.fetchone()
+        return row is None or int(row["version"]) != self.projection.version
+
+    def _rebuild_outdated(self) -> None:
+        """Rebuild once, even when several processes start at the same time."""
+        if self.db.dialect != "postgres":
+            self.rebuild()
+            return
+        datastore: Any = self.db.datastore
+        with datastore.get_connection() as connection:
+            key = _lock_key(self._state + ":rebuild:" + self.name)
+            connection.execute("SELECT pg_advisory_lock(%s)", (key,))
+            try:
+                with self.db.transaction(commit=False) as cursor:
+                    still = self._outdated(cursor)
+                if still:
+                    self.rebuild()
+            finally:
+                connection.execute("SELECT pg_advisory_unlock(%s)", (key,))
+
+    def _point_views(
+        self, cursor: SqlCursor, generation: int, *, replace: bool, reshape: bool = False
+    ) -> None:
+        views = self.projection.view_statements(self.db, generation)
+        if reshape:
+            # New columns: PostgreSQL cannot replace a view with a different shape.
+            for name, _ in reversed(views):
+                cursor.execute(f"DROP VIEW IF EXISTS {self.db.table(name)}")
+        for name, select in views:
             view = self.db.table(name)
             if self.db.dialect == "postgres":
                 # Same columns in every generation, so the view keeps its identity and
@@ -208,6 +249,33 @@ class Projector:
             start=after, limit=limit or self.batch_size, inclusive_of_start=False
         )
 
+    def _read_within(self, cursor: SqlCursor, after: int) -> Sequence[Notification]:
+        """Read the log inside our own write transaction.
+
+        On SQLite, when the views share the events' database, the pool hands out another
+        connection only once this writer is done, and a thread queued for the writer holds
+        its fairness slot: so read through this transaction's cursor instead.
+        """
+        shared = getattr(self.app.factory, "datastore", None) is self.db.datastore
+        if self.db.dialect != "sqlite" or not shared:
+            return self._read(after)
+        table = self.app.recorder.events_table_name  # type: ignore[attr-defined]
+        cursor.execute(
+            "SELECT rowid AS id, originator_id, originator_version, topic, state "
+            f"FROM {table} WHERE rowid > %(after)s ORDER BY rowid LIMIT %(limit)s",
+            {"after": after, "limit": self.batch_size},
+        )
+        return [
+            Notification(
+                id=int(row["id"]),
+                originator_id=UUID(row["originator_id"]),
+                originator_version=int(row["originator_version"]),
+                topic=str(row["topic"]),
+                state=bytes(row["state"]),
+            )
+            for row in cursor.fetchall()
+        ]
+
     def _decode(self, notifications: Sequence[Notification]) -> list[ProjectedEvent]:
         to_event = self.app.mapper.to_domain_event
         return [ProjectedEvent(n.id, to_event(n)) for n in notifications]
@@ -242,6 +310,7 @@ class Projector:
         rebuild_name = self.name + REBUILD_SUFFIX
         with self.db.transaction(immediate=True) as cursor:
             live_generation, _ = self._read_state(cursor, self.name)
+            outdated = self._outdated(cursor)
             generation = live_generation + 1
             self._drop_generation(cursor, generation)  # leftovers of an interrupted rebuild
             for statement in self.projection.create_statements(self.db, generation):
@@ -261,18 +330,18 @@ class Projector:
         with self.db.transaction(immediate=True) as cursor:
             self._read_state(cursor, self.name, lock=True)  # hold off live catch-ups
             _, position = self._read_state(cursor, rebuild_name, lock=True)
-            while notifications := self._read(position):
+            while notifications := self._read_within(cursor, position):
                 position = self._apply(rebuild_name, notifications, cursor, memo)
             self.projection.flush(cursor, self.db, generation, memo)
             cursor.execute(
-                f"UPDATE {self._state} SET generation = %(g)s, position = %(p)s "
-                "WHERE name = %(name)s",
-                {"g": generation, "p": position, "name": self.name},
+                f"UPDATE {self._state} SET generation = %(g)s, position = %(p)s, "
+                "version = %(v)s WHERE name = %(name)s",
+                {"g": generation, "p": position, "name": self.name, "v": self.projection.version},
             )
             cursor.execute(
                 f"DELETE FROM {self._state} WHERE name = %(name)s", {"name": rebuild_name}
             )
-            self._point_views(cursor, generation, replace=True)
+            self._point_views(cursor, generation, replace=True, reshape=outdated)
         with self.db.transaction() as cursor:
             self._drop_generation(cursor, live_generation)
         if progress is not None:

@@ -88,16 +88,6 @@ def test_a_sign_in_by_emailed_code_is_projected(mailed: tuple[Services, Mailbox]
     assert row["failed_at"] is None
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=KeyError,
-    reason=(
-        "infrastructure/projections/analytics.py _apply_one has no case for SignUpAttempted, "
-        "so no analytics_sign_in_attempts row exists for a sign-up's attempt; the "
-        "SignInAttemptFailed / SignInCompleted that follow look that row up and raise "
-        "KeyError: the analytics projection (worker, and rebuild) stops for good."
-    ),
-)
 def test_a_sign_up_is_projected(mailed: tuple[Services, Mailbox]) -> None:
     services, mailbox = mailed
     auth = services.auth

@@ -96,23 +96,8 @@ class Threads:
         assert not any(t.is_alive() for t in self._threads), "a thread hung"
 
 
-# See the report: infrastructure/projections/engine.py, Projector.rebuild, the swap transaction.
-SQLITE_SWAP_STALLS = pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "On SQLite the rebuild's swap transaction holds the pool's writer connection and then "
-        "reads notifications through the same pool (self._read -> recorder."
-        "select_notifications); a thread already queued for the writer holds the pool's "
-        "fairness semaphore, so the swap stalls until that thread times out (5 s) with "
-        "ConnectionUnavailableError: requests fail with 500."
-    ),
-)
-
-
 @pytest.fixture
-def services(durable_database_url: str, request: pytest.FixtureRequest) -> Iterator[Services]:
-    if durable_database_url.startswith("sqlite"):
-        request.applymarker(SQLITE_SWAP_STALLS)
+def services(durable_database_url: str) -> Iterator[Services]:
     with services_for(durable_database_url, clock=SettableClock(START), rate_limits=False) as built:
         yield built
 

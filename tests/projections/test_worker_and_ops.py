@@ -255,19 +255,7 @@ def signal_thread(pid: int, tid: int, signum: int) -> None:
         raise OSError(ctypes.get_errno(), "tgkill failed")
 
 
-SIGTERM_ON_ANOTHER_THREAD = pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "api/cli.py projections_run blocks the main thread in stop.wait() without a timeout; "
-        "Python runs signal handlers only in the main thread, so a SIGTERM the kernel hands "
-        "to another thread (LISTEN, pool, subscription threads) is never acted on and the "
-        "process keeps running until SIGKILLed."
-    ),
-)
-
-
 @pytest.mark.skipif(not EXE or not HAS_TGKILL, reason="needs session-ledger and Linux tgkill")
-@SIGTERM_ON_ANOTHER_THREAD
 def test_sigterm_stops_the_projection_worker_whichever_thread_receives_it(
     durable_services: Services, durable_database_url: str, tmp_path: Path
 ) -> None:
