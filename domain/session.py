@@ -35,8 +35,10 @@ from domain.values import (
     WorkspaceMembershipFact,
 )
 
-# Attempts that ended this long ago are pruned from the state (their events remain).
-ATTEMPT_RETENTION = timedelta(days=1)
+# Attempts past their lifetime are pruned from the state when the next one starts (their
+# events remain); the API stops showing them at expiry, and a busy session's state (and so
+# every command on it) would otherwise grow with a day's worth of attempts.
+ATTEMPT_RETENTION = timedelta(0)
 # Wrong or stale codes an attempt survives; the fifth ends it.
 MAX_CODE_FAILURES = 5
 

@@ -185,8 +185,11 @@ class SqlDirectory:
 
     def user_profiles(self, user_ids: Iterable[int]) -> dict[int, UserProfile]:
         """Profiles of the users that exist among ``user_ids``."""
+        ids = [str(i) for i in user_ids]
+        if not ids:
+            return {}
         with self._db.transaction(commit=False) as cur:
-            rows = _where_in(cur, self._q("SELECT * FROM {users} WHERE id"), map(str, user_ids))
+            rows = _where_in(cur, self._q("SELECT * FROM {users} WHERE id"), ids)
         return {int(row["id"]): _profile(row) for row in rows}
 
     def organization_membership_of(
@@ -247,6 +250,9 @@ class SqlDirectory:
         self, sql: str, membership_ids: Iterable[int], table: str, owner: str
     ) -> tuple[list[Row], dict[str, tuple[Role, ...]]]:
         """Memberships and their roles in their order, skipping ids not of their owner."""
+        membership_ids = list(membership_ids)
+        if not membership_ids:  # most sessions have none active: no transaction for nothing
+            return [], {}
         with self._db.transaction(commit=False) as cur:
             memberships = _where_in(cur, self._q(sql), map(str, membership_ids))
             assigned = {m["id"]: json.loads(m["role_ids"]) for m in memberships}
