@@ -1,0 +1,57 @@
+"""The baseline of bench/switch.py: a FastAPI endpoint that does nothing but answer.
+
+``POST /session/switch-sign-in`` returns, as ``application/json``, the bytes of a real switch
+response that bench/switch.py saved in the file named by ``BENCH_NOOP_BODY_FILE``. Like the
+real route it is a plain ``def`` (FastAPI runs it in its thread pool) and it takes the same
+query parameter; it reads no cookie and touches no database.
+
+    BENCH_NOOP_BODY_FILE=body.json python -m bench.noop_app [--host H] [--port P] [--workers N]
+
+It is started the way ``session-ledger serve`` starts uvicorn: one worker gets the app
+object with ``log_level="info"``; several workers get an import string and a factory.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+from pathlib import Path
+
+import uvicorn
+from fastapi import FastAPI, Response
+
+BODY_ENV = "BENCH_NOOP_BODY_FILE"
+
+
+def create_app() -> FastAPI:
+    """The no-op app serving the saved body."""
+    body = Path(os.environ[BODY_ENV]).read_bytes()
+    app = FastAPI(title="bench-noop")
+
+    @app.post("/session/switch-sign-in")
+    def switch_sign_in(sign_in_id: str | None = None) -> Response:
+        return Response(content=body, media_type="application/json")
+
+    return app
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=8001)
+    parser.add_argument("--workers", type=int, default=1)
+    args = parser.parse_args()
+    if args.workers > 1:
+        uvicorn.run(
+            "bench.noop_app:create_app",
+            factory=True,
+            host=args.host,
+            port=args.port,
+            workers=args.workers,
+        )
+        return
+    uvicorn.run(create_app(), host=args.host, port=args.port, log_level="info")
+
+
+if __name__ == "__main__":
+    main()
