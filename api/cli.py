@@ -26,6 +26,7 @@ from rich.progress import (
 )
 from rich.table import Table
 
+from api.serving import run_workers
 from domain.errors import SessionLedgerError
 from domain.ids import parse_id
 from infrastructure.container import Services, StoreUnavailable, build_services
@@ -342,7 +343,7 @@ def serve(
         # Each worker builds its own services from the same settings; nothing they cache
         # can go stale (aggregates fast-forward from the store, reads hit the read model).
         services.close()
-        uvicorn.run("api.app:create_app", factory=True, host=host, port=port, workers=workers)
+        run_workers("api.app:create_app", host, port, workers)
         return
     app_ = create_app(settings, services, run_worker=settings.run_projections)
     try:
