@@ -51,12 +51,13 @@ class AuthPolicy:
 
     code_lifetime: timedelta = timedelta(minutes=10)
     window_seconds: int = 600
-    sign_ins_per_address: int = 30
-    sign_ins_per_email: int = 10
+    # Per address: generous, since offices and carriers put many people behind one address.
+    sign_ins_per_address: int = 300
+    sign_ins_per_email: int = 30
     codes_per_attempt: int = 5
-    codes_per_address: int = 20
-    verifications_per_address: int = 30
-    sign_ups_per_address: int = 10
+    codes_per_address: int = 100
+    verifications_per_address: int = 300
+    sign_ups_per_address: int = 50
 
 
 Outcome = tuple[list[Aggregate], SessionLedgerError | None]

@@ -51,7 +51,9 @@ Email = Annotated[str, PlainValidator(_email)]
 
 
 class _Entry(BaseModel):
-    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+    # Fields we do not use (a username, a description…) are ignored, so exports from other
+    # systems load; a misspelt required field still fails as missing.
+    model_config = ConfigDict(extra="ignore", strict=True, frozen=True)
 
 
 class RoleEntry(_Entry):

@@ -47,12 +47,12 @@ class Settings(BaseSettings):
     smtp_starttls: bool = True
     rate_limits: bool = Field(default=True, description="false turns rate limiting off")
     rate_limit_window_seconds: int = Field(default=600, ge=1)
-    rate_limit_sign_ins_per_address: int = Field(default=30, ge=1)
-    rate_limit_sign_ins_per_email: int = Field(default=10, ge=1)
+    rate_limit_sign_ins_per_address: int = Field(default=300, ge=1)
+    rate_limit_sign_ins_per_email: int = Field(default=30, ge=1)
     rate_limit_codes_per_attempt: int = Field(default=5, ge=1)
-    rate_limit_codes_per_address: int = Field(default=20, ge=1)
-    rate_limit_verifications_per_address: int = Field(default=30, ge=1)
-    rate_limit_sign_ups_per_address: int = Field(default=10, ge=1)
+    rate_limit_codes_per_address: int = Field(default=100, ge=1)
+    rate_limit_verifications_per_address: int = Field(default=300, ge=1)
+    rate_limit_sign_ups_per_address: int = Field(default=50, ge=1)
     audit_client_address: Literal["whole", "truncated", "hashed"] = Field(
         default="truncated", description="How client addresses are kept with events"
     )
