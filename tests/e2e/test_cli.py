@@ -34,17 +34,18 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-@pytest.fixture
-def server(durable_database_url: str) -> Iterator[str]:
-    """``session-ledger serve --demo`` on a free port, with insecure cookies for plain http."""
+@pytest.fixture(params=[1, 2], ids=["one-worker", "two-workers"])
+def server(durable_database_url: str, request: pytest.FixtureRequest) -> Iterator[str]:
+    """``session-ledger serve --demo [--workers 2]`` on a free port, insecure cookies (http)."""
     port = free_port()
+    workers = ["--workers", str(request.param)] if request.param > 1 else []
     env = {
         **os.environ,
         "SESSION_LEDGER_DATABASE_URL": durable_database_url,
         "SESSION_LEDGER_COOKIE_SECURE": "false",
     }
     process = subprocess.Popen(
-        [EXE, "serve", "--port", str(port), "--demo"],
+        [EXE, "serve", "--port", str(port), "--demo", *workers],
         env=env,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
@@ -69,7 +70,8 @@ def server(durable_database_url: str) -> Iterator[str]:
 
 
 def test_a_new_user_signs_in_two_demo_accounts_and_switches(server: str) -> None:
-    with httpx.Client(base_url=server) as client:
+    # A new connection per request, so that with two workers both serve this browser.
+    with httpx.Client(base_url=server, headers={"Connection": "close"}) as client:
         anonymous = client.get("/session").json()
         assert anonymous["data"]["signins"] == []
         for email, password, _ in (ALICE, BOB):
@@ -88,6 +90,16 @@ def test_a_new_user_signs_in_two_demo_accounts_and_switches(server: str) -> None
         assert switched.status_code == 200
         assert switched.json()["data"]["active_signin_id"] == alice["id"]
         assert client.get("/session").json()["data"]["active_signin"]["user_id"] == ALICE[2]
+
+        # Back and forth: with several workers, every answer and every read that follows
+        # (whichever process serves it) reflects the last switch.
+        bob = next(s for s in session["signins"] if s["user_id"] == BOB[2])
+        for target in [bob, alice] * 5:
+            answer = client.post("/session/switch-sign-in", params={"sign_in_id": target["id"]})
+            assert answer.json()["data"]["active_signin_id"] == target["id"]
+            for _ in range(3):
+                read = client.get("/session").json()["data"]
+                assert read["active_signin_id"] == target["id"]
 
 
 def test_directory_load_is_idempotent_and_reports_it(durable_database_url: str) -> None:
