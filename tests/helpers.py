@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
+
+from hypothesis import HealthCheck, settings
+from hypothesis.stateful import run_state_machine_as_test
 
 from infrastructure.clock import SettableClock
 from infrastructure.container import Services, build_services
 from infrastructure.directory_file import parse_directory
 from infrastructure.passwords import Argon2Passwords
 from infrastructure.settings import Settings
+from tests.conftest import require_postgres
 
 DEMO_DIRECTORY = (
     Path(__file__).resolve().parents[1] / "infrastructure" / "demo" / "demo-directory.json"
@@ -48,3 +53,20 @@ def services_for(
         yield built
     finally:
         built.close()
+
+
+def run_machine(store: str, machines: Mapping[str, tuple[type[Any], int, int]]) -> None:
+    """Run the Hypothesis state machine for ``store`` with its (examples, steps) budget."""
+    if store == "postgres":
+        require_postgres()
+    machine, examples, steps = machines[store]
+    run_state_machine_as_test(  # type: ignore[no-untyped-call]
+        machine,
+        settings=settings(
+            max_examples=examples,
+            stateful_step_count=steps,
+            deadline=None,
+            database=None,
+            suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
+        ),
+    )

@@ -20,7 +20,6 @@ from datetime import datetime, timedelta
 from typing import Any, ClassVar
 
 import pytest
-from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import (
     RuleBasedStateMachine,
@@ -28,7 +27,6 @@ from hypothesis.stateful import (
     invariant,
     precondition,
     rule,
-    run_state_machine_as_test,
 )
 
 from application.read_model import session_document
@@ -38,8 +36,17 @@ from domain.session import Session
 from infrastructure.clock import SettableClock
 from infrastructure.container import Services
 from infrastructure.projections.session_view import SessionStateCodec
-from tests.conftest import require_postgres
-from tests.helpers import ACME, ACME_DATA, ACME_WEB, ALICE, BOB, CAROL, GLOBEX, services_for
+from tests.helpers import (
+    ACME,
+    ACME_DATA,
+    ACME_WEB,
+    ALICE,
+    BOB,
+    CAROL,
+    GLOBEX,
+    run_machine,
+    services_for,
+)
 from tests.projections.support import (
     START,
     all_rows,
@@ -435,16 +442,4 @@ MACHINES: dict[str, tuple[type[ProjectionMachine], int, int]] = {
 
 @pytest.mark.parametrize("store", list(MACHINES))
 def test_projections_agree_with_aggregates_history_and_rebuilds(store: str) -> None:
-    if store == "postgres":
-        require_postgres()
-    machine, examples, steps = MACHINES[store]
-    run_state_machine_as_test(  # type: ignore[no-untyped-call]
-        machine,
-        settings=settings(
-            max_examples=examples,
-            stateful_step_count=steps,
-            deadline=None,
-            database=None,
-            suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
-        ),
-    )
+    run_machine(store, MACHINES)

@@ -21,7 +21,7 @@ import jwt
 import psycopg
 import pytest
 from eventsourcing.application import AggregateNotFoundError, Repository
-from hypothesis import HealthCheck, event, settings
+from hypothesis import event
 from hypothesis import strategies as st
 from hypothesis.stateful import (
     RuleBasedStateMachine,
@@ -29,7 +29,6 @@ from hypothesis.stateful import (
     invariant,
     precondition,
     rule,
-    run_state_machine_as_test,
 )
 
 from application.read_model import SessionDocument, session_document
@@ -49,8 +48,18 @@ from domain.session import Session
 from domain.user_context import UserContext, user_context_uuid
 from infrastructure.clock import SettableClock
 from infrastructure.container import Services
-from tests.conftest import POSTGRES_URL, require_postgres
-from tests.helpers import ACME, ACME_DATA, ACME_WEB, ALICE, BOB, CAROL, GLOBEX, services_for
+from tests.conftest import POSTGRES_URL
+from tests.helpers import (
+    ACME,
+    ACME_DATA,
+    ACME_WEB,
+    ALICE,
+    BOB,
+    CAROL,
+    GLOBEX,
+    run_machine,
+    services_for,
+)
 from tests.property.session_model import (
     ACTIVITY_RESOLUTION,
     ATTEMPT_LIFETIME,
@@ -581,16 +590,4 @@ MACHINES: dict[str, tuple[type[SessionMachine], int, int]] = {
 
 @pytest.mark.parametrize("store", list(MACHINES))
 def test_the_sessions_app_behaves_like_the_model(store: str) -> None:
-    if store == "postgres":
-        require_postgres()
-    machine, examples, steps = MACHINES[store]
-    run_state_machine_as_test(  # type: ignore[no-untyped-call]
-        machine,
-        settings=settings(
-            max_examples=examples,
-            stateful_step_count=steps,
-            deadline=None,
-            database=None,
-            suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
-        ),
-    )
+    run_machine(store, MACHINES)
