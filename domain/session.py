@@ -473,6 +473,7 @@ class Session(Aggregate):
             self.active_sign_in_id = None
 
 
+# How each ending event ends a sign-in (what analytics and auditors call it).
 END_REASONS = {
     "SignedOut": EndReason.SIGNED_OUT,
     "SignedOutOfAll": EndReason.SIGNED_OUT_ALL,

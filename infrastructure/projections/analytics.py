@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from typing import Any, ClassVar
 
-from domain.session import Session
+from domain.session import END_REASONS, Session
 from infrastructure.projections.engine import ProjectedEvent, Projection
 from infrastructure.sql import SqlCursor, SqlDatabase, bulk_insert, select_in
 
@@ -297,9 +297,5 @@ def _apply_one(fold: _Fold, position: int, event: Any) -> None:
             "organization_membership_id": _id(event.organization_membership_id),
             "workspace_membership_id": _id(event.workspace_membership_id),
         })  # fmt: skip
-    elif kind == "SignedOut":
-        end([event.sign_in_id], "signed_out")
-    elif kind == "SignedOutOfAll":
-        end(event.sign_in_ids, "signed_out_all")
-    elif kind == "SignInExpired":
-        end([event.sign_in_id], "expired")
+    elif kind in END_REASONS:
+        end(getattr(event, "sign_in_ids", None) or [event.sign_in_id], END_REASONS[kind])
