@@ -72,12 +72,14 @@ class Chain:
         positions: Sequence[int],
         global_head: bytes,
         session_heads: dict[str, bytes],
+        digests: Sequence[bytes] | None = None,
     ) -> list[Seal]:
-        """Seals for events just appended, continuing from the given heads."""
+        """Seals for events just appended, continuing from the given heads (``digests``
+        are the events' hashes when the caller computed them already)."""
         seals = []
-        for event, position in zip(events, positions, strict=True):
+        for index, (event, position) in enumerate(zip(events, positions, strict=True)):
             originator = _originator(event.originator_id)
-            digest = self.event_hash(event)
+            digest = digests[index] if digests is not None else self.event_hash(event)
             session_hash = self.link(session_heads.get(originator, GENESIS), digest)
             global_head = self.link(global_head, digest)
             session_heads[originator] = session_hash

@@ -1,0 +1,98 @@
+"""Group commit: concurrent appends share one transaction, one table lock and one commit.
+
+eventsourcing's PostgreSQL recorder takes ``LOCK TABLE … IN EXCLUSIVE MODE`` for every
+append so that positions are issued in commit order (a subscriber can then never pass a
+position that commits later). That lock makes appends run one at a time. Instead of
+dropping the lock, we make each turn under it do more: while one transaction holds it,
+the appends that arrive queue up, and the next transaction takes all of them.
+
+There is no background thread. The first caller to find nobody committing becomes the
+leader and commits batches until its own append is done; then it hands over to a waiting
+caller. Each caller gets exactly the outcome of its own append: its positions, or its own
+error (an append that conflicts fails alone; the others in its batch still commit).
+"""
+
+from __future__ import annotations
+
+import copy
+import threading
+from collections import deque
+from collections.abc import Callable, Sequence
+
+from eventsourcing.persistence import StoredEvent
+
+
+class Append:
+    """One caller's append, and its outcome once a batch has decided it."""
+
+    __slots__ = ("done", "error", "events", "ids")
+
+    def __init__(self, events: Sequence[StoredEvent]) -> None:
+        self.events = events
+        self.ids: list[int] | None = None
+        self.error: BaseException | None = None
+        self.done = False
+
+    def fail(self, error: BaseException) -> None:
+        """Decide this append as failed (unless a batch decided it already)."""
+        if self.ids is None and self.error is None:
+            self.error = error
+
+
+class GroupCommit:
+    """Queues appends and lets one caller at a time commit them in batches."""
+
+    def __init__(self, commit: Callable[[list[Append]], None], max_batch: int = 256) -> None:
+        self._commit = commit
+        self._max_batch = max_batch
+        self._cond = threading.Condition()
+        self._queue: deque[Append] = deque()
+        self._leading = False
+
+    def submit(self, events: Sequence[StoredEvent]) -> list[int]:
+        """Append ``events`` atomically and return their positions, or raise its error."""
+        item = Append(events)
+        with self._cond:
+            self._queue.append(item)
+            while self._leading and not item.done:
+                self._cond.wait()
+            if not item.done:
+                self._leading = True
+                leader = True
+            else:
+                leader = False
+        if leader:
+            try:
+                while not item.done:
+                    self._run_one_batch()
+            finally:
+                with self._cond:
+                    self._leading = False
+                    self._cond.notify_all()
+        return _outcome(item)
+
+    def _run_one_batch(self) -> None:
+        with self._cond:
+            size = min(len(self._queue), self._max_batch)
+            batch = [self._queue.popleft() for _ in range(size)]
+        try:
+            self._commit(batch)
+        except BaseException as error:
+            for append in batch:
+                append.fail(error)
+        finally:
+            with self._cond:
+                for append in batch:
+                    if append.ids is None and append.error is None:
+                        append.error = RuntimeError("the batch decided nothing for this append")
+                    append.done = True
+                self._cond.notify_all()
+
+
+def _outcome(item: Append) -> list[int]:
+    if item.error is not None:
+        # Several callers may share one batch-wide error: each raises its own copy, so no
+        # two threads add tracebacks to the same object.
+        raise copy.copy(item.error) from item.error
+    assert item.ids is not None
+    return item.ids
