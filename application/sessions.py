@@ -11,6 +11,7 @@ import contextlib
 import logging
 import random
 import secrets
+import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -25,7 +26,6 @@ from eventsourcing.persistence import (
     IntegrityError,
     JSONTranscoder,
     Mapper,
-    Recording,
 )
 from eventsourcing.utils import Environment, EnvType
 
@@ -117,6 +117,10 @@ class SessionsApp(Application[UUID]):
         self.digester = digester
         self.passwords = passwords
         self.policy = policy
+        self._session_locks = StripedLocks()
+        self._user_locks = StripedLocks()
+        self._held = threading.local()
+        self._held.locks = []
         super().__init__(env)
 
     def construct_env(self, name: str, env: EnvType | None = None) -> Environment:
@@ -186,10 +190,10 @@ class SessionsApp(Application[UUID]):
             session = Session.start(self.ids.next_id(), now)
             token, issued = self._new_token(session.session_id, now)
             try:
-                recordings = self.save(session, issued)
+                self.save(session, issued)
             except IntegrityError:
                 continue  # an id collision: draw again
-            return CommandResult(self._respond(session, now, recordings), token)
+            return CommandResult(self._respond(session, now), token)
         raise ConcurrentModification
 
     def get_session(self, session_id: int) -> SessionDocument:
@@ -371,6 +375,9 @@ class SessionsApp(Application[UUID]):
         user's context out of step."""
         sign_in = session.active_sign_in(now)
         chosen = ActiveContext(sign_in.organization_membership_id, sign_in.workspace_membership_id)
+        lock = self._user_locks.get(user_id)
+        lock.acquire()  # released by _attempt once the save is done
+        self._held.locks.append(lock)
         context = self._user_context(user_id) or UserContext.open(user_id, now)
         # Read after the session, the context may already hold a switch of this session that
         # our session read missed; then the session has moved on: start again.
@@ -390,34 +397,24 @@ class SessionsApp(Application[UUID]):
         return session
 
     def _projected(self, session_id: int) -> Session | None:
+        """The session as the read model shows it, once the read model has caught up with
+        the session's last recorded event (read-your-writes, also across processes)."""
         state = self.read_model.session_state(session_id)
-        if state is None:
+        latest = self.recorder.select_events(aggregate_uuid(session_id), desc=True, limit=1)
+        if not latest:
+            return None
+        if state is None or state.version < latest[0].originator_version:
+            # The projection has not reached a write that was just answered: apply it now
+            # rather than wait for the worker.
             self.read_model.catch_up()
             state = self.read_model.session_state(session_id)
         return state
 
-    def _respond(
-        self, session: Session, now: datetime, recordings: Sequence[Recording[UUID]]
-    ) -> SessionDocument:
-        """The session right after this command, as the read model shows it.
-
-        The read model is caught up with our write first. If another command has already
-        moved the session on, the answer is still this command's own result: the aggregate
-        we just saved, which the projection folds to the same state.
-        """
-        if recordings:
-            self.read_model.catch_up(max(r.notification.id for r in recordings))
-        state = self.read_model.session_state(session.session_id)
-        if state is None or state.version < session.version:
-            logger.error(
-                "read model behind session %s (%s < %s) after catching up",
-                session.session_id,
-                state.version if state else None,
-                session.version,
-            )
-        if state is None or state.version != session.version:
-            state = session
-        return session_document(state, self.directory, now)
+    def _respond(self, session: Session, now: datetime) -> SessionDocument:
+        """The session right after this command: the state the command saved, which the
+        projection folds from the same events with the same ``mutate``. Later reads go
+        through :meth:`_projected`, which never answers from behind this write."""
+        return session_document(session, self.directory, now)
 
     def add_sign_in(
         self,
@@ -445,34 +442,61 @@ class SessionsApp(Application[UUID]):
 
         ``action`` returns the other aggregates to save with the session and, optionally,
         an error to raise once they are saved.
+
+        Within this process, commands on one session (and, inside them, writes of one
+        user's context) take turns on a lock, so two tabs served by the same process
+        queue rather than collide; optimistic retries remain for other processes.
         """
-        for attempt in range(self.policy.command_retries):
+        with self._session_locks.get(session_id):
+            for attempt in range(self.policy.command_retries):
+                try:
+                    result = self._attempt(session_id, action)
+                except (IntegrityError, _StaleRead):
+                    # Exponential backoff with full jitter, so contenders from other
+                    # processes stop arriving together.
+                    time.sleep(random.uniform(0, min(0.05, 0.001 * 2**attempt)))
+                    continue
+                return result
+        raise ConcurrentModification
+
+    def _attempt(self, session_id: int, action: Action) -> CommandResult:
+        held: list[threading.Lock] = []
+        self._held.locks = held
+        try:
             session = self._load(session_id)
             now = self.clock.now()
             session.expire_sign_ins(now, self.policy.idle_timeout)
             try:
                 others, error = action(session, now)
-            except _StaleRead:
-                continue
             except SessionLedgerError:
                 self._save_quietly(session)  # the expiries noticed are still facts
                 raise
-            try:
-                recordings = self.save(session, *others) if session.pending_events or others else []
-            except IntegrityError:
-                time.sleep(random.uniform(0, 0.002 * (attempt + 1)))
-                continue
+            if session.pending_events or others:
+                self.save(session, *others)
             if error is not None:
-                self.read_model.catch_up(max(r.notification.id for r in recordings))
                 raise error
-            return CommandResult(self._respond(session, now, recordings))
-        raise ConcurrentModification
+            return CommandResult(self._respond(session, now))
+        finally:
+            self._held.locks = []
+            for lock in reversed(held):
+                lock.release()
 
     def _save_quietly(self, session: Session) -> None:
         if session.pending_events:
             # Whoever won the race has seen (or will see) the same expiries.
             with contextlib.suppress(IntegrityError):
                 self.save(session)
+
+
+class StripedLocks:
+    """A fixed set of locks shared out by key: a key always gets the same lock."""
+
+    def __init__(self, stripes: int = 1024) -> None:
+        self._locks = [threading.Lock() for _ in range(stripes)]
+
+    def get(self, key: int) -> threading.Lock:
+        """The lock for ``key``."""
+        return self._locks[hash(key) % len(self._locks)]
 
 
 class _StaleRead(Exception):

@@ -8,7 +8,7 @@ query parameter; it reads no cookie and touches no database.
     BENCH_NOOP_BODY_FILE=body.json python -m bench.noop_app [--host H] [--port P] [--workers N]
 
 It is started the way ``session-ledger serve`` starts uvicorn: one worker gets the app
-object with ``log_level="info"``; several workers get an import string and a factory.
+object with ``log_level="info"``; several go through ``api.serving.run_workers``, as ``serve --workers N`` does.
 """
 
 from __future__ import annotations
@@ -19,6 +19,8 @@ from pathlib import Path
 
 import uvicorn
 from fastapi import FastAPI, Response
+
+from api.serving import run_workers
 
 BODY_ENV = "BENCH_NOOP_BODY_FILE"
 
@@ -42,13 +44,8 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=1)
     args = parser.parse_args()
     if args.workers > 1:
-        uvicorn.run(
-            "bench.noop_app:create_app",
-            factory=True,
-            host=args.host,
-            port=args.port,
-            workers=args.workers,
-        )
+        # Exactly as ``session-ledger serve --workers N`` does (TCP_NODELAY listener).
+        run_workers("bench.noop_app:create_app", args.host, args.port, args.workers)
         return
     uvicorn.run(create_app(), host=args.host, port=args.port, log_level="info")
 

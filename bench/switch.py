@@ -18,10 +18,8 @@ postgresql://postgres@127.0.0.1:5432/test; a fresh schema is created and dropped
    log level), answering the same path with the saved bytes; the same wrk script and
    durations.
 
-With ``--workers N`` (N > 1) both servers go through uvicorn's multiprocess supervisor,
-which on Linux leaves TCP_NODELAY off on accepted connections (uvicorn issue #3149), so
-every keep-alive request after the first waits ~40 ms for a delayed ACK, on both servers
-alike: see docs/performance.md.
+With ``--workers N`` (N > 1) both servers run through ``api.serving.run_workers`` (uvicorn's
+multiprocess supervisor with a listener that gives accepted sockets TCP_NODELAY).
 
 Prints switches/s, p50, p99 and errors (socket errors plus non-2xx answers) of both, the
 ratio, and the targets: ratio >= 0.35, p99 < 25 ms, no errors.

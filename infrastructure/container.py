@@ -32,6 +32,7 @@ from infrastructure.persistence import (
 )
 from infrastructure.projections.analytics import AnalyticsProjection
 from infrastructure.projections.engine import Projector
+from infrastructure.projections.lease import WorkerLease
 from infrastructure.projections.session_view import (
     SessionReadModel,
     SessionStateCodec,
@@ -171,7 +172,7 @@ def build_services(
         sql=sql,
         views=views,
         projectors=projectors,
-        worker=ProjectionWorker(sessions, projectors),
+        worker=ProjectionWorker(sessions, projectors, WorkerLease(views.datastore)),
         keys=keys,
         auth=auth,
         outbox=outbox,

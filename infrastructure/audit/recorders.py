@@ -14,6 +14,7 @@ from typing import Any
 from uuid import UUID
 
 from eventsourcing.persistence import (
+    DataError,
     IntegrityError,
     InterfaceError,
     OperationalError,
@@ -261,11 +262,25 @@ class SealingPostgresApplicationRecorder(Sealing, PostgresApplicationRecorder):
         self, stored_events: Sequence[StoredEvent], **kwargs: Any
     ) -> Sequence[int] | None:
         """Append atomically, sharing the transaction with concurrent appends."""
+        stored_events = self._as_stored(stored_events)
         if kwargs or not stored_events:
             # Tracking records and empty appends take the library's own path.
             ids: Sequence[int] | None = super().insert_events(stored_events, **kwargs)
             return ids
         return self._group.submit(stored_events)
+
+    def _as_stored(self, events: Sequence[StoredEvent]) -> Sequence[StoredEvent]:
+        """Ids as the table stores them: a uuid column reads back UUIDs, so a string id
+        is sealed under the same spelling the verifier will read."""
+        if not self._uuid_ids or all(isinstance(e.originator_id, UUID) for e in events):
+            return events
+        try:
+            return [
+                StoredEvent(UUID(str(e.originator_id)), e.originator_version, e.topic, e.state)
+                for e in events
+            ]
+        except ValueError as error:
+            raise DataError(f"not a UUID: {error}") from None
 
     def _key(self, originator_id: UUID | str, version: int) -> tuple[object, int]:
         if self._uuid_ids and not isinstance(originator_id, UUID):
@@ -276,6 +291,11 @@ class SealingPostgresApplicationRecorder(Sealing, PostgresApplicationRecorder):
         live: list[Append] = []
         claimed: set[tuple[object, int]] = set()
         for append in batch:
+            try:
+                append.events = self._as_stored(append.events)
+            except DataError as error:
+                append.fail(error)
+                continue
             keys = [self._key(e.originator_id, e.originator_version) for e in append.events]
             if len(set(keys)) < len(keys) or claimed.intersection(keys):
                 append.fail(_conflict(append.events))

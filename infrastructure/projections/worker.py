@@ -5,6 +5,9 @@ subscription, or the in-memory recorder's own) and, when a notification beyond w
 processed arrives, catches every projection up in batches. Requests that write catch the
 session read model up themselves (read-your-writes); the worker covers everything else:
 analytics, writes from other processes, and recovery after a crash.
+
+When several processes serve one store, only the worker holding the lease (see
+``lease``) works; the others wait to take over.
 """
 
 from __future__ import annotations
@@ -17,18 +20,26 @@ from typing import Any
 from eventsourcing.application import Application
 
 from infrastructure.projections.engine import Projector
+from infrastructure.projections.lease import WorkerLease
 
 logger = logging.getLogger(__name__)
 
 RETRY_SECONDS = 1.0
+LEASE_RETRY_SECONDS = 2.0
 
 
 class ProjectionWorker:
     """Catches projections up whenever the log grows, until stopped."""
 
-    def __init__(self, app: Application[Any], projectors: Sequence[Projector]) -> None:
+    def __init__(
+        self,
+        app: Application[Any],
+        projectors: Sequence[Projector],
+        lease: WorkerLease | None = None,
+    ) -> None:
         self.app = app
         self.projectors = list(projectors)
+        self.lease = lease
         self.last_error: str | None = None
         self._stopping = threading.Event()
         self._subscription: Any = None
@@ -43,6 +54,10 @@ class ProjectionWorker:
         """Work in this thread until :meth:`stop` is called."""
         while not self._stopping.is_set():
             try:
+                if self.lease is not None and not self.lease.acquire():
+                    # Another process's worker is doing this work; be ready to take over.
+                    self._stopping.wait(LEASE_RETRY_SECONDS)
+                    continue
                 done = self.catch_up()
                 self.last_error = None
                 with self.app.recorder.subscribe(gt=done) as subscription:
@@ -51,6 +66,8 @@ class ProjectionWorker:
                     if self._stopping.is_set():
                         break
                     for notification in subscription:
+                        if self.lease is not None and not self.lease.still_held():
+                            break
                         if notification.id > done:
                             done = self.catch_up()
             except Exception as error:
@@ -74,3 +91,5 @@ class ProjectionWorker:
                 self._subscription.stop()
         if self._thread is not None:
             self._thread.join(timeout)
+        if self.lease is not None:
+            self.lease.release()

@@ -1,0 +1,701 @@
+"""Group commit of PostgreSQL appends: many callers share one transaction, each gets its
+own outcome, positions stay unique and in commit order, and every seal still verifies.
+
+Covers ``infrastructure.audit.group_commit`` on its own (no database) and through
+``SealingPostgresApplicationRecorder`` on a real PostgreSQL schema per test: concurrent
+appends, a race for one version, a batch mixing good and conflicting appends, two
+recorders (two "processes") moving each other's chain heads, and originator ids given as
+strings.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+from uuid import UUID
+
+import psycopg
+import pytest
+from eventsourcing.persistence import IntegrityError, StoredEvent
+from eventsourcing.postgres import PostgresDatastore
+
+from infrastructure.audit.group_commit import Append, GroupCommit
+from infrastructure.audit.recorders import SealingPostgresApplicationRecorder
+from infrastructure.sql import SqlDatabase
+from tests.conftest import POSTGRES_URL, require_postgres
+from tests.integration.test_recorders import _assert_seals_verify
+
+TOPIC = "tests.integration.test_group_commit:Event"
+TIMEOUT = 60  # seconds for any thread; a hang is a failure, not a stuck suite
+
+
+# --- helpers ------------------------------------------------------------------------------
+
+
+def _run_threads(count: int, work: Callable[[int], None]) -> list[BaseException]:
+    """Run ``work(index)`` in ``count`` threads released together; what they raised."""
+    start = threading.Barrier(count, timeout=TIMEOUT)
+    failures: list[BaseException] = []
+    lock = threading.Lock()
+
+    def run(index: int) -> None:
+        try:
+            start.wait()
+            work(index)
+        except BaseException as error:  # every failure is reported, assertions too
+            with lock:
+                failures.append(error)
+
+    workers = [threading.Thread(target=run, args=(i,), daemon=True) for i in range(count)]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join(TIMEOUT)
+    assert not any(w.is_alive() for w in workers), "a thread hung"
+    return failures
+
+
+def _event(originator: UUID | str, version: int, payload: str) -> StoredEvent:
+    return StoredEvent(originator, version, TOPIC, payload.encode())
+
+
+def _wait_until(condition: Callable[[], bool], what: str) -> None:
+    deadline = time.monotonic() + TIMEOUT
+    while not condition():
+        assert time.monotonic() < deadline, f"timed out waiting until {what}"
+        time.sleep(0.001)
+
+
+class _CountingRecorder(SealingPostgresApplicationRecorder):
+    """The recorder under test, counting its batches and its careful appends."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.batch_sizes: list[int] = []
+        self.careful_commits = 0
+
+    def _commit_batch(self, batch: list[Append]) -> None:
+        self.batch_sizes.append(len(batch))
+        super()._commit_batch(batch)
+
+    def _try_commit(self, live: list[Append]) -> list[Append]:
+        self.careful_commits += 1
+        return super()._try_commit(live)
+
+
+@dataclass
+class _Schema:
+    """A fresh PostgreSQL schema; each datastore on it is like another server process."""
+
+    name: str
+    datastores: list[PostgresDatastore] = field(default_factory=list)
+
+    def datastore(self) -> PostgresDatastore:
+        info = psycopg.conninfo.conninfo_to_dict(POSTGRES_URL)
+        datastore = PostgresDatastore(
+            dbname=str(info.get("dbname", "test")),
+            host=str(info.get("host", "127.0.0.1")),
+            port=str(info.get("port", "5432")),
+            user=str(info.get("user", "postgres")),
+            password=str(info.get("password", "")),
+            schema=self.name,
+            pool_size=12,
+            max_overflow=12,
+        )
+        self.datastores.append(datastore)
+        return datastore
+
+    def recorder(self, datastore: PostgresDatastore | None = None) -> _CountingRecorder:
+        recorder = _CountingRecorder(datastore or self.datastore(), events_table_name="events")
+        recorder.create_table()
+        return recorder
+
+
+@pytest.fixture
+def schema() -> Iterator[_Schema]:
+    """A new schema, dropped (with every datastore on it closed) after the test."""
+    require_postgres()
+    created = _Schema(f"gc_{uuid.uuid4().hex[:10]}")
+    with psycopg.connect(POSTGRES_URL, autocommit=True) as conn:
+        conn.execute(f"CREATE SCHEMA {created.name}")
+    try:
+        yield created
+    finally:
+        for datastore in created.datastores:
+            datastore.close()
+        with psycopg.connect(POSTGRES_URL, autocommit=True) as conn:
+            conn.execute(f"DROP SCHEMA IF EXISTS {created.name} CASCADE")
+
+
+def _verify(recorder: SealingPostgresApplicationRecorder) -> None:
+    _assert_seals_verify(recorder, SqlDatabase(recorder.datastore))
+
+
+def _log(recorder: SealingPostgresApplicationRecorder) -> list[tuple[int, UUID, int, bytes]]:
+    """The whole application log: (position, originator, version, payload)."""
+    return [
+        (n.id, UUID(str(n.originator_id)), n.originator_version, n.state)
+        for n in recorder.select_notifications(start=1, limit=10**6)
+    ]
+
+
+def _assert_contiguous(ids: Sequence[int] | None, count: int) -> list[int]:
+    assert ids is not None
+    ids = list(ids)
+    assert len(ids) == count
+    assert ids == list(range(ids[0], ids[0] + count)), ids
+    return ids
+
+
+# --- 1. many concurrent appends to new originators ------------------------------------------
+
+
+def test_concurrent_appends_each_get_their_own_contiguous_positions(schema: _Schema) -> None:
+    recorder = schema.recorder()
+    threads, appends = 16, 30
+    results: dict[tuple[int, int], tuple[list[StoredEvent], list[int]]] = {}
+    lock = threading.Lock()
+
+    def work(index: int) -> None:
+        for number in range(appends):
+            originator = uuid.uuid4()
+            size = 1 if (index + number) % 2 else 3
+            events = [
+                _event(originator, version, f"{index}-{number}-{version}")
+                for version in range(1, size + 1)
+            ]
+            ids = _assert_contiguous(recorder.insert_events(events), size)
+            with lock:
+                results[index, number] = (events, ids)
+
+    assert _run_threads(threads, work) == []
+    assert len(results) == threads * appends
+
+    expected: dict[int, tuple[UUID, int, bytes]] = {}
+    for events, ids in results.values():
+        for event, position in zip(events, ids, strict=True):
+            assert position not in expected, f"position {position} issued twice"
+            expected[position] = (
+                UUID(str(event.originator_id)),
+                event.originator_version,
+                event.state,
+            )
+    assert len(expected) == sum(len(events) for events, _ in results.values())
+
+    log = _log(recorder)
+    assert [row[0] for row in log] == sorted(expected)
+    assert {row[0]: row[1:] for row in log} == expected
+    # The appends were actually grouped: some transaction carried several of them.
+    assert max(recorder.batch_sizes) > 1
+    assert sum(recorder.batch_sizes) == threads * appends
+    _verify(recorder)
+
+
+# --- 2. a race for one version of one originator -------------------------------------------
+
+
+def _race(
+    recorder: SealingPostgresApplicationRecorder, originator: UUID, version: int, racers: int
+) -> tuple[list[tuple[int, Sequence[int] | None]], list[BaseException]]:
+    """``racers`` threads append ``version`` at once: who won (and where), and what the
+    others raised."""
+    won: list[tuple[int, Sequence[int] | None]] = []
+    lost: list[BaseException] = []
+    lock = threading.Lock()
+
+    def work(index: int) -> None:
+        event = _event(originator, version, f"racer-{index}-v{version}")
+        try:
+            ids = recorder.insert_events([event])
+        except IntegrityError as error:
+            with lock:
+                lost.append(error)
+        else:
+            with lock:
+                won.append((index, ids))
+
+    assert _run_threads(racers, work) == []
+    return won, lost
+
+
+def test_racing_appends_to_one_version_let_exactly_one_win(schema: _Schema) -> None:
+    recorder = schema.recorder()
+    originator = uuid.uuid4()
+    recorder.insert_events([_event(originator, 1, "created")])
+    racers = 12
+    winners: dict[int, str] = {}
+    for version in range(2, 6):  # several rounds: the losers meet both ways of failing
+        won, lost = _race(recorder, originator, version, racers)
+        assert len(won) == 1, won
+        assert len(lost) == racers - 1
+        assert all(type(error) is IntegrityError for error in lost)
+        _assert_contiguous(won[0][1], 1)
+        winners[version] = f"racer-{won[0][0]}-v{version}"
+
+    stored = recorder.select_events(originator)
+    assert [e.originator_version for e in stored] == [1, 2, 3, 4, 5]
+    assert [e.state.decode() for e in stored[1:]] == [winners[v] for v in range(2, 6)]
+    assert len(_log(recorder)) == 5
+    _verify(recorder)
+
+
+# --- 3. one batch mixing good and conflicting appends -------------------------------------
+
+
+def test_a_batch_commits_its_good_appends_and_fails_only_the_conflicting(
+    schema: _Schema,
+) -> None:
+    recorder = schema.recorder()
+    oa, ob, oc = uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
+    (stored,) = _assert_contiguous(recorder.insert_events([_event(ob, 1, "B-original")]), 1)
+
+    a = Append([_event(oa, 1, "A1")])
+    b = Append([_event(ob, 2, "B-new"), _event(ob, 1, "B-duplicate")])  # v1 is recorded
+    c = Append([_event(oc, 1, "C1"), _event(oc, 2, "C2")])
+    d = Append([_event(oa, 1, "D-duplicate")])  # repeats A, earlier in the same batch
+    e = Append([_event(oc, 3, "E-1"), _event(oc, 3, "E-2")])  # repeats itself
+    recorder._commit_batch([a, b, c, d, e])
+
+    assert a.error is None
+    assert c.error is None
+    (a_id,) = _assert_contiguous(a.ids, 1)
+    c_ids = _assert_contiguous(c.ids, 2)
+    for failed in (b, d, e):
+        assert failed.ids is None
+        assert isinstance(failed.error, IntegrityError), failed.error
+
+    log = _log(recorder)
+    assert log == sorted(
+        [
+            (stored, ob, 1, b"B-original"),
+            (a_id, oa, 1, b"A1"),
+            (c_ids[0], oc, 1, b"C1"),
+            (c_ids[1], oc, 2, b"C2"),
+        ]
+    )
+    payloads = {row[3] for row in log}
+    assert payloads.isdisjoint({b"B-new", b"B-duplicate", b"D-duplicate", b"E-1", b"E-2"})
+    _verify(recorder)
+
+    # The recorder's idea of the chain heads survived the failed appends.
+    _assert_contiguous(recorder.insert_events([_event(oa, 2, "A2")]), 1)
+    _assert_contiguous(recorder.insert_events([_event(ob, 2, "B2")]), 1)
+    assert len(_log(recorder)) == 6
+    _verify(recorder)
+
+
+def test_a_batch_of_only_a_conflicting_append_fails_it_and_writes_nothing(
+    schema: _Schema,
+) -> None:
+    recorder = schema.recorder()
+    originator = uuid.uuid4()
+    recorder.insert_events([_event(originator, 1, "original")])
+    before = _log(recorder)
+
+    conflicting = Append([_event(originator, 1, "duplicate")])
+    recorder._commit_batch([conflicting])
+
+    assert conflicting.ids is None
+    assert isinstance(conflicting.error, IntegrityError), conflicting.error
+    assert _log(recorder) == before
+    with pytest.raises(IntegrityError):
+        recorder.insert_events([_event(originator, 1, "duplicate again")])
+    _assert_contiguous(recorder.insert_events([_event(originator, 2, "next")]), 1)
+    assert [row[3] for row in _log(recorder)] == [b"original", b"next"]
+    _verify(recorder)
+
+
+# --- 4. another process moves the chain heads ---------------------------------------------
+
+
+def test_two_processes_appending_to_one_store_keep_the_chains_whole(schema: _Schema) -> None:
+    first, second = schema.recorder(), schema.recorder()
+    assert first.datastore is not second.datastore
+    recorders = (first, second)
+    expected: dict[int, tuple[UUID, int, bytes]] = {}
+    lock = threading.Lock()
+
+    def append(recorder: _CountingRecorder, events: list[StoredEvent]) -> None:
+        ids = _assert_contiguous(recorder.insert_events(events), len(events))
+        with lock:
+            for event, position in zip(events, ids, strict=True):
+                assert position not in expected
+                expected[position] = (
+                    UUID(str(event.originator_id)),
+                    event.originator_version,
+                    event.state,
+                )
+
+    # One originator, its versions written alternately by the two processes.
+    shared = uuid.uuid4()
+    for version in range(1, 21):
+        append(recorders[version % 2], [_event(shared, version, f"shared-{version}")])
+    # The heads each process remembered were stale: the careful path took over.
+    assert first.careful_commits >= 1
+    assert second.careful_commits >= 1
+
+    # Now concurrently: a second shared originator, still alternating, while other threads
+    # on both processes append to their own originators.
+    alternating = uuid.uuid4()
+    turn = threading.Condition()
+    next_version = [1]
+    last = 20
+
+    def alternate(side: int) -> None:
+        try:
+            while True:
+                with turn:
+                    ready = turn.wait_for(
+                        lambda: next_version[0] > last or next_version[0] % 2 == side,
+                        timeout=TIMEOUT,
+                    )
+                    assert ready, "the other process never took its turn"
+                    version = next_version[0]
+                if version > last:
+                    return
+                append(recorders[side], [_event(alternating, version, f"alt-{version}")])
+                with turn:
+                    next_version[0] += 1
+                    turn.notify_all()
+        except BaseException:
+            with turn:
+                next_version[0] = last + 1  # release the other side
+                turn.notify_all()
+            raise
+
+    def work(index: int) -> None:
+        if index < 2:
+            alternate(index)
+            return
+        recorder = recorders[index % 2]
+        for number in range(15):
+            originator = uuid.uuid4()
+            size = 1 + number % 2
+            append(
+                recorder,
+                [_event(originator, v, f"{index}-{number}-{v}") for v in range(1, size + 1)],
+            )
+
+    careful_before = first.careful_commits + second.careful_commits
+    assert _run_threads(10, work) == []
+    assert first.careful_commits + second.careful_commits > careful_before
+
+    for recorder in recorders:
+        log = _log(recorder)
+        assert [row[0] for row in log] == sorted(expected)
+        assert {row[0]: row[1:] for row in log} == expected
+    assert [e.state for e in first.select_events(shared)] == [
+        f"shared-{v}".encode() for v in range(1, 21)
+    ]
+    assert [e.state for e in second.select_events(alternating)] == [
+        f"alt-{v}".encode() for v in range(1, 21)
+    ]
+    _verify(first)
+    _verify(second)
+
+
+def test_a_stale_session_head_is_caught_even_when_the_global_head_is_current(
+    schema: _Schema,
+) -> None:
+    here, elsewhere = schema.recorder(), schema.recorder()
+    originator = uuid.uuid4()
+    here.insert_events([_event(originator, 1, "here-1")])
+    elsewhere.insert_events([_event(originator, 2, "elsewhere-2")])
+    # Another originator: ``here`` finds the global head moved and learns the new one, but
+    # still remembers this originator's session head as of version 1.
+    here.insert_events([_event(uuid.uuid4(), 1, "other")])
+    careful = here.careful_commits
+    assert careful >= 1
+
+    _assert_contiguous(here.insert_events([_event(originator, 3, "here-3")]), 1)
+    assert here.careful_commits == careful + 1  # the stale session head was noticed
+    assert [e.state for e in here.select_events(originator)] == [
+        b"here-1",
+        b"elsewhere-2",
+        b"here-3",
+    ]
+    _verify(here)
+
+
+# --- 5. originators this process does not know, and ids given as strings ------------------
+
+
+def test_an_append_continuing_an_originator_unknown_here_looks_its_head_up(
+    schema: _Schema,
+) -> None:
+    here, elsewhere = schema.recorder(), schema.recorder()
+    here.insert_events([_event(uuid.uuid4(), 1, "here knows the global head now")])
+    originator = uuid.uuid4()
+    elsewhere.insert_events([_event(originator, v, f"elsewhere-{v}") for v in range(1, 5)])
+
+    _assert_contiguous(here.insert_events([_event(originator, 5, "here-5")]), 1)
+    # The head lookup gave the true heads: the one-round-trip append succeeded first time.
+    assert here.careful_commits == 0
+    _assert_contiguous(here.insert_events([_event(originator, 6, "here-6")]), 1)
+    assert here.careful_commits == 0
+
+    assert [e.originator_version for e in here.select_events(originator)] == [1, 2, 3, 4, 5, 6]
+    _verify(here)
+
+
+def test_originator_ids_given_as_strings_on_a_uuid_table_verify(schema: _Schema) -> None:
+    recorder, other = schema.recorder(), schema.recorder()
+    assert recorder.datastore.originator_id_type == "uuid"
+    originator = uuid.uuid4()
+
+    ids = recorder.insert_events([_event(str(originator), v, f"s{v}") for v in (1, 2)])
+    _assert_contiguous(ids, 2)
+    _assert_contiguous(recorder.insert_events([_event(originator, 3, "u3")]), 1)
+    # Unknown to ``other``: its head is looked up, under the string spelling.
+    _assert_contiguous(other.insert_events([_event(str(originator), 4, "s4")]), 1)
+    _assert_contiguous(recorder.insert_events([_event(str(originator), 5, "s5")]), 1)
+
+    assert [e.originator_version for e in recorder.select_events(originator)] == [1, 2, 3, 4, 5]
+    _verify(recorder)
+
+
+def test_a_batch_mixing_uuid_and_string_originator_ids_commits(schema: _Schema) -> None:
+    recorder = schema.recorder()
+    as_uuid = Append([_event(uuid.uuid4(), 1, "uuid")])
+    as_text = Append([_event(str(uuid.uuid4()), 1, "text")])
+    recorder._commit_batch([as_uuid, as_text])
+    assert as_uuid.error is None
+    assert as_text.error is None
+    _assert_contiguous(as_uuid.ids, 1)
+    _assert_contiguous(as_text.ids, 1)
+
+
+# --- 6. GroupCommit on its own --------------------------------------------------------------
+
+
+class _FakeStore:
+    """A commit function that records its batches and issues positions, one at a time."""
+
+    def __init__(self, pause: float = 0.0) -> None:
+        self.pause = pause
+        self.lock = threading.Lock()
+        self.active = 0
+        self.most_active = 0
+        self.batch_sizes: list[int] = []
+        self.next_position = 1
+        self.issued: dict[bytes, list[int]] = {}
+
+    def commit(self, batch: list[Append]) -> None:
+        with self.lock:
+            self.active += 1
+            self.most_active = max(self.most_active, self.active)
+            self.batch_sizes.append(len(batch))
+        try:
+            time.sleep(self.pause)
+            self.decide(batch)
+        finally:
+            with self.lock:
+                self.active -= 1
+
+    def decide(self, batch: list[Append]) -> None:
+        for append in batch:
+            ids = list(range(self.next_position, self.next_position + len(append.events)))
+            self.next_position += len(append.events)
+            append.ids = ids
+            self.issued[append.events[0].state] = ids
+
+
+def _events(name: str, count: int = 1) -> list[StoredEvent]:
+    originator = uuid.uuid4()
+    return [_event(originator, v, name if v == 1 else f"{name}-{v}") for v in range(1, count + 1)]
+
+
+def test_group_commit_gives_each_caller_its_own_positions_one_commit_at_a_time() -> None:
+    store = _FakeStore(pause=0.01)
+    group = GroupCommit(store.commit, max_batch=8)
+    got: dict[bytes, list[int]] = {}
+    lock = threading.Lock()
+
+    def work(index: int) -> None:
+        events = _events(f"caller-{index}", 1 + index % 3)
+        ids = group.submit(events)
+        with lock:
+            got[events[0].state] = ids
+
+    assert _run_threads(20, work) == []
+    assert len(got) == 20
+    assert got == store.issued
+    for name, ids in got.items():
+        index = int(name.decode().split("-")[1])
+        _assert_contiguous(ids, 1 + index % 3)
+    every = [p for ids in got.values() for p in ids]
+    assert len(every) == len(set(every))
+    assert store.most_active == 1
+    assert sum(store.batch_sizes) == 20
+    assert max(store.batch_sizes) > 1
+    assert max(store.batch_sizes) <= 8
+
+
+def test_a_batch_wide_error_reaches_every_caller_of_that_batch_and_no_other() -> None:
+    group: GroupCommit
+    calls: list[list[bytes]] = []
+    entered = threading.Event()
+    waiting = 5
+
+    def commit(batch: list[Append]) -> None:
+        calls.append([a.events[0].state for a in batch])
+        if len(calls) == 1:
+            entered.set()
+            # Hold the first batch until the others have queued behind it.
+            _wait_until(lambda: len(group._queue) == waiting, "the others queued")
+        if len(calls) == 2:
+            raise RuntimeError("the database went away")
+        for position, append in enumerate(batch, start=len(calls) * 100):
+            append.ids = [position]
+
+    group = GroupCommit(commit)
+    first: list[list[int]] = []
+    leader = threading.Thread(
+        target=lambda: first.append(group.submit(_events("first"))), daemon=True
+    )
+    leader.start()
+    assert entered.wait(TIMEOUT)
+
+    outcomes: dict[int, BaseException | list[int]] = {}
+
+    def follower(index: int) -> None:
+        try:
+            outcomes[index] = group.submit(_events(f"follower-{index}"))
+        except Exception as error:
+            outcomes[index] = error
+
+    assert _run_threads(waiting, follower) == []
+    leader.join(TIMEOUT)
+    assert not leader.is_alive()
+
+    assert first == [[100]]
+    assert [len(batch) for batch in calls] == [1, waiting]
+    assert len(outcomes) == waiting
+    errors = [o for o in outcomes.values() if isinstance(o, BaseException)]
+    assert len(errors) == waiting, outcomes
+    assert all(type(error) is RuntimeError for error in errors), errors
+    assert all(str(error) == "the database went away" for error in errors)
+    # Each caller raises its own copy of the one error.
+    assert len({id(error) for error in errors}) == waiting
+    assert len({id(error.__cause__) for error in errors}) == 1
+
+    # Leadership was handed over: later appends still commit.
+    assert group.submit(_events("later")) == [300]
+    assert [len(batch) for batch in calls] == [1, waiting, 1]
+
+
+def test_a_batch_error_after_some_appends_committed_keeps_their_positions() -> None:
+    group: GroupCommit
+    callers = 6
+    calls: list[int] = []
+    entered = threading.Event()
+
+    def commit(batch: list[Append]) -> None:
+        calls.append(len(batch))
+        if len(calls) == 1:
+            entered.set()
+            _wait_until(lambda: len(group._queue) == callers, "the callers queued")
+            batch[0].ids = [1]
+            return
+        # Like the careful path committing one round, then losing the connection.
+        for position, append in enumerate(batch[: callers // 2], start=10):
+            append.ids = [position]
+        raise RuntimeError("lost the connection")
+
+    group = GroupCommit(commit)
+    opener = threading.Thread(target=lambda: group.submit(_events("opener")), daemon=True)
+    opener.start()
+    assert entered.wait(TIMEOUT)
+
+    outcomes: dict[int, BaseException | list[int]] = {}
+
+    def work(index: int) -> None:
+        try:
+            outcomes[index] = group.submit(_events(f"caller-{index}"))
+        except Exception as error:
+            outcomes[index] = error
+
+    assert _run_threads(callers, work) == []
+    opener.join(TIMEOUT)
+    assert not opener.is_alive()
+
+    assert calls == [1, callers]
+    committed = [o for o in outcomes.values() if isinstance(o, list)]
+    failed = [o for o in outcomes.values() if isinstance(o, BaseException)]
+    assert sorted(committed) == [[10], [11], [12]]
+    assert len(failed) == callers - callers // 2
+    assert all(type(error) is RuntimeError for error in failed)
+
+
+def test_a_failing_lone_leader_hands_over_leadership() -> None:
+    attempts: list[int] = []
+
+    def commit(batch: list[Append]) -> None:
+        attempts.append(len(batch))
+        if len(attempts) == 1:
+            raise RuntimeError("first commit fails")
+        for append in batch:
+            append.ids = [len(attempts)]
+
+    group = GroupCommit(commit)
+    with pytest.raises(RuntimeError, match="first commit fails"):
+        group.submit(_events("one"))
+    assert group.submit(_events("two")) == [2]
+
+
+def test_an_error_for_one_append_fails_only_its_caller() -> None:
+    group: GroupCommit
+    callers = 8
+    store = _FakeStore()
+    calls: list[int] = []
+    entered = threading.Event()
+
+    def commit(batch: list[Append]) -> None:
+        calls.append(len(batch))
+        if len(calls) == 1:
+            entered.set()
+            _wait_until(lambda: len(group._queue) == callers, "the callers queued")
+        store.decide([a for a in batch if a.events[0].state != b"bad"])
+        for append in batch:
+            if append.events[0].state == b"bad":
+                append.error = ValueError("this one conflicts")
+
+    group = GroupCommit(commit)
+    opener = threading.Thread(target=lambda: group.submit(_events("opener")), daemon=True)
+    opener.start()
+    assert entered.wait(TIMEOUT)
+
+    outcomes: dict[int, BaseException | list[int]] = {}
+
+    def work(index: int) -> None:
+        try:
+            outcomes[index] = group.submit(_events("bad" if index == 3 else f"good-{index}"))
+        except Exception as error:
+            outcomes[index] = error
+
+    assert _run_threads(callers, work) == []
+    opener.join(TIMEOUT)
+    assert not opener.is_alive()
+
+    assert calls == [1, callers]  # the bad append shared its batch with the good ones
+    bad = outcomes.pop(3)
+    assert type(bad) is ValueError
+    assert str(bad) == "this one conflicts"
+    for index, outcome in outcomes.items():
+        assert outcome == store.issued[f"good-{index}".encode()]
+
+
+def test_an_append_a_batch_leaves_undecided_fails_rather_than_hangs() -> None:
+    def commit(batch: list[Append]) -> None:
+        for append in batch:
+            if append.events[0].state != b"forgotten":
+                append.ids = [1]
+
+    group = GroupCommit(commit)
+    with pytest.raises(RuntimeError, match="decided nothing"):
+        group.submit(_events("forgotten"))
+    assert group.submit(_events("remembered")) == [1]
