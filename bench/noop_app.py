@@ -8,7 +8,8 @@ query parameter; it reads no cookie and touches no database.
     BENCH_NOOP_BODY_FILE=body.json python -m bench.noop_app [--host H] [--port P] [--workers N]
 
 It is started the way ``session-ledger serve`` starts uvicorn: one worker gets the app
-object with ``log_level="info"``; several go through ``api.serving.run_workers``, as ``serve --workers N`` does.
+object with ``log_level="info"``; several go through ``api.serving.run_workers``, as
+``serve --workers N`` does.
 """
 
 from __future__ import annotations
