@@ -48,11 +48,14 @@ class GroupCommit:
         self._cond = threading.Condition()
         self._queue: deque[Append] = deque()
         self._leading = False
+        self.appends = 0  # appends submitted
+        self.batches = 0  # batches committed (or failed)
 
     def submit(self, events: Sequence[StoredEvent]) -> list[int]:
         """Append ``events`` atomically and return their positions, or raise its error."""
         item = Append(events)
         with self._cond:
+            self.appends += 1
             self._queue.append(item)
             while self._leading and not item.done:
                 self._cond.wait()
@@ -75,6 +78,7 @@ class GroupCommit:
         with self._cond:
             size = min(len(self._queue), self._max_batch)
             batch = [self._queue.popleft() for _ in range(size)]
+            self.batches += 1
         try:
             self._commit(batch)
         except BaseException as error:

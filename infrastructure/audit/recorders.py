@@ -255,7 +255,7 @@ class SealingPostgresApplicationRecorder(Sealing, PostgresApplicationRecorder):
             .encode()
         )
         self._heads = _KnownHeads()
-        self._group = GroupCommit(self._commit_batch)
+        self.group = GroupCommit(self._commit_batch)
 
     @retry((InterfaceError, OperationalError), max_attempts=10, wait=0.2)
     def insert_events(
@@ -263,11 +263,12 @@ class SealingPostgresApplicationRecorder(Sealing, PostgresApplicationRecorder):
     ) -> Sequence[int] | None:
         """Append atomically, sharing the transaction with concurrent appends."""
         stored_events = self._as_stored(stored_events)
-        if kwargs or not stored_events:
-            # Tracking records and empty appends take the library's own path.
+        if not stored_events or any(value is not None for value in kwargs.values()):
+            # Tracking records and empty appends take the library's own path. (Applications
+            # always pass ``tracking``, as None when there is nothing to track.)
             ids: Sequence[int] | None = super().insert_events(stored_events, **kwargs)
             return ids
-        return self._group.submit(stored_events)
+        return self.group.submit(stored_events)
 
     def _as_stored(self, events: Sequence[StoredEvent]) -> Sequence[StoredEvent]:
         """Ids as the table stores them: a uuid column reads back UUIDs, so a string id

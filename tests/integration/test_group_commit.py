@@ -27,6 +27,7 @@ from infrastructure.audit.group_commit import Append, GroupCommit
 from infrastructure.audit.recorders import SealingPostgresApplicationRecorder
 from infrastructure.sql import SqlDatabase
 from tests.conftest import POSTGRES_URL, require_postgres
+from tests.helpers import services_for
 from tests.integration.test_recorders import _assert_seals_verify
 
 TOPIC = "tests.integration.test_group_commit:Event"
@@ -699,3 +700,20 @@ def test_an_append_a_batch_leaves_undecided_fails_rather_than_hangs() -> None:
     with pytest.raises(RuntimeError, match="decided nothing"):
         group.submit(_events("forgotten"))
     assert group.submit(_events("remembered")) == [1]
+
+
+def test_the_applications_saves_take_the_group_commit_path(postgres_url: str) -> None:
+    """eventsourcing's Application always passes ``tracking=None``; that must not send every
+    save down the library's one-append-per-lock path."""
+    with services_for(postgres_url, rate_limits=False) as services:
+        recorder = services.sessions.recorder
+        assert isinstance(recorder, SealingPostgresApplicationRecorder)
+        before = recorder.group.appends
+        threads = [threading.Thread(target=services.sessions.start_session) for _ in range(8)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        assert recorder.group.appends - before == 8
+        assert recorder.group.batches <= recorder.group.appends
+        _assert_seals_verify(recorder, SqlDatabase(recorder.datastore))
