@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Any
 
 from fastapi import FastAPI, Request
+from starlette.datastructures import MutableHeaders
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from api import routes_admin, routes_auth, routes_ops, routes_session
 from api.context import audit_context, request_id
@@ -19,6 +20,34 @@ DESCRIPTION = """Session part of a multi-account auth frontend API, wire-compati
 
 Every JSON response is the envelope `{status, message, data, session, errors}`. The browser
 session travels in the `session_id` cookie (an opaque token, not the session id)."""
+
+
+class RequestContextMiddleware:
+    """Commands record where they came from; every answer names its request, so a user's
+    report can be matched to the audit trail. (Plain ASGI: Starlette's BaseHTTPMiddleware
+    costs a task group and a response stream per request.)"""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        request = Request(scope)
+        ready = hasattr(request.app.state, "services")  # not when serving the bare schema
+        context = current_request.set(audit_context(request) if ready else None)
+        identifier = request_id(request)
+
+        async def send_with_id(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                MutableHeaders(scope=message)["X-Request-Id"] = identifier
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_with_id)
+        finally:
+            current_request.reset(context)
 
 
 def create_app(
@@ -57,18 +86,7 @@ def create_app(
     )
     install_error_handlers(app)
 
-    @app.middleware("http")
-    async def _request_context(request: Request, call_next: Any) -> Any:
-        # Commands record where they came from; every answer names its request, so a
-        # user's report can be matched to the audit trail.
-        ready = hasattr(request.app.state, "services")  # not when serving the bare schema
-        token = current_request.set(audit_context(request) if ready else None)
-        try:
-            response = await call_next(request)
-        finally:
-            current_request.reset(token)
-        response.headers["X-Request-Id"] = request_id(request)
-        return response
+    app.add_middleware(RequestContextMiddleware)
 
     app.include_router(routes_session.router)
     app.include_router(routes_auth.router)

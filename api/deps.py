@@ -24,8 +24,8 @@ cookie_scheme = APIKeyCookie(
 )
 
 
-def get_services(request: Request) -> Services:
-    """The services built by the app's lifespan."""
+async def get_services(request: Request) -> Services:
+    """The services built by the app's lifespan (async: no I/O, so no thread hop)."""
     services: Services = request.app.state.services
     return services
 

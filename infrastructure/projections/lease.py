@@ -20,6 +20,7 @@ import fcntl
 import hashlib
 import logging
 import os
+import time
 from typing import IO, Any
 
 import psycopg
@@ -27,6 +28,8 @@ from eventsourcing.postgres import PostgresDatastore
 from eventsourcing.sqlite import SQLiteDatastore
 
 logger = logging.getLogger(__name__)
+
+CHECK_SECONDS = 1.0
 
 
 class WorkerLease:
@@ -36,6 +39,7 @@ class WorkerLease:
         self._datastore = datastore
         self._connection: psycopg.Connection[Any] | None = None
         self._file: IO[bytes] | None = None
+        self._checked = 0.0
         self.held = False
 
     def acquire(self) -> bool:
@@ -52,9 +56,19 @@ class WorkerLease:
         return self.held
 
     def still_held(self) -> bool:
-        """False if the lease was lost (its PostgreSQL connection broke)."""
-        if self._connection is not None and self._connection.broken:
-            self.release()
+        """False if the lease was lost: its PostgreSQL connection is checked with a round
+        trip at most every ``CHECK_SECONDS`` (psycopg notices a dead connection only when
+        it is used), and then the lock is released for others."""
+        connection = self._connection
+        if connection is not None and self.held:
+            now = time.monotonic()
+            if now - self._checked >= CHECK_SECONDS:
+                self._checked = now
+                try:
+                    connection.execute("SELECT 1")
+                except psycopg.Error:
+                    logger.warning("projection worker lease lost (its connection broke)")
+                    self.release()
         return self.held
 
     def release(self) -> None:
