@@ -11,8 +11,10 @@ transaction, the event being a real one (a new Session's ``Started`` event, made
 by the application, inside the timed loop for every path alike):
 
 - "session-ledger": ``services.sessions.recorder.insert_events([event])``, the service's
-  append path (eventsourcing's ``LOCK TABLE … IN EXCLUSIVE MODE`` + ``NOTIFY`` + ``INSERT …
-  RETURNING``, plus the audit seal rows written in the same transaction);
+  append path: concurrent appends are group-committed, each batch by one call of a
+  server-side function that takes eventsourcing's ``LOCK TABLE … IN EXCLUSIVE MODE``,
+  NOTIFYs, inserts the events and writes their audit seals (see
+  ``infrastructure/audit/recorders.py``); each writer still waits for its own commit;
 - "eventsourcing only" (for attribution, not a target): the library's own
   ``PostgresApplicationRecorder`` on the same pool and another table, without the seals;
 - "plain INSERT" (the baseline): ``INSERT … RETURNING notification_id; COMMIT`` of the same

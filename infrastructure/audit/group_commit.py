@@ -25,13 +25,15 @@ from eventsourcing.persistence import StoredEvent
 class Append:
     """One caller's append, and its outcome once a batch has decided it."""
 
-    __slots__ = ("done", "error", "events", "ids")
+    __slots__ = ("done", "error", "events", "ids", "promoted", "wake")
 
     def __init__(self, events: Sequence[StoredEvent]) -> None:
         self.events = events
         self.ids: list[int] | None = None
         self.error: BaseException | None = None
         self.done = False
+        self.promoted = False  # asked to lead the next batches
+        self.wake = threading.Event()
 
     def fail(self, error: BaseException) -> None:
         """Decide this append as failed (unless a batch decided it already)."""
@@ -40,12 +42,16 @@ class Append:
 
 
 class GroupCommit:
-    """Queues appends and lets one caller at a time commit them in batches."""
+    """Queues appends and lets one caller at a time commit them in batches.
+
+    Each waiting caller sleeps on an event of its own: finishing a batch wakes exactly the
+    callers it decided, and handing over wakes exactly one (no thundering herd).
+    """
 
     def __init__(self, commit: Callable[[list[Append]], None], max_batch: int = 256) -> None:
         self._commit = commit
         self._max_batch = max_batch
-        self._cond = threading.Condition()
+        self._lock = threading.Lock()
         self._queue: deque[Append] = deque()
         self._leading = False
         self.appends = 0  # appends submitted
@@ -54,28 +60,23 @@ class GroupCommit:
     def submit(self, events: Sequence[StoredEvent]) -> list[int]:
         """Append ``events`` atomically and return their positions, or raise its error."""
         item = Append(events)
-        with self._cond:
+        with self._lock:
             self.appends += 1
             self._queue.append(item)
-            while self._leading and not item.done:
-                self._cond.wait()
-            if not item.done:
-                self._leading = True
-                leader = True
-            else:
-                leader = False
-        if leader:
+            lead = not self._leading
+            self._leading = True
+        if not lead:
+            item.wake.wait()
+        if not item.done:  # leading: from the start, or handed over
             try:
                 while not item.done:
-                    self._run_one_batch()
+                    self._run_one_batch(item)
             finally:
-                with self._cond:
-                    self._leading = False
-                    self._cond.notify_all()
+                self._hand_over()
         return _outcome(item)
 
-    def _run_one_batch(self) -> None:
-        with self._cond:
+    def _run_one_batch(self, mine: Append) -> None:
+        with self._lock:
             size = min(len(self._queue), self._max_batch)
             batch = [self._queue.popleft() for _ in range(size)]
             self.batches += 1
@@ -85,12 +86,21 @@ class GroupCommit:
             for append in batch:
                 append.fail(error)
         finally:
-            with self._cond:
-                for append in batch:
-                    if append.ids is None and append.error is None:
-                        append.error = RuntimeError("the batch decided nothing for this append")
-                    append.done = True
-                self._cond.notify_all()
+            for append in batch:
+                if append.ids is None and append.error is None:
+                    append.error = RuntimeError("the batch decided nothing for this append")
+                append.done = True
+                if append is not mine:
+                    append.wake.set()
+
+    def _hand_over(self) -> None:
+        with self._lock:
+            if self._queue:
+                successor = self._queue[0]
+                successor.promoted = True
+                successor.wake.set()
+            else:
+                self._leading = False
 
 
 def _outcome(item: Append) -> list[int]:
