@@ -22,7 +22,9 @@ With ``--workers N`` (N > 1) both servers run through ``api.serving.run_workers`
 multiprocess supervisor with a listener that gives accepted sockets TCP_NODELAY).
 
 Prints switches/s, p50, p99 and errors (socket errors plus non-2xx answers) of both, the
-ratio, and the targets: ratio >= 0.35, p99 < 25 ms, no errors.
+ratio, and the targets: ratio >= 0.35, p99 < 25 ms, no errors. Then, for both servers,
+``--light-duration`` seconds at one connection (one request at a time), for the latency a
+single user sees when the server is not saturated.
 """
 
 from __future__ import annotations
@@ -277,6 +279,11 @@ def measured(server: Server, run: Callable[[], WrkResult]) -> tuple[WrkResult, U
     return result, Usage((cpu1 - cpu0) / (t1 - t0), (busy1 - busy0) / max(total1 - total0, 1))
 
 
+def light_load(port: int, script: Path, seconds: float) -> WrkResult | None:
+    """One connection, one request at a time: the latency a single user sees."""
+    return run_wrk(port, script, 1, 1, seconds) if seconds > 0 else None
+
+
 def events_in(url: str, schema: str) -> int:
     base = url.split("?")[0]
     with psycopg.connect(base) as conn:
@@ -295,6 +302,9 @@ def main() -> None:
     parser.add_argument("--connections", type=int, default=32, help="wrk connections")
     parser.add_argument("--duration", type=float, default=15.0, help="measured seconds")
     parser.add_argument("--warmup", type=float, default=3.0, help="discarded seconds first")
+    parser.add_argument(
+        "--light-duration", type=float, default=5.0, help="seconds at 1 connection (0: skip)"
+    )
     args = parser.parse_args()
     if shutil.which("wrk") is None:
         raise SystemExit(
@@ -354,6 +364,7 @@ def main() -> None:
                 server, lambda: run_wrk(port, script, args.threads, args.connections, args.duration)
             )
             recorded = events_in(url, schema) - before
+            light = light_load(port, script, args.light_duration)
             server_errors = server.count("Traceback")
         finally:
             server.stop()
@@ -373,6 +384,7 @@ def main() -> None:
                 noop_server,
                 lambda: run_wrk(port, script, args.threads, args.connections, args.duration),
             )
+            noop_light = light_load(port, script, args.light_duration)
         finally:
             noop_server.stop()
 
@@ -401,6 +413,13 @@ def main() -> None:
         f"{recorded:,} events recorded during warm-up + run "
         f"({real.requests:,} measured switches)"
     )
+    if light is not None and noop_light is not None:
+        print(f"light load: 1 connection, {args.light_duration:g}s")
+        for name, r in (("session-ledger switch", light), ("no-op FastAPI", noop_light)):
+            print(
+                f"{name:22}{r.rate:10,.0f}{r.p50_ms:9.1f}{r.p90_ms:9.1f}{r.p99_ms:9.1f}"
+                f"{r.max_ms:9.1f}{r.errors:8d}"
+            )
     print(f"ratio switch/no-op: {ratio:.2f}   (target >= 0.35: {verdict(ratio >= 0.35)})")
     print(f"switch p99: {real.p99_ms:.1f} ms   (target < 25 ms: {verdict(real.p99_ms < 25)})")
     print(f"switch errors: {real.errors}   (target 0: {verdict(real.errors == 0)})")
