@@ -188,7 +188,7 @@ class SqlDirectory:
         ids = [str(i) for i in user_ids]
         if not ids:
             return {}
-        with self._db.transaction(commit=False) as cur:
+        with self._db.read() as cur:
             rows = _where_in(cur, self._q("SELECT * FROM {users} WHERE id"), ids)
         return {int(row["id"]): _profile(row) for row in rows}
 

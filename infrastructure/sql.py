@@ -139,6 +139,19 @@ class SqlDatabase:
             yield wrapped
 
     @contextmanager
+    def read(self) -> Iterator[SqlCursor]:
+        """A cursor for one read statement that needs no transaction of its own: on
+        PostgreSQL it runs in autocommit (one round trip instead of BEGIN, SELECT and
+        ROLLBACK). Statements needing one snapshot together use :meth:`transaction`."""
+        if isinstance(self.datastore, PostgresDatastore):
+            with self.datastore.get_connection() as connection, connection.cursor() as cursor:
+                wrapped: Any = cursor
+                yield wrapped
+            return
+        with self.transaction(commit=False) as cursor:
+            yield cursor
+
+    @contextmanager
     def _sqlite_immediate(self) -> Iterator[SqlCursor]:
         assert isinstance(self.datastore, SQLiteDatastore)
         with self.datastore.get_connection(commit=True) as connection:

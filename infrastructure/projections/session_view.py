@@ -169,7 +169,7 @@ class SessionReadModel:
 
     def session_state(self, session_id: int) -> Session | None:
         """The projected state of a session, or None if the read model has not seen it."""
-        with self._db.transaction(commit=False) as cursor:
+        with self._db.read() as cursor:
             cursor.execute(
                 f"SELECT version, state FROM {self._view} WHERE session_id = %(id)s",
                 {"id": str(session_id)},
