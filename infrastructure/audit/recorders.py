@@ -125,6 +125,7 @@ $body$
 """
 
 _UNKNOWN: Any = object()
+SPECULATIONS = 3  # one-round-trip tries with fresh heads before the careful path
 
 
 class _KnownHeads:
@@ -316,19 +317,34 @@ class SealingPostgresApplicationRecorder(Sealing, PostgresApplicationRecorder):
         send lock, insert, seals and commit together, so the table lock is held only for
         the time the server takes, never across a round trip. The statement itself checks
         the heads under the lock and inserts nothing if they moved (another process
-        appended). Returns False when nothing was committed; the caller then appends the
+        appended); it then returns the real heads, and we try again with them, a few
+        times. Returns False when nothing was committed; the caller then appends the
         careful way."""
         events = [e for append in live for e in append.events]
         originators = sorted({originator_key(e.originator_id) for e in events})
-        expected = self._expected_heads(events, originators)
-        if expected is None:
-            return False
-        global_head, session_heads = expected
+        digests = [self.chain.event_hash(e) for e in events]
+        for _ in range(SPECULATIONS):
+            committed = self._speculate(live, events, originators, digests)
+            if committed is not None:
+                return committed
+        return False
+
+    def _speculate(
+        self,
+        live: list[Append],
+        events: list[StoredEvent],
+        originators: list[str],
+        digests: list[bytes],
+    ) -> bool | None:
+        """One try: True if committed, False if an append conflicts, None if the heads
+        had moved (nothing was written; the real heads are learnt)."""
+        global_head, session_heads = self._expected_heads(events, originators)
         seals = self.chain.seal(
             events,
             list(range(len(events))),
             bytes.fromhex(global_head) if global_head else GENESIS,
             {o: bytes.fromhex(h) for o, h in session_heads.items() if h},
+            digests=digests,
         )
         params = (
             originators,
@@ -355,7 +371,7 @@ class SealingPostgresApplicationRecorder(Sealing, PostgresApplicationRecorder):
         assert row is not None
         if not row["ok"]:
             self._heads.learn(row["g"], dict(zip(originators, row["s"], strict=True)))
-            return False
+            return None
         positions: list[int] = row["positions"]
         if len(positions) != len(events):
             msg = f"appended {len(positions)} of {len(events)} events"
@@ -372,7 +388,7 @@ class SealingPostgresApplicationRecorder(Sealing, PostgresApplicationRecorder):
 
     def _expected_heads(
         self, events: list[StoredEvent], originators: list[str]
-    ) -> tuple[str | None, dict[str, str | None]] | None:
+    ) -> tuple[str | None, dict[str, str | None]]:
         """The heads this process last saw, looked up (without any lock) where unknown."""
         first_versions: dict[str, int] = {}
         for e in events:
