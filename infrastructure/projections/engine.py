@@ -218,7 +218,7 @@ class Projector:
 
     def position(self) -> int:
         """The last position processed into the live generation."""
-        with self.db.transaction(commit=False) as cursor:
+        with self.db.read() as cursor:
             return self._read_state(cursor, self.name)[1]
 
     def catch_up(self, until: int | None = None) -> int:
@@ -232,16 +232,19 @@ class Projector:
         progress: Progress | None = None,
         memo: dict[str, Any] | None = None,
     ) -> int:
-        with self.db.transaction(commit=False) as cursor:
+        with self.db.read() as cursor:
             position = self._read_state(cursor, state_name)[1]
         head = until
+        limit = REBUILD_BATCH_SIZE if memo is not None else self.batch_size
         while until is None or position < until:
-            notifications = self._read(position, REBUILD_BATCH_SIZE if memo is not None else None)
+            notifications = self._read(position, limit)
             if not notifications:
                 break
             position = self._apply(state_name, notifications, memo=memo)
             if progress is not None:
                 progress(position, head or position)
+            if len(notifications) < limit:
+                break  # that read reached the head; positions are issued in commit order
         return position
 
     def _read(self, after: int, limit: int | None = None) -> Sequence[Notification]:
