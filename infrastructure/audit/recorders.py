@@ -7,6 +7,7 @@ transaction), so the seals are written, or rolled back, with the events.
 
 from __future__ import annotations
 
+import hashlib
 import threading
 from collections import OrderedDict
 from collections.abc import Sequence
@@ -256,7 +257,15 @@ class SealingPostgresApplicationRecorder(Sealing, PostgresApplicationRecorder):
             .encode()
         )
         self._heads = _KnownHeads()
+        digest = hashlib.blake2b(f"session-ledger ddl {schema}".encode(), digest_size=8)
+        self._ddl_lock_key = int.from_bytes(digest.digest(), "big", signed=True)
         self.group = GroupCommit(self._commit_batch)
+
+    def _create_table(self, curs: Cursor[DictRow]) -> None:
+        # Every process replaces the append function when it starts; two processes starting
+        # together (serve --workers N) would otherwise fail with "tuple concurrently updated".
+        curs.execute("SELECT pg_advisory_xact_lock(%s)", (self._ddl_lock_key,))
+        super()._create_table(curs)
 
     @retry((InterfaceError, OperationalError), max_attempts=10, wait=0.2)
     def insert_events(

@@ -25,6 +25,8 @@ from eventsourcing.postgres import PostgresDatastore
 
 from infrastructure.audit.group_commit import Append, GroupCommit
 from infrastructure.audit.recorders import SealingPostgresApplicationRecorder
+from infrastructure.container import build_services
+from infrastructure.settings import Settings
 from infrastructure.sql import SqlDatabase
 from tests.conftest import POSTGRES_URL, require_postgres
 from tests.helpers import services_for
@@ -727,3 +729,25 @@ def test_the_applications_saves_take_the_group_commit_path(postgres_url: str) ->
         assert recorder.group.appends - before == 8
         assert recorder.group.batches <= recorder.group.appends
         _assert_seals_verify(recorder, SqlDatabase(recorder.datastore))
+
+
+def test_processes_starting_together_on_one_store_all_open_it(postgres_url: str) -> None:
+    """serve --workers N builds N sets of services at once; each replaces the append
+    function, which PostgreSQL refuses to do concurrently ("tuple concurrently updated")
+    unless the table creation is serialized."""
+    build_services(Settings(database_url=postgres_url)).close()
+    failures: list[str] = []
+
+    def start() -> None:
+        try:
+            build_services(Settings(database_url=postgres_url)).close()
+        except Exception as error:
+            failures.append(repr(error))
+
+    for _ in range(3):
+        threads = [threading.Thread(target=start) for _ in range(6)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+    assert failures == []
