@@ -25,15 +25,14 @@ from eventsourcing.persistence import StoredEvent
 class Append:
     """One caller's append, and its outcome once a batch has decided it."""
 
-    __slots__ = ("done", "error", "events", "ids", "promoted", "wake")
+    __slots__ = ("done", "error", "events", "ids", "wake")
 
     def __init__(self, events: Sequence[StoredEvent]) -> None:
         self.events = events
         self.ids: list[int] | None = None
         self.error: BaseException | None = None
         self.done = False
-        self.promoted = False  # asked to lead the next batches
-        self.wake = threading.Event()
+        self.wake = threading.Event()  # set when decided, or when asked to lead
 
     def fail(self, error: BaseException) -> None:
         """Decide this append as failed (unless a batch decided it already)."""
@@ -96,9 +95,7 @@ class GroupCommit:
     def _hand_over(self) -> None:
         with self._lock:
             if self._queue:
-                successor = self._queue[0]
-                successor.promoted = True
-                successor.wake.set()
+                self._queue[0].wake.set()  # undecided, so it wakes to lead
             else:
                 self._leading = False
 

@@ -196,11 +196,12 @@ class SealingSQLiteApplicationRecorder(Sealing, SubscribableSQLiteApplicationRec
 class SealingPostgresApplicationRecorder(Sealing, PostgresApplicationRecorder):
     """PostgreSQL: seals after the table lock, inside the append's transaction.
 
-    Concurrent appends are group-committed (see ``group_commit``): one transaction takes
-    the library's table lock once, inserts every waiting append's events in one
-    statement, reads both chain heads in one statement and writes all the seals in one
-    more. Positions are still issued in commit order, so subscribers behave exactly as
-    with the library's recorder.
+    Concurrent appends are group-committed (see ``group_commit``): each batch is one call
+    of a server-side function that takes the library's table lock, checks the chain heads
+    this process expects, and inserts every waiting append's events and seals. Positions
+    are still issued in commit order, so subscribers behave exactly as with the library's
+    recorder. When the heads moved (another process appended) or an append conflicts,
+    the batch takes a careful path that reads the heads under the lock.
     """
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
@@ -272,13 +273,14 @@ class SealingPostgresApplicationRecorder(Sealing, PostgresApplicationRecorder):
         self, stored_events: Sequence[StoredEvent], **kwargs: Any
     ) -> Sequence[int] | None:
         """Append atomically, sharing the transaction with concurrent appends."""
-        stored_events = self._as_stored(stored_events)
         if not stored_events or any(value is not None for value in kwargs.values()):
             # Tracking records and empty appends take the library's own path. (Applications
             # always pass ``tracking``, as None when there is nothing to track.)
-            ids: Sequence[int] | None = super().insert_events(stored_events, **kwargs)
+            ids: Sequence[int] | None = super().insert_events(
+                self._as_stored(stored_events), **kwargs
+            )
             return ids
-        return self.group.submit(stored_events)
+        return self.group.submit(stored_events)  # the batch spells the ids (_as_stored)
 
     def _as_stored(self, events: Sequence[StoredEvent]) -> Sequence[StoredEvent]:
         """Ids as the table stores them: a uuid column reads back UUIDs, so a string id
@@ -293,21 +295,16 @@ class SealingPostgresApplicationRecorder(Sealing, PostgresApplicationRecorder):
         except ValueError as error:
             raise DataError(f"not a UUID: {error}") from None
 
-    def _key(self, originator_id: UUID | str, version: int) -> tuple[object, int]:
-        if self._uuid_ids and not isinstance(originator_id, UUID):
-            return UUID(str(originator_id)), version
-        return originator_id, version
-
     def _commit_batch(self, batch: list[Append]) -> None:
         live: list[Append] = []
-        claimed: set[tuple[object, int]] = set()
+        claimed: set[tuple[UUID | str, int]] = set()
         for append in batch:
             try:
                 append.events = self._as_stored(append.events)
             except DataError as error:
                 append.fail(error)
                 continue
-            keys = [self._key(e.originator_id, e.originator_version) for e in append.events]
+            keys = [(e.originator_id, e.originator_version) for e in append.events]
             if len(set(keys)) < len(keys) or claimed.intersection(keys):
                 append.fail(_conflict(append.events))
                 continue
@@ -348,12 +345,9 @@ class SealingPostgresApplicationRecorder(Sealing, PostgresApplicationRecorder):
         """One try: True if committed, False if an append conflicts, None if the heads
         had moved (nothing was written; the real heads are learnt)."""
         global_head, session_heads = self._expected_heads(events, originators)
-        seals = self.chain.seal(
-            events,
-            list(range(len(events))),
-            bytes.fromhex(global_head) if global_head else GENESIS,
-            {o: bytes.fromhex(h) for o, h in session_heads.items() if h},
-            digests=digests,
+        # Positions are not hashed, so the seals can be made before they are known.
+        seals = self._seal_from(
+            events, list(range(len(events))), digests, global_head, session_heads
         )
         params = (
             originators,
@@ -385,15 +379,19 @@ class SealingPostgresApplicationRecorder(Sealing, PostgresApplicationRecorder):
         if len(positions) != len(events):
             msg = f"appended {len(positions)} of {len(events)} events"
             raise ProgrammingError(msg)
+        self._settle(live, positions, seals)
+        return True
+
+    def _settle(self, live: list[Append], ids: list[int], seals: list[Seal]) -> None:
+        """After a commit: remember the heads it wrote, give each append its positions."""
         self._heads.learn(
             seals[-1].global_hash.hex(),
             {seal.originator_id: seal.session_hash.hex() for seal in seals},
         )
         start = 0
         for append in live:
-            append.ids = positions[start : start + len(append.events)]
+            append.ids = ids[start : start + len(append.events)]
             start += len(append.events)
-        return True
 
     def _expected_heads(
         self, events: list[StoredEvent], originators: list[str]
@@ -426,7 +424,7 @@ class SealingPostgresApplicationRecorder(Sealing, PostgresApplicationRecorder):
     def _try_commit(self, live: list[Append]) -> list[Append]:
         """Commit every append in ``live``, or roll back and name those that conflict."""
         events = [e for append in live for e in append.events]
-        keys = [self._key(e.originator_id, e.originator_version) for e in events]
+        keys = [(e.originator_id, e.originator_version) for e in events]
         rows = [
             self.construct_pg_stored_event(e.originator_id, e.originator_version, e.topic, e.state)
             for e in events
@@ -448,7 +446,7 @@ class SealingPostgresApplicationRecorder(Sealing, PostgresApplicationRecorder):
             heads_cursor.execute(self._select_heads, (originators,), prepare=True)
             pipeline.sync()
             positions = {
-                self._key(r["originator_id"], r["originator_version"]): r["notification_id"]
+                (r["originator_id"], r["originator_version"]): r["notification_id"]
                 for r in curs.fetchall()
             }
             if len(positions) < len(events):
@@ -456,8 +454,7 @@ class SealingPostgresApplicationRecorder(Sealing, PostgresApplicationRecorder):
                     a
                     for a in live
                     if any(
-                        self._key(e.originator_id, e.originator_version) not in positions
-                        for e in a.events
+                        (e.originator_id, e.originator_version) not in positions for e in a.events
                     )
                 ]
                 raise Rollback
@@ -469,14 +466,7 @@ class SealingPostgresApplicationRecorder(Sealing, PostgresApplicationRecorder):
             curs.execute(self._insert_seals, columns, prepare=True)
         if conflicted:
             return conflicted
-        self._heads.learn(
-            seals[-1].global_hash.hex(),
-            {seal.originator_id: seal.session_hash.hex() for seal in seals},
-        )
-        start = 0
-        for append in live:
-            append.ids = ids[start : start + len(append.events)]
-            start += len(append.events)
+        self._settle(live, ids, seals)
         return []
 
     def _seals_in_log_order(
@@ -488,12 +478,29 @@ class SealingPostgresApplicationRecorder(Sealing, PostgresApplicationRecorder):
     ) -> list[Seal]:
         order = sorted(range(len(events)), key=ids.__getitem__)
         global_head = heads.pop(None, None)
-        return self.chain.seal(
+        return self._seal_from(
             [events[i] for i in order],
             [ids[i] for i in order],
+            [digests[i] for i in order],
+            global_head,
+            {o: h for o, h in heads.items() if o is not None},
+        )
+
+    def _seal_from(
+        self,
+        events: list[StoredEvent],
+        positions: list[int],
+        digests: list[bytes],
+        global_head: str | None,
+        session_heads: dict[str, str | None],
+    ) -> list[Seal]:
+        """Seals continuing from heads as the chain table spells them (hex, or None)."""
+        return self.chain.seal(
+            events,
+            positions,
             bytes.fromhex(global_head) if global_head else GENESIS,
-            {o: bytes.fromhex(h) for o, h in heads.items() if o is not None and h},
-            digests=[digests[i] for i in order],
+            {o: bytes.fromhex(h) for o, h in session_heads.items() if h},
+            digests=digests,
         )
 
     def _fetch_ids_after_insert_events(
