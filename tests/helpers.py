@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+import threading
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -70,3 +71,27 @@ def run_machine(store: str, machines: Mapping[str, tuple[type[Any], int, int]]) 
             suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
         ),
     )
+
+
+def race(threads: int, work: Callable[[int], None], timeout: float) -> list[BaseException]:
+    """Run ``work(thread_index)`` in threads released together; the exceptions they raised
+    (assertions too). A thread still running after ``timeout`` seconds fails the test."""
+    start = threading.Barrier(threads, timeout=timeout)
+    failures: list[BaseException] = []
+    lock = threading.Lock()
+
+    def run(index: int) -> None:
+        try:
+            start.wait()
+            work(index)
+        except BaseException as error:
+            with lock:
+                failures.append(error)
+
+    workers = [threading.Thread(target=run, args=(i,), daemon=True) for i in range(threads)]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join(timeout)
+    assert not any(w.is_alive() for w in workers), "a thread hung"
+    return failures

@@ -28,6 +28,7 @@ from domain.user_context import UserContext, user_context_uuid
 from infrastructure.clock import SettableClock
 from infrastructure.container import Services
 from tests.helpers import ACME, ACME_DATA, ACME_WEB, ALICE, BOB, CAROL, GLOBEX, services_for
+from tests.helpers import race as race_threads
 
 THREADS = 16
 SWITCHES = 25  # per thread
@@ -46,23 +47,7 @@ def services(durable_database_url: str) -> Iterator[Services]:
 
 def race(threads: int, work: Callable[[int], None]) -> list[BaseException]:
     """Run ``work(thread_index)`` in threads released together; the exceptions they raised."""
-    start = threading.Barrier(threads, timeout=TIMEOUT)
-    failures: list[BaseException] = []
-
-    def run(index: int) -> None:
-        try:
-            start.wait()
-            work(index)
-        except BaseException as error:  # every failure is reported, assertions too
-            failures.append(error)
-
-    workers = [threading.Thread(target=run, args=(i,), daemon=True) for i in range(threads)]
-    for worker in workers:
-        worker.start()
-    for worker in workers:
-        worker.join(TIMEOUT)
-    assert not any(w.is_alive() for w in workers), "a thread hung"
-    return failures
+    return race_threads(threads, work, TIMEOUT)
 
 
 def sign_in(services: Services, *users: User) -> CommandResult:

@@ -29,7 +29,7 @@ from infrastructure.container import build_services
 from infrastructure.settings import Settings
 from infrastructure.sql import SqlDatabase
 from tests.conftest import POSTGRES_URL, require_postgres
-from tests.helpers import services_for
+from tests.helpers import race, services_for
 from tests.integration.test_recorders import _assert_seals_verify
 
 TOPIC = "tests.integration.test_group_commit:Event"
@@ -41,25 +41,7 @@ TIMEOUT = 60  # seconds for any thread; a hang is a failure, not a stuck suite
 
 def _run_threads(count: int, work: Callable[[int], None]) -> list[BaseException]:
     """Run ``work(index)`` in ``count`` threads released together; what they raised."""
-    start = threading.Barrier(count, timeout=TIMEOUT)
-    failures: list[BaseException] = []
-    lock = threading.Lock()
-
-    def run(index: int) -> None:
-        try:
-            start.wait()
-            work(index)
-        except BaseException as error:  # every failure is reported, assertions too
-            with lock:
-                failures.append(error)
-
-    workers = [threading.Thread(target=run, args=(i,), daemon=True) for i in range(count)]
-    for worker in workers:
-        worker.start()
-    for worker in workers:
-        worker.join(TIMEOUT)
-    assert not any(w.is_alive() for w in workers), "a thread hung"
-    return failures
+    return race(count, work, TIMEOUT)
 
 
 def _event(originator: UUID | str, version: int, payload: str) -> StoredEvent:
@@ -736,18 +718,9 @@ def test_processes_starting_together_on_one_store_all_open_it(postgres_url: str)
     function, which PostgreSQL refuses to do concurrently ("tuple concurrently updated")
     unless the table creation is serialized."""
     build_services(Settings(database_url=postgres_url)).close()
-    failures: list[str] = []
 
-    def start() -> None:
-        try:
-            build_services(Settings(database_url=postgres_url)).close()
-        except Exception as error:
-            failures.append(repr(error))
+    def start(_: int) -> None:
+        build_services(Settings(database_url=postgres_url)).close()
 
     for _ in range(3):
-        threads = [threading.Thread(target=start) for _ in range(6)]
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join()
-    assert failures == []
+        assert [repr(e) for e in _run_threads(6, start)] == []
