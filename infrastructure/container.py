@@ -21,6 +21,7 @@ from infrastructure.clock import SystemClock
 from infrastructure.directory_store import SqlDirectory
 from infrastructure.ids import SnowflakeGenerator
 from infrastructure.mail import LogTransport, Outbox, SmtpSettings, SmtpTransport
+from infrastructure.outage import harden_datastore
 from infrastructure.passwords import Argon2Passwords
 from infrastructure.pending_sign_ups import SqlPendingSignUps
 from infrastructure.persistence import (
@@ -101,6 +102,7 @@ def build_services(
     try:
         _check_reachable(config)
         factory = InfrastructureFactory.construct(Environment(SessionsApp.name, env))
+        _harden(settings, getattr(factory, "datastore", None))
         sql = sql_database_for(factory)
         secrets = ServerSecrets(sql)
         secrets.create_table()
@@ -215,7 +217,15 @@ def _views_database(settings: Settings, sql: SqlDatabase) -> SqlDatabase:
     except StoreConfigError as error:
         raise StoreUnavailable(f"views database: {error}") from None
     _check_reachable(config)
-    return open_sql_database(config)
+    views = open_sql_database(config)
+    _harden(settings, views.datastore)
+    return views
+
+
+def _harden(settings: Settings, datastore: object) -> None:
+    harden_datastore(
+        datastore, settings.database_timeout_seconds, settings.postgres_statement_timeout_seconds
+    )
 
 
 class _LateReadModel:
