@@ -13,6 +13,7 @@ from api import routes_admin, routes_auth, routes_ops, routes_session
 from api.context import audit_context, request_id
 from api.envelope import install_error_handlers
 from api.failures import install_store_error_handlers, render_failure
+from api.logs import REQUEST_ID
 from application.request_context import current_request
 from infrastructure.container import Services, build_services
 from infrastructure.settings import Settings
@@ -37,6 +38,7 @@ class RequestContextMiddleware:
             return
         request = Request(scope)
         identifier = request_id(request)
+        logged = REQUEST_ID.set(identifier)
         ready = hasattr(request.app.state, "services")  # not when serving the bare schema
         context = current_request.set(audit_context(request) if ready else None)
         started = False
@@ -58,6 +60,7 @@ class RequestContextMiddleware:
             await render_failure(request, error)(scope, receive, send_with_id)
         finally:
             current_request.reset(context)
+            REQUEST_ID.reset(logged)
 
 
 def create_app(

@@ -338,6 +338,7 @@ def serve(
     if demo:
         _load(services, demo_directory_text(), "demo directory")
     from api.app import create_app
+    from api.logs import log_config
 
     if workers > 1:
         # Each worker builds its own services from the same settings; nothing they cache
@@ -347,7 +348,7 @@ def serve(
         return
     app_ = create_app(settings, services, run_worker=settings.run_projections)
     try:
-        uvicorn.run(app_, host=host, port=port, log_level="info")
+        uvicorn.run(app_, host=host, port=port, log_level="info", log_config=log_config())
     finally:
         services.close()
 

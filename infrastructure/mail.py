@@ -11,6 +11,7 @@ import logging
 import queue
 import smtplib
 import threading
+from contextvars import Context, copy_context
 from dataclasses import dataclass
 from email.message import EmailMessage
 from typing import Protocol
@@ -74,7 +75,9 @@ class Outbox:
     def __init__(self, transport: Transport, sender: str) -> None:
         self.transport = transport
         self.sender = sender
-        self._queue: queue.Queue[EmailMessage | None] = queue.Queue()
+        # Each message travels with the context of the request that queued it, so what its
+        # delivery logs carries that request's id.
+        self._queue: queue.Queue[tuple[EmailMessage, Context] | None] = queue.Queue()
         self._thread = threading.Thread(target=self._drain, name="mail-outbox", daemon=True)
         self._thread.start()
 
@@ -89,14 +92,18 @@ class Outbox:
             f"It expires in {valid_minutes} minutes. "
             "If you did not ask for it, ignore this email.\n"
         )
-        self._queue.put(message)
+        self._queue.put((message, copy_context()))
 
     def _drain(self) -> None:
-        while (message := self._queue.get()) is not None:
-            try:
-                self.transport.deliver(message)
-            except Exception as error:  # logged without the code; the user can ask again
-                logger.error("could not send email to %s: %s", message["To"], type(error).__name__)
+        while (item := self._queue.get()) is not None:
+            message, context = item
+            context.run(self._deliver, message)
+
+    def _deliver(self, message: EmailMessage) -> None:
+        try:
+            self.transport.deliver(message)
+        except Exception as error:  # logged without the code; the user can ask again
+            logger.error("could not send email to %s: %s", message["To"], type(error).__name__)
 
     def close(self, timeout: float = 5.0) -> None:
         """Send what is queued, then stop."""
