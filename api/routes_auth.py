@@ -10,6 +10,7 @@ from fastapi.responses import JSONResponse
 from api.context import ContextDep
 from api.deps import Caller, OptionalCaller, RequiredCaller, ServicesDep, bind_session
 from api.envelope import Envelope, ErrorEnvelope
+from api.forms import SignInForm, SignUpForm, VerificationForm
 from api.rendering import render
 from application.read_model import SessionDocument
 from domain.errors import InvalidRequest, UnsupportedStrategy
@@ -18,17 +19,7 @@ from infrastructure.container import Services
 
 router = APIRouter(prefix="/auth", tags=["Auth"])
 
-Field = Annotated[str | None, Form()]
 AttemptId = Annotated[str | None, Query(description="The attempt's id (decimal)")]
-MAX_FIELD = 1024
-
-
-def _required(name: str, value: str | None) -> str:
-    if value is None or value == "":
-        raise InvalidRequest(f"The field '{name}' is required.")
-    if len(value) > MAX_FIELD:
-        raise InvalidRequest(f"The field '{name}' is too long.")
-    return value
 
 
 def _responses(codes: str) -> dict[int | str, dict[str, Any]]:
@@ -63,9 +54,7 @@ def sign_in(
     services: ServicesDep,
     caller: OptionalCaller,
     context: ContextDep,
-    email: Field = None,
-    password: Field = None,
-    strategy: Field = None,
+    form: Annotated[SignInForm, Form()],
 ) -> JSONResponse:
     """Sign an account in to the caller's session (a new session if the cookie opens none).
 
@@ -75,17 +64,16 @@ def sign_in(
       ``verify_email_otp``; send the code with ``/auth/prepare-verification`` and complete
       with ``/auth/attempt-verification``. The answer is the same for unknown emails.
     """
-    if strategy not in (SignInMethod.PLAIN_EMAIL, SignInMethod.EMAIL_OTP):
+    if form.strategy not in (SignInMethod.PLAIN_EMAIL, SignInMethod.EMAIL_OTP):
         raise UnsupportedStrategy
-    checked_email = _required("email", email)
-    if strategy == SignInMethod.PLAIN_EMAIL:
-        checked_password = _required("password", password)
+    if form.strategy == SignInMethod.PLAIN_EMAIL and form.password is None:
+        raise InvalidRequest("The field 'password' is required.")
     session_id, token, started = _session(request, services, caller)
-    if strategy == SignInMethod.EMAIL_OTP:
-        result = services.auth.start_email_code_sign_in(session_id, checked_email, context)
+    if form.strategy == SignInMethod.EMAIL_OTP:
+        result = services.auth.start_email_code_sign_in(session_id, form.email, context)
         return render(services, result.document, token if started else None)
     signed_in = services.auth.sign_in_with_password(
-        session_id, checked_email, checked_password, token, context
+        session_id, form.email, form.password or "", token, context
     )
     return render(services, signed_in.document, signed_in.new_token)
 
@@ -100,10 +88,7 @@ def sign_up(
     services: ServicesDep,
     caller: OptionalCaller,
     context: ContextDep,
-    first_name: Field = None,
-    last_name: Field = None,
-    email: Field = None,
-    password: Field = None,
+    form: Annotated[SignUpForm, Form()],
 ) -> JSONResponse:
     """Start creating an account; verify the email with a code to create it and sign it in.
 
@@ -111,12 +96,7 @@ def sign_up(
     then ``/auth/prepare-verification?attempt_identifier=ID&strategy=email_otp`` and
     ``/auth/attempt-verification?attempt_identifier=ID`` with ``verification_code``.
     """
-    fields = {
-        "first_name": first_name,
-        "last_name": last_name,
-        "email": email,
-        "password": password,
-    }
+    fields: dict[str, str | None] = form.model_dump()
     session_id, token, started = _session(request, services, caller)
     result = services.auth.sign_up(session_id, fields, context)
     return render(services, result.document, token if started else None)
@@ -150,14 +130,14 @@ def attempt_verification(
     services: ServicesDep,
     caller: RequiredCaller,
     context: ContextDep,
+    form: Annotated[VerificationForm, Form()],
     attempt_identifier: AttemptId = None,
-    verification_code: Field = None,
 ) -> JSONResponse:
     """Complete an attempt with its code: a new active sign-in, and a new cookie.
 
     A wrong or expired code is 400 INVALID_CODE; the fifth wrong code ends the attempt.
     """
     result = services.auth.attempt_verification(
-        caller.session_id, attempt_identifier, verification_code, caller.token, context
+        caller.session_id, attempt_identifier, form.verification_code, caller.token, context
     )
     return render(services, result.document, result.new_token)

@@ -7,6 +7,11 @@ from datetime import datetime
 from enum import StrEnum
 
 
+def normalise_email(raw: str) -> str:
+    """An email as the service compares and keeps it: trimmed and lower-cased."""
+    return raw.strip().lower()
+
+
 class SignInMethod(StrEnum):
     """How an account entered the session (values of the contract's SignInMethod)."""
 

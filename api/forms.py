@@ -1,0 +1,97 @@
+"""The form bodies of the /auth routes, validated once, here, at the edge.
+
+Every text field refuses control characters (NUL and the rest of Unicode's ``Cc``), lone
+surrogates (``Cs``) and the bidirectional embedding, override and isolate controls (which
+let a name display as something else); every field has a bounded length; emails are
+trimmed and lower-cased by the one function the application uses too
+(:func:`domain.values.normalise_email`). A field that fails is a 400 ``INVALID_REQUEST``
+naming the field (never echoing the value), so no store ever sees a value it cannot hold.
+"""
+
+from __future__ import annotations
+
+import unicodedata
+from typing import Annotated
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+
+from domain.values import SignInMethod, normalise_email
+
+_BIDI_CONTROLS = frozenset("\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
+MAX_EMAIL = 254  # RFC 5321's limit on a forward path
+MAX_NAME = 256
+MAX_PASSWORD = 1024
+MAX_CODE = 32
+
+
+def refuse_controls(value: str) -> str:
+    """``value`` if it holds no control character, surrogate or bidi control."""
+    for character in value:
+        if character in _BIDI_CONTROLS or unicodedata.category(character) in ("Cc", "Cs"):
+            raise ValueError("control characters are not allowed")
+    return value
+
+
+def _email(value: str) -> str:
+    email = normalise_email(refuse_controls(value))
+    if not email:
+        raise ValueError("an email address is required")
+    return email
+
+
+def _name(value: str) -> str:
+    name = refuse_controls(value).strip()
+    if not name:
+        raise ValueError("a name is required")
+    return name
+
+
+# The length bounds apply to the raw value (so a megabyte is refused before any other work).
+Email = Annotated[
+    str, Field(min_length=1, max_length=MAX_EMAIL, description="An email address"),
+    AfterValidator(_email),
+]  # fmt: skip
+Password = Annotated[
+    str, Field(min_length=1, max_length=MAX_PASSWORD), AfterValidator(refuse_controls)
+]
+Name = Annotated[str, Field(min_length=1, max_length=MAX_NAME), AfterValidator(_name)]
+Code = Annotated[
+    str, Field(min_length=1, max_length=MAX_CODE, examples=["123456"]),
+    AfterValidator(refuse_controls),
+]  # fmt: skip
+Strategy = Annotated[
+    str,
+    Field(
+        max_length=32,
+        json_schema_extra={"enum": [SignInMethod.PLAIN_EMAIL, SignInMethod.EMAIL_OTP]},
+        description="plain_email (with password) or email_otp",
+    ),
+    AfterValidator(refuse_controls),
+]
+
+
+class _Form(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+
+class SignInForm(_Form):
+    """``POST /auth/signin``: ``password`` is required with ``plain_email`` only."""
+
+    email: Email
+    strategy: Strategy | None = None
+    password: Password | None = None
+
+
+class SignUpForm(_Form):
+    """``POST /auth/signup``."""
+
+    first_name: Name
+    last_name: Name
+    email: Email
+    password: Password
+
+
+class VerificationForm(_Form):
+    """``POST /auth/attempt-verification``."""
+
+    verification_code: Code
