@@ -5,12 +5,12 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from fastapi import FastAPI, Request
+from fastapi import Depends, FastAPI, Request
 from starlette.datastructures import MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from api import routes_admin, routes_auth, routes_ops, routes_session
-from api.context import audit_context, request_id
+from api.context import audit_context, refuse_cross_site, request_id
 from api.envelope import install_error_handlers
 from api.failures import install_store_error_handlers, render_failure
 from api.logs import REQUEST_ID
@@ -96,6 +96,7 @@ def create_app(
         version="0.1.0",
         description=DESCRIPTION,
         lifespan=lifespan,
+        dependencies=[Depends(refuse_cross_site)],  # CSRF: every state-changing route
     )
     install_error_handlers(app)
     install_store_error_handlers(app)

@@ -339,6 +339,7 @@ def serve(
         _load(services, demo_directory_text(), "demo directory")
     from api.app import create_app
     from api.logs import log_config
+    from api.rejections import EnvelopeRejections
 
     if workers > 1:
         # Each worker builds its own services from the same settings; nothing they cache
@@ -348,7 +349,10 @@ def serve(
         return
     app_ = create_app(settings, services, run_worker=settings.run_projections)
     try:
-        uvicorn.run(app_, host=host, port=port, log_level="info", log_config=log_config())
+        uvicorn.run(
+            app_, host=host, port=port, log_level="info", log_config=log_config(),
+            http=EnvelopeRejections,
+        )  # fmt: skip
     finally:
         services.close()
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import re
 import uuid
@@ -29,20 +30,49 @@ def request_id(request: Request) -> str:
     return value
 
 
-def client_address(request: Request, settings: Settings) -> str:
-    """The client's address; from X-Forwarded-For only through ``trusted_proxy_count`` proxies.
+def _ip(text: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    try:
+        return ipaddress.ip_address(text.strip())
+    except ValueError:
+        return None
 
-    Each trusted proxy appends the address it saw, so the client is the entry that many
-    places from the end; anything further left was written by the client and is not trusted.
+
+def _trusted(address: str, settings: Settings) -> bool:
+    """Whether ``address`` is one of the proxies ``trusted_proxies`` names."""
+    ip = _ip(address)
+    if ip is None or not settings.trusted_proxies:
+        return False
+    return any(ip in _network(entry) for entry in settings.trusted_proxies)
+
+
+@functools.lru_cache(maxsize=64)
+def _network(entry: str) -> ipaddress.IPv4Network | ipaddress.IPv6Network:
+    return ipaddress.ip_network(entry, strict=False)
+
+
+def from_trusted_proxy(request: Request, settings: Settings) -> bool:
+    """Whether the request's peer is a trusted proxy (so its ``X-Forwarded-*`` count)."""
+    return _trusted(request.client.host if request.client else "", settings)
+
+
+def client_address(request: Request, settings: Settings) -> str:
+    """The client's address: the peer, unless the peer is a trusted proxy; then the
+    ``X-Forwarded-For`` entries are walked from the right (each written by the hop that saw
+    it) past every trusted proxy, and the first other address is the client's. Entries to
+    its left were written by the client and are never believed; a client that reaches the
+    service directly cannot choose its address.
     """
-    peer = request.client.host if request.client else ""
-    hops = settings.trusted_proxy_count
-    if hops == 0:
-        return peer
-    forwarded = [
-        a.strip() for a in request.headers.get("x-forwarded-for", "").split(",") if a.strip()
-    ]
-    return forwarded[-hops] if len(forwarded) >= hops else (forwarded[0] if forwarded else peer)
+    address = request.client.host if request.client else ""
+    if not _trusted(address, settings):
+        return address
+    forwarded = [a.strip() for a in request.headers.get("x-forwarded-for", "").split(",")]
+    for entry in reversed([a for a in forwarded if a]):
+        if _ip(entry) is None:
+            break  # garbage from a hop: keep the last address a trusted proxy vouched for
+        address = entry
+        if not _trusted(entry, settings):
+            break
+    return address
 
 
 def _settings(request: Request) -> Settings:
@@ -92,30 +122,47 @@ def audit_context(request: Request) -> RequestContext:
     return RequestContext(address, raw.user_agent, raw.request_id)
 
 
-def check_origin(request: Request) -> None:
-    """Refuse a cookie-carrying POST that a page on another site sent (CSRF defence).
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
-    ``Origin`` must be this service's own origin (scheme and host; through trusted proxies,
-    ``X-Forwarded-Proto`` and ``X-Forwarded-Host``) or an allowed origin; without ``Origin``,
-    ``Sec-Fetch-Site: cross-site`` is refused. Requests without the cookie are not
-    cookie-authenticated and pass (they start sessions of their own).
+
+def check_origin(request: Request) -> None:
+    """Refuse a state-changing request that a page on another site sent (CSRF defence),
+    with or without the cookie: a cookieless cross-site sign-in would sign the victim's
+    browser into the attacker's account (login CSRF).
+
+    With ``Origin``, it must pass :func:`origin_allowed`; without it (older browsers,
+    same-origin navigations), ``Sec-Fetch-Site: cross-site`` is refused. Requests that
+    carry neither are not a browser's cross-site request and pass.
     """
-    if request.method != "POST" or "session_id" not in request.cookies:
+    if request.method in SAFE_METHODS:
         return
-    settings = _settings(request)
     origin = request.headers.get("origin")
     if origin is not None:
-        if origin in settings.allowed_origins:
-            return
-        host = request.headers.get("host", "")
-        scheme = request.url.scheme
-        if settings.trusted_proxy_count:
-            host = request.headers.get("x-forwarded-host", host).split(",")[-1].strip()
-            scheme = request.headers.get("x-forwarded-proto", scheme).split(",")[-1].strip()
-        parts = urlsplit(origin)
-        same = parts.scheme.lower() == scheme.lower() and parts.netloc.lower() == host.lower()
-        if origin == "null" or not same:
+        if not origin_allowed(request, origin):
             raise ForbiddenOrigin
         return
     if request.headers.get("sec-fetch-site", "").lower() == "cross-site":
         raise ForbiddenOrigin
+
+
+async def refuse_cross_site(request: Request) -> None:
+    """App-wide dependency: :func:`check_origin` on every route (async: no thread hop)."""
+    check_origin(request)
+
+
+def origin_allowed(request: Request, origin: str) -> bool:
+    """Whether a request from ``origin`` may change state: this service's own origin (scheme
+    and host; through trusted proxies, ``X-Forwarded-Proto`` and ``X-Forwarded-Host``) or
+    one of ``SESSION_LEDGER_ALLOWED_ORIGINS``. The one place that decides it."""
+    settings = _settings(request)
+    if origin in settings.allowed_origins:
+        return True
+    if origin == "null":
+        return False
+    host = request.headers.get("host", "")
+    scheme = request.url.scheme
+    if from_trusted_proxy(request, settings):
+        host = request.headers.get("x-forwarded-host", host).split(",")[-1].strip()
+        scheme = request.headers.get("x-forwarded-proto", scheme).split(",")[-1].strip()
+    parts = urlsplit(origin)
+    return parts.scheme.lower() == scheme.lower() and parts.netloc.lower() == host.lower()

@@ -8,7 +8,6 @@ from typing import Annotated
 from fastapi import Depends, Request, Response
 from fastapi.security import APIKeyCookie
 
-from api.context import check_origin
 from application.sessions import SessionsApp
 from domain.errors import Unauthorized
 from infrastructure.container import Services
@@ -50,8 +49,8 @@ def require_caller(
     services: ServicesDep,
     token: Annotated[str | None, Depends(cookie_scheme)],
 ) -> Caller:
-    """The caller's session; 401 UNAUTHORIZED, one body for every cookie problem."""
-    check_origin(request)
+    """The caller's session; 401 UNAUTHORIZED, one body for every cookie problem (a
+    cross-site request was refused before, by ``api.context.refuse_cross_site``)."""
     session_id = services.sessions.resolve_token(token)
     _bind(request, services.sessions, session_id)
     return Caller(session_id, token or "")

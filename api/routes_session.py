@@ -34,6 +34,10 @@ def get_session(request: Request, services: ServicesDep, caller: OptionalCaller)
     return render(services, services.sessions.get_session(caller.session_id))
 
 
+# HEAD answers as GET would, without the body (load balancers and uptime checks use it).
+router.add_api_route("", get_session, methods=["HEAD"], include_in_schema=False)
+
+
 class TokenData(BaseModel):
     """A signed session token and when it expires (epoch milliseconds)."""
 

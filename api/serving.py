@@ -17,6 +17,7 @@ import uvicorn
 from uvicorn.supervisors import Multiprocess
 
 from api.logs import log_config
+from api.rejections import EnvelopeRejections
 
 logger = logging.getLogger("uvicorn.error")
 
@@ -40,7 +41,8 @@ class TcpConfig(uvicorn.Config):
 def run_workers(app: str, host: str, port: int, workers: int) -> None:
     """Serve the app factory ``app`` from ``workers`` processes sharing one listener."""
     config = TcpConfig(
-        app, factory=True, host=host, port=port, workers=workers, log_config=log_config()
-    )
+        app, factory=True, host=host, port=port, workers=workers, log_config=log_config(),
+        http=EnvelopeRejections,
+    )  # fmt: skip
     with contextlib.suppress(KeyboardInterrupt):  # Ctrl-C is how one stops it
         Multiprocess(config, sockets=[config.bind_socket()]).run()

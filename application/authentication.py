@@ -31,15 +31,17 @@ from domain.errors import (
     InvalidCode,
     InvalidCredentials,
     InvalidRequest,
+    RateLimited,
     SessionLedgerError,
     UnsupportedStrategy,
     WeakPassword,
 )
 from domain.ids import parse_id
 from domain.session import Session
-from domain.values import AttemptKind, SignInMethod, SignInStep
+from domain.values import AttemptKind, SignInMethod, SignInStep, normalise_email
 
 CODE_DIGITS = 6
+DISCARDED = "nobody@invalid"  # the address on an unknown email's discarded code
 MIN_PASSWORD_LENGTH = 8
 _EMAIL = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s]+")
 _CODE = re.compile(r"[0-9]{6}")
@@ -47,13 +49,19 @@ _CODE = re.compile(r"[0-9]{6}")
 
 @dataclass(frozen=True)
 class AuthPolicy:
-    """Code lifetime and rate limits (hits per window, per key)."""
+    """Code lifetime and rate limits (hits per sliding window, per key)."""
 
     code_lifetime: timedelta = timedelta(minutes=10)
     window_seconds: int = 600
     # Per address: generous, since offices and carriers put many people behind one address.
     sign_ins_per_address: int = 300
-    sign_ins_per_email: int = 30
+    # Wrong passwords for one account from one address, before that pair is refused.
+    failures_per_account_and_address: int = 10
+    # Wrong passwords for one account from all addresses before its cool-down starts: then
+    # an address that already failed for it waits 2, 4, 8… seconds (up to the maximum)
+    # after the account's last failure; an address with no failures is never held back.
+    account_failures_before_cool_down: int = 20
+    cool_down_max_seconds: int = 900
     codes_per_attempt: int = 5
     codes_per_address: int = 100
     verifications_per_address: int = 300
@@ -86,14 +94,40 @@ class Authenticator:
         self.policy = policy
 
     def _digest(self, email: str) -> str:
-        return self.sessions.digester.digest("sign-in-identifier", email.strip().lower()).hex()
+        return self.sessions.digester.digest("sign-in-identifier", normalise_email(email)).hex()
 
     def _limit(self, kind: str, key: str, limit: int) -> None:
         self.limiter.hit(f"{kind}:{key}", limit, self.policy.window_seconds)
 
-    def _limit_sign_in(self, email: str, context: RequestContext) -> None:
+    def _limit_sign_in(self, context: RequestContext) -> None:
         self._limit("sign-in-address", context.client_address, self.policy.sign_ins_per_address)
-        self._limit("sign-in-email", self._digest(email), self.policy.sign_ins_per_email)
+
+    def _failure_keys(self, email: str, context: RequestContext) -> tuple[str, str]:
+        account = self._digest(email)
+        return f"failed-pair:{account}:{context.client_address}", f"failed-account:{account}"
+
+    def _check_guessing(self, email: str, context: RequestContext) -> None:
+        """Refuse a password try that would continue guessing at an account: from an address
+        with too many failures for it, or, while the account is under sustained guessing,
+        from an address that failed for it before its cool-down ended. An address with no
+        failures for the account always gets its try (the owner is never locked out)."""
+        policy, window = self.policy, self.policy.window_seconds
+        pair_key, account_key = self._failure_keys(email, context)
+        pair = self.limiter.recent(pair_key, window)
+        if pair.count == 0:
+            return
+        if pair.count >= policy.failures_per_account_and_address:
+            raise RateLimited(retry_after=self.limiter.retry_after(pair.oldest + window))
+        account = self.limiter.recent(account_key, window)
+        excess = account.count - policy.account_failures_before_cool_down
+        if excess >= 0:
+            until = account.newest + min(2 ** min(excess + 1, 30), policy.cool_down_max_seconds)
+            if until > self.sessions.clock.now().timestamp():
+                raise RateLimited(retry_after=self.limiter.retry_after(until))
+
+    def _record_failure(self, email: str, context: RequestContext) -> None:
+        for key in self._failure_keys(email, context):
+            self.limiter.record(key)
 
     # Password ---------------------------------------------------------------------------
 
@@ -106,11 +140,15 @@ class Authenticator:
         context: RequestContext = RequestContext(),  # noqa: B008 - immutable
     ) -> CommandResult:
         """Verify an email and password and, if they match, add an active sign-in."""
-        self._limit_sign_in(email, context)
+        email = normalise_email(email)
+        self._limit_sign_in(context)
+        self._check_guessing(email, context)
         app = self.sessions
         found = app.directory.find_user_by_email(email)
         verified = app.passwords.verify(found.password_hash if found else None, password)
         user_id = found.profile.id if found and verified else None
+        if user_id is None:
+            self._record_failure(email, context)
         digest = self._digest(email)
         issued: list[str] = []
 
@@ -142,7 +180,8 @@ class Authenticator:
         context: RequestContext = RequestContext(),  # noqa: B008 - immutable
     ) -> CommandResult:
         """Start an attempt that waits for an emailed code (same answer for unknown emails)."""
-        self._limit_sign_in(email, context)
+        email = normalise_email(email)
+        self._limit_sign_in(context)
         app = self.sessions
         found = app.directory.find_user_by_email(email)
         user_id = found.profile.id if found else None
@@ -200,10 +239,11 @@ class Authenticator:
 
         result = app.run(session_id, action)
         to, kind = recipient[0]
-        if to is not None:  # an unknown email: the code goes nowhere, the answer is the same
-            minutes = int(self.policy.code_lifetime.total_seconds() // 60)
-            purpose = "sign-up" if kind == AttemptKind.SIGN_UP else "sign-in"
-            self.mailer.send_code(to, code, purpose, minutes)
+        # An unknown email takes the same path: its message is built, queued and discarded,
+        # so neither the answer nor its timing tells whether the account exists.
+        minutes = int(self.policy.code_lifetime.total_seconds() // 60)
+        purpose = "sign-up" if kind == AttemptKind.SIGN_UP else "sign-in"
+        self.mailer.send_code(to or DISCARDED, code, purpose, minutes, deliver=to is not None)
         return result
 
     def _recipient(self, attempt_id: int, user_id: int, kind: str) -> str | None:
@@ -288,7 +328,7 @@ class Authenticator:
             raise WeakPassword
         self._limit("sign-up-address", context.client_address, self.policy.sign_ups_per_address)
         app = self.sessions
-        email = values["email"].lower()
+        email = normalise_email(values["email"])
         if app.directory.find_user_by_email(email) is not None:
             raise EmailTaken
         attempt_id, user_id = app.ids.next_id(), app.ids.next_id()

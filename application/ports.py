@@ -143,18 +143,40 @@ class RequestContext:
     request_id: str = ""
 
 
+@dataclass(frozen=True)
+class Recent:
+    """What a rate-limit key recorded within a window: how many, the oldest and newest
+    time (epoch seconds; 0.0 when there is none)."""
+
+    count: int
+    oldest: float
+    newest: float
+
+
 class RateLimiter(Protocol):
-    """Counts hits per key in fixed windows; raises RateLimited past the limit."""
+    """Counts hits per key in sliding windows; raises RateLimited past the limit."""
 
     def hit(self, key: str, limit: int, window_seconds: int) -> None:
         """Count one hit for ``key``; RateLimited(retry_after) when over ``limit``."""
+
+    def recent(self, key: str, window_seconds: int) -> Recent:
+        """What ``key`` recorded in the last ``window_seconds``."""
+
+    def record(self, key: str) -> None:
+        """Record one event (a failure) for ``key``."""
+
+    def retry_after(self, moment: float) -> int:
+        """Whole seconds from now until the epoch time ``moment`` (at least 1)."""
 
 
 class Mailer(Protocol):
     """Sends one-time codes by email (queued; never blocks the request on delivery)."""
 
-    def send_code(self, to: str, code: str, purpose: str, valid_minutes: int) -> None:
-        """Queue an email with ``code`` to ``to``."""
+    def send_code(
+        self, to: str, code: str, purpose: str, valid_minutes: int, deliver: bool = True
+    ) -> None:
+        """Queue an email with ``code`` to ``to``; ``deliver=False`` does the same work and
+        discards the message."""
 
 
 class PasswordHasher(Protocol):

@@ -77,12 +77,15 @@ class Outbox:
         self.sender = sender
         # Each message travels with the context of the request that queued it, so what its
         # delivery logs carries that request's id.
-        self._queue: queue.Queue[tuple[EmailMessage, Context] | None] = queue.Queue()
+        self._queue: queue.Queue[tuple[EmailMessage, Context, bool] | None] = queue.Queue()
         self._thread = threading.Thread(target=self._drain, name="mail-outbox", daemon=True)
         self._thread.start()
 
-    def send_code(self, to: str, code: str, purpose: str, valid_minutes: int) -> None:
-        """Queue the code's email."""
+    def send_code(
+        self, to: str, code: str, purpose: str, valid_minutes: int, deliver: bool = True
+    ) -> None:
+        """Queue the code's email; with ``deliver`` false it is built, queued and flattened
+        like any other, then discarded (an unknown email's code: the same work, no mail)."""
         message = EmailMessage()
         message["From"] = self.sender
         message["To"] = to
@@ -92,16 +95,19 @@ class Outbox:
             f"It expires in {valid_minutes} minutes. "
             "If you did not ask for it, ignore this email.\n"
         )
-        self._queue.put((message, copy_context()))
+        self._queue.put((message, copy_context(), deliver))
 
     def _drain(self) -> None:
         while (item := self._queue.get()) is not None:
-            message, context = item
-            context.run(self._deliver, message)
+            message, context, deliver = item
+            context.run(self._deliver, message, deliver)
 
-    def _deliver(self, message: EmailMessage) -> None:
+    def _deliver(self, message: EmailMessage, deliver: bool) -> None:
         try:
-            self.transport.deliver(message)
+            if deliver:
+                self.transport.deliver(message)
+            else:
+                message.as_bytes()  # what every transport does first; then nothing
         except Exception as error:  # logged without the code; the user can ask again
             logger.error("could not send email to %s: %s", message["To"], type(error).__name__)
 

@@ -1,59 +1,121 @@
-"""Fixed-window rate limits counted in the database, so every worker process shares them.
+"""Sliding-window rate limits kept in the database, so every worker process shares them.
 
-``rate_limit_hits(bucket, window_start, hits)``: one row per key and window. Keys carry no
-secrets or raw emails (callers pass digests). Old windows are swept now and then.
+``rate_limit_events(bucket, at)``: one row per counted hit (or failure), at its time in epoch
+seconds. A limit of N per W seconds lets at most N hits through in *any* W seconds (a fixed
+window let 2N through around its boundary); a refused hit is not recorded, so hammering a
+limit does not prolong it. Keys carry no secrets or raw emails (callers pass digests; the
+bucket is a hash of the key). Rows older than a window are deleted as their bucket is hit,
+and old rows of all buckets now and then.
 """
 
 from __future__ import annotations
 
 import hashlib
+import math
 import random
 
-from application.ports import Clock
+from application.ports import Clock, Recent
 from domain.errors import RateLimited
-from infrastructure.sql import SqlDatabase
+from infrastructure.sql import SqlCursor, SqlDatabase
 
 SWEEP_PROBABILITY = 0.01
+SWEEP_AGE_SECONDS = 86_400
 
 
 class SqlRateLimiter:
-    """Counts hits per key and window; raises RateLimited with the seconds left."""
+    """Sliding-window counts per key; raises RateLimited with the seconds until one frees."""
 
     def __init__(self, db: SqlDatabase, clock: Clock, enabled: bool = True) -> None:
         self._db = db
         self._clock = clock
         self._enabled = enabled
-        self._table = db.table("rate_limit_hits")
+        self._table = db.table("rate_limit_events")
 
     def create_table(self) -> None:
-        """Create the table if it is missing."""
+        """Create the table (and its index) if missing."""
+        real = "DOUBLE PRECISION" if self._db.dialect == "postgres" else "REAL"
         self._db.execute_script(
             [
-                f"CREATE TABLE IF NOT EXISTS {self._table} (bucket TEXT NOT NULL, "
-                "window_start BIGINT NOT NULL, hits INTEGER NOT NULL, "
-                "PRIMARY KEY (bucket, window_start))"
+                f"CREATE TABLE IF NOT EXISTS {self._table} "
+                f"(bucket TEXT NOT NULL, at {real} NOT NULL)",
+                f"CREATE INDEX IF NOT EXISTS ix_rate_limit_events ON {self._table} (bucket, at)",
             ]
         )
 
     def hit(self, key: str, limit: int, window_seconds: int) -> None:
-        """Count one hit; RateLimited when the window already holds ``limit`` hits."""
+        """Count one hit; RateLimited, without counting it, when the last ``window_seconds``
+        already hold ``limit`` hits."""
         if not self._enabled:
             return
-        now = int(self._clock.now().timestamp())
-        window = now - now % window_seconds
-        bucket = hashlib.sha256(key.encode()).hexdigest()[:32]
+        now = self._now()
+        bucket = _bucket(key)
         with self._db.transaction(immediate=True) as cursor:
+            self._lock(cursor, bucket)
             cursor.execute(
-                f"INSERT INTO {self._table} (bucket, window_start, hits) "
-                "VALUES (%(b)s, %(w)s, 1) ON CONFLICT (bucket, window_start) "
-                f"DO UPDATE SET hits = {self._table}.hits + 1 RETURNING hits",
-                {"b": bucket, "w": window},
+                f"DELETE FROM {self._table} WHERE bucket = %(b)s AND at <= %(old)s",
+                {"b": bucket, "old": now - window_seconds},
             )
-            row = cursor.fetchone()
-            if random.random() < SWEEP_PROBABILITY:
-                cursor.execute(
-                    f"DELETE FROM {self._table} WHERE window_start < %(old)s",
-                    {"old": now - 86_400},
-                )
-        if row is not None and int(row["hits"]) > limit:
-            raise RateLimited(retry_after=max(window + window_seconds - now, 1))
+            recent = self._recent(cursor, bucket, now - window_seconds)
+            if recent.count < limit:
+                self._insert(cursor, bucket, now)
+        if recent.count >= limit:
+            raise RateLimited(retry_after=_seconds(recent.oldest + window_seconds - now))
+
+    def recent(self, key: str, window_seconds: int) -> Recent:
+        """What ``key`` recorded in the last ``window_seconds`` (nothing when disabled)."""
+        if not self._enabled:
+            return Recent(0, 0.0, 0.0)
+        now = self._now()
+        with self._db.read() as cursor:
+            return self._recent(cursor, _bucket(key), now - window_seconds)
+
+    def record(self, key: str) -> None:
+        """Record one event for ``key`` (a failure), with no limit of its own."""
+        if not self._enabled:
+            return
+        with self._db.transaction() as cursor:
+            self._insert(cursor, _bucket(key), self._now())
+
+    def retry_after(self, moment: float) -> int:
+        """Whole seconds from now until ``moment`` (at least 1)."""
+        return _seconds(moment - self._now())
+
+    def _now(self) -> float:
+        return self._clock.now().timestamp()
+
+    def _lock(self, cursor: SqlCursor, bucket: str) -> None:
+        # SQLite's immediate transaction already holds the write lock; PostgreSQL takes a
+        # transaction-scoped lock per bucket, so two workers cannot both see N-1 hits.
+        if self._db.dialect == "postgres":
+            key = int.from_bytes(bytes.fromhex(bucket[:16]), "big", signed=True)
+            cursor.execute("SELECT pg_advisory_xact_lock(%(k)s)", {"k": key})
+
+    def _recent(self, cursor: SqlCursor, bucket: str, since: float) -> Recent:
+        cursor.execute(
+            f"SELECT COUNT(*) AS n, MIN(at) AS oldest, MAX(at) AS newest FROM {self._table} "
+            "WHERE bucket = %(b)s AND at > %(since)s",
+            {"b": bucket, "since": since},
+        )
+        row = cursor.fetchone()
+        if row is None or not row["n"]:
+            return Recent(0, 0.0, 0.0)
+        return Recent(int(row["n"]), float(row["oldest"]), float(row["newest"]))
+
+    def _insert(self, cursor: SqlCursor, bucket: str, now: float) -> None:
+        cursor.execute(
+            f"INSERT INTO {self._table} (bucket, at) VALUES (%(b)s, %(at)s)",
+            {"b": bucket, "at": now},
+        )
+        if random.random() < SWEEP_PROBABILITY:
+            cursor.execute(
+                f"DELETE FROM {self._table} WHERE at < %(old)s",
+                {"old": now - SWEEP_AGE_SECONDS},
+            )
+
+
+def _bucket(key: str) -> str:
+    return hashlib.sha256(key.encode()).hexdigest()[:32]
+
+
+def _seconds(delta: float) -> int:
+    return max(math.ceil(delta), 1)

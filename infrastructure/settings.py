@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 from typing import Literal
 
 from pydantic import Field, SecretStr, field_validator
@@ -48,7 +49,9 @@ class Settings(BaseSettings):
     rate_limits: bool = Field(default=True, description="false turns rate limiting off")
     rate_limit_window_seconds: int = Field(default=600, ge=1)
     rate_limit_sign_ins_per_address: int = Field(default=300, ge=1)
-    rate_limit_sign_ins_per_email: int = Field(default=30, ge=1)
+    rate_limit_failures_per_account_and_address: int = Field(default=10, ge=1)
+    rate_limit_account_failures_before_cool_down: int = Field(default=20, ge=1)
+    rate_limit_cool_down_max_seconds: int = Field(default=900, ge=1)
     rate_limit_codes_per_attempt: int = Field(default=5, ge=1)
     rate_limit_codes_per_address: int = Field(default=100, ge=1)
     rate_limit_verifications_per_address: int = Field(default=300, ge=1)
@@ -62,8 +65,10 @@ class Settings(BaseSettings):
     admin_token: SecretStr | None = Field(
         default=None, description="Bearer token that enables the /admin routes"
     )
-    trusted_proxy_count: int = Field(
-        default=0, ge=0, le=10, description="Proxies in front whose X-Forwarded-For to trust"
+    trusted_proxies: list[str] = Field(
+        default_factory=list,
+        description="Addresses or CIDR networks of the reverse proxies whose X-Forwarded-For "
+        "(and -Proto, -Host) to believe",
     )
     allowed_origins: list[str] = Field(
         default_factory=list, description="Other origins allowed to POST with the cookie"
@@ -81,6 +86,13 @@ class Settings(BaseSettings):
     )
     aggregate_cache_size: int = Field(default=10_000, ge=0)
     command_retries: int = Field(default=20, ge=1)
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _networks(cls, value: list[str]) -> list[str]:
+        for entry in value:
+            ipaddress.ip_network(entry.strip(), strict=False)  # ValueError names the bad one
+        return [entry.strip() for entry in value]
 
     @field_validator("database_url", "views_database_url")
     @classmethod

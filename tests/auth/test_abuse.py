@@ -85,24 +85,105 @@ def test_sign_ins_from_one_address_are_limited(build_stack: BuildStack) -> None:
     ok(browser.sign_in(ALICE))
 
 
-def test_sign_ins_for_one_email_are_limited(build_stack: BuildStack) -> None:
-    # Given at most three sign-in attempts per email and window
-    stack = build_stack(rate_limit_sign_ins_per_email=3)
+def test_an_attacker_elsewhere_cannot_lock_the_owner_out(stack: Stack) -> None:
+    # Given default limits, and wrong passwords for Alice from 31 addresses, and an email
+    # without an account tried as often
+    for n in range(31):
+        with browser_at(stack, f"203.0.113.{n}") as attacker:
+            assert refused(wrong_password(attacker, ALICE), 400) == "INVALID_CREDENTIALS"
+            wrong_password(attacker, (UNKNOWN_EMAIL, "", ""))
 
-    # When Alice's email is tried three times, however it is spelt, from different browsers
-    for email in (ALICE[0], ALICE[0].upper(), f" {ALICE[0]}"):
-        response = wrong_password(stack.open_browser(), (email, "", ""))
-        assert refused(response, 400) == "INVALID_CREDENTIALS"
+    # When Alice signs in from an address that never failed, by password and by code
+    # Then it works (fixed per-email counts used to refuse her until the window ended)
+    with browser_at(stack, "198.51.100.20") as owner:
+        ok(owner.sign_in(ALICE))
+    with browser_at(stack, "198.51.100.21") as owner:
+        ok(start_code_sign_in(owner, ALICE[0]))
+        ok(start_code_sign_in(owner, UNKNOWN_EMAIL))
 
-    # Then the fourth, even with the right password, is 429; Bob's email is not affected
-    limited(stack.open_browser().sign_in(ALICE))
-    limited(start_code_sign_in(stack.open_browser(), ALICE[0]))
-    ok(stack.open_browser().sign_in(BOB))
 
-    # And an email without an account is limited alike (the limit tells nothing)
-    for _ in range(3):
-        ok(start_code_sign_in(stack.open_browser(), UNKNOWN_EMAIL))
-    limited(start_code_sign_in(stack.open_browser(), UNKNOWN_EMAIL))
+def test_one_address_guessing_at_one_account_is_refused_for_that_account(
+    build_stack: BuildStack,
+) -> None:
+    # Given at most three wrong passwords per account and address
+    stack = build_stack(rate_limit_failures_per_account_and_address=3)
+    browser = stack.browser
+
+    # When one address guesses Alice's password three times, however the email is spelt
+    for email in (ALICE[0], ALICE[0].upper(), f" {ALICE[0]} "):
+        assert refused(wrong_password(browser, (email, "", "")), 400) == "INVALID_CREDENTIALS"
+
+    # Then its fourth try at Alice, even the right password, is 429 and changes nothing
+    events = stack.events_recorded()
+    retry_after = limited(browser.sign_in(ALICE))
+    assert stack.events_recorded() == events
+    # while the same address may still sign Bob in, and Alice herself, elsewhere, is fine
+    ok(browser.sign_in(BOB))
+    with browser_at(stack, "198.51.100.20") as owner:
+        ok(owner.sign_in(ALICE))
+
+    # When the Retry-After has passed (the oldest failure left the window), it may try again
+    stack.clock.advance(timedelta(seconds=retry_after))
+    ok(browser.sign_in(ALICE))
+
+
+def test_sustained_guessing_from_many_addresses_slows_the_account_not_its_owner(
+    build_stack: BuildStack,
+) -> None:
+    # Given a cool-down after three failures for one account
+    stack = build_stack(rate_limit_account_failures_before_cool_down=3)
+
+    with (
+        browser_at(stack, "203.0.113.1") as first,
+        browser_at(stack, "203.0.113.2") as second,
+        browser_at(stack, "203.0.113.3") as third,
+    ):
+        # When three addresses each guess Alice's password once (the account is under attack)
+        for attacker in (first, second, third):
+            assert refused(wrong_password(attacker, ALICE), 400) == "INVALID_CREDENTIALS"
+
+        # Then an address that failed before must wait, right password or not
+        delays = [limited(first.sign_in(ALICE))]
+        limited(wrong_password(second, ALICE))
+        # and, each time it waited and failed again, it waits longer
+        for attacker in (second, third, first):
+            stack.clock.advance(timedelta(seconds=delays[-1]))
+            assert refused(wrong_password(attacker, ALICE), 400) == "INVALID_CREDENTIALS"
+            delays.append(limited(wrong_password(attacker, ALICE)))
+        assert delays == sorted(delays)
+        assert delays[-1] > delays[0]
+
+    # While Alice, from an address with no failures, signs in at once
+    with browser_at(stack, "198.51.100.20") as owner:
+        ok(owner.sign_in(ALICE))
+    # and Bob's account is not slowed by Alice's
+    with browser_at(stack, "203.0.113.1") as first_again:
+        ok(first_again.sign_in(BOB))
+
+
+def test_limits_slide_instead_of_restarting_at_a_window_boundary(
+    build_stack: BuildStack,
+) -> None:
+    # Given at most three sign-in attempts per address in any 600 seconds, and a moment one
+    # second before a 600-second boundary of the clock
+    stack = build_stack(rate_limit_sign_ins_per_address=3)
+    now = stack.clock.now().timestamp()
+    stack.clock.advance(timedelta(seconds=WINDOW - 1 - now % WINDOW))
+    browser = stack.browser
+
+    # When the address makes three attempts, and a fourth two seconds later (a new fixed
+    # window would have begun and let three more through)
+    for user in (ALICE, BOB, CAROL):
+        assert refused(wrong_password(browser, user), 400) == "INVALID_CREDENTIALS"
+    stack.clock.advance(timedelta(seconds=2))
+
+    # Then the fourth is refused until the first attempt is 600 seconds old
+    retry_after = limited(browser.sign_in(ALICE))
+    assert retry_after == WINDOW - 2
+    stack.clock.advance(timedelta(seconds=retry_after - 1))
+    limited(browser.sign_in(ALICE))
+    stack.clock.advance(timedelta(seconds=1))
+    ok(browser.sign_in(ALICE))
 
 
 def test_codes_per_attempt_are_limited(build_stack: BuildStack, mailbox: Mailbox) -> None:
@@ -180,7 +261,7 @@ def test_sign_ups_per_address_are_limited(build_stack: BuildStack) -> None:
 
 def test_without_a_trusted_proxy_x_forwarded_for_is_ignored(build_stack: BuildStack) -> None:
     # Given no trusted proxy, and at most three sign-in attempts per address
-    stack = build_stack(rate_limit_sign_ins_per_address=3, trusted_proxy_count=0)
+    stack = build_stack(rate_limit_sign_ins_per_address=3, rate_limit_sign_ins_per_email=100)
     browser = stack.browser
 
     # When one client claims a different X-Forwarded-For address on every attempt
@@ -193,28 +274,54 @@ def test_without_a_trusted_proxy_x_forwarded_for_is_ignored(build_stack: BuildSt
     limited(answers[3])
 
 
-def test_behind_one_trusted_proxy_its_forwarded_address_is_the_client(
+PROXIES = ["10.0.0.0/24", "192.0.2.7"]
+
+
+def test_behind_trusted_proxies_the_address_they_saw_is_the_client(
     build_stack: BuildStack,
 ) -> None:
-    # Given one trusted proxy, and at most three sign-in attempts per address
+    # Given proxies named by network and address, and at most three sign-in attempts per address
     stack = build_stack(
-        rate_limit_sign_ins_per_address=3, rate_limit_sign_ins_per_email=100, trusted_proxy_count=1
+        rate_limit_sign_ins_per_address=3,
+        rate_limit_sign_ins_per_email=100,
+        trusted_proxies=PROXIES,
     )
-    browser = stack.browser
+    with browser_at(stack, "10.0.0.5") as proxy:
+        # When the proxy forwards attempts from five different clients, some through a
+        # second trusted proxy in front of it
+        # Then none is limited: they are separate clients
+        for n in range(5):
+            chain = f"203.0.113.{n}" + (", 192.0.2.7" if n % 2 else "")
+            answer = wrong_password(proxy, ALICE, **{"X-Forwarded-For": chain})
+            assert refused(answer, 400) == "INVALID_CREDENTIALS"
 
-    # When the proxy forwards attempts from five different clients
-    # Then none is limited: they are separate clients
-    for n in range(5):
-        forwarded = {"X-Forwarded-For": f"203.0.113.{n}"}
-        assert refused(wrong_password(browser, ALICE, **forwarded), 400) == "INVALID_CREDENTIALS"
-
-    # When one client tries four times, writing a new fake address before the proxy's each time
-    answers = [
-        wrong_password(browser, ALICE, **{"X-Forwarded-For": f"10.9.9.{n}, 198.51.100.77"})
-        for n in range(4)
-    ]
+        # When one client tries four times, writing a new fake address before the proxy's
+        answers = [
+            wrong_password(proxy, ALICE, **{"X-Forwarded-For": f"10.9.9.{n}, 198.51.100.77"})
+            for n in range(4)
+        ]
 
     # Then the address the proxy saw counts, and the fourth is limited
+    assert [r.status_code for r in answers[:3]] == [400, 400, 400]
+    limited(answers[3])
+
+
+def test_a_client_that_reaches_the_service_directly_cannot_choose_its_address(
+    build_stack: BuildStack,
+) -> None:
+    # Given trusted proxies, and at most three sign-in attempts per address
+    stack = build_stack(
+        rate_limit_sign_ins_per_address=3,
+        rate_limit_sign_ins_per_email=100,
+        trusted_proxies=PROXIES,
+    )
+    # When a client that is not a proxy sends X-Forwarded-For with a new address each time
+    with browser_at(stack, "198.51.100.9") as direct:
+        answers = [
+            wrong_password(direct, ALICE, **{"X-Forwarded-For": f"203.0.113.{n}"}) for n in range(4)
+        ]
+
+    # Then its own address counts: the fourth is limited
     assert [r.status_code for r in answers[:3]] == [400, 400, 400]
     limited(answers[3])
 
@@ -326,17 +433,41 @@ def test_an_allowed_origin_may_post_with_the_cookie(build_stack: BuildStack) -> 
     assert refused(response, 403) == "FORBIDDEN_ORIGIN"
 
 
-def test_a_cross_site_post_without_the_cookie_starts_its_own_session(stack: Stack) -> None:
+def test_a_cross_site_post_without_the_cookie_is_refused_too(stack: Stack) -> None:
     # Given a browser without a cookie
     browser = stack.browser
+    events = stack.events_recorded()
 
-    # When a page on another site posts a sign-in from it
+    # When a page on another site posts a sign-in (login CSRF: the victim's browser would
+    # be signed in to the attacker's account) or a sign-up from it
     form = {"email": ALICE[0], "password": ALICE[1], "strategy": "plain_email"}
-    response = browser.send("POST", "/auth/signin", data=form, headers={"Origin": EVIL})
+    answers = [
+        browser.send("POST", "/auth/signin", data=form, headers={"Origin": EVIL}),
+        browser.send("POST", "/auth/signin", data=form, headers={"Sec-Fetch-Site": "cross-site"}),
+        browser.send("POST", "/auth/signup", data=NEW_USER, headers={"Origin": EVIL}),
+        browser.send("POST", "/auth/signin", data={**form, "strategy": "email_otp"},
+                     headers={"Origin": "null"}),
+    ]  # fmt: skip
 
-    # Then it is not refused: a new session of its own, with Alice signed in
-    data = ok(response)
-    assert session_cookie(response) is not None
+    # Then each is 403 FORBIDDEN_ORIGIN: no cookie, no session, nothing recorded
+    for answer in answers:
+        assert refused(answer, 403) == "FORBIDDEN_ORIGIN"
+        assert session_cookie(answer) is None
+    assert browser.token is None
+    assert stack.events_recorded() == events
+
+
+def test_an_allowed_origin_may_sign_in_without_a_cookie(build_stack: BuildStack) -> None:
+    # Given the service allows its app's origin
+    stack = build_stack(allowed_origins=["https://app.example"])
+
+    # When the app signs Alice in from a browser without a cookie, it works
+    form = {"email": ALICE[0], "password": ALICE[1], "strategy": "plain_email"}
+    answer = stack.browser.send(
+        "POST", "/auth/signin", data=form, headers={"Origin": "https://app.example"}
+    )
+    data = ok(answer)
+    assert session_cookie(answer) is not None
     assert [s["user_id"] for s in data["signins"]] == [ALICE[2]]
 
 
