@@ -14,6 +14,7 @@ from api.context import audit_context, refuse_cross_site, request_id
 from api.envelope import install_error_handlers
 from api.failures import install_store_error_handlers, render_failure
 from api.logs import REQUEST_ID
+from api.openapi_contract import document_contract
 from application.request_context import current_request
 from infrastructure.container import Services, build_services
 from infrastructure.settings import Settings
@@ -100,6 +101,7 @@ def create_app(
     )
     install_error_handlers(app)
     install_store_error_handlers(app)
+    document_contract(app)
 
     app.add_middleware(RequestContextMiddleware)
 

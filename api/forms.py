@@ -48,7 +48,9 @@ def _name(value: str) -> str:
 
 # The length bounds apply to the raw value (so a megabyte is refused before any other work).
 Email = Annotated[
-    str, Field(min_length=1, max_length=MAX_EMAIL, description="An email address"),
+    str,
+    Field(min_length=1, max_length=MAX_EMAIL, description="An email address",
+          json_schema_extra={"format": "email"}),
     AfterValidator(_email),
 ]  # fmt: skip
 Password = Annotated[
@@ -56,7 +58,11 @@ Password = Annotated[
 ]
 Name = Annotated[str, Field(min_length=1, max_length=MAX_NAME), AfterValidator(_name)]
 Code = Annotated[
-    str, Field(min_length=1, max_length=MAX_CODE, examples=["123456"]),
+    str,
+    # The pattern documents a well-formed code; a malformed one is INVALID_CODE, not refused
+    # here, so the route's contract code stays.
+    Field(min_length=1, max_length=MAX_CODE, examples=["123456"],
+          json_schema_extra={"pattern": "^[0-9]{6}$"}),
     AfterValidator(refuse_controls),
 ]  # fmt: skip
 Strategy = Annotated[

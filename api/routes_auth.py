@@ -11,6 +11,7 @@ from api.context import ContextDep
 from api.deps import Caller, OptionalCaller, RequiredCaller, ServicesDep, bind_session
 from api.envelope import Envelope, ErrorEnvelope
 from api.forms import SignInForm, SignUpForm, VerificationForm
+from api.openapi_contract import id_query
 from api.rendering import render
 from application.read_model import SessionDocument
 from domain.errors import InvalidRequest, UnsupportedStrategy
@@ -19,16 +20,18 @@ from infrastructure.container import Services
 
 router = APIRouter(prefix="/auth", tags=["Auth"])
 
-AttemptId = Annotated[str | None, Query(description="The attempt's id (decimal)")]
+AttemptId = Annotated[str | None, Query(**id_query("The attempt's id (decimal)"))]
 
 
-def _responses(codes: str) -> dict[int | str, dict[str, Any]]:
-    return {
+def _responses(codes: str, *, cookie: bool = False) -> dict[int | str, dict[str, Any]]:
+    answers: dict[int | str, dict[str, Any]] = {
         200: {"model": Envelope[SessionDocument], "description": "The session"},
         400: {"model": ErrorEnvelope, "description": codes},
-        403: {"model": ErrorEnvelope, "description": "Cross-site request (FORBIDDEN_ORIGIN)"},
         429: {"model": ErrorEnvelope, "description": "Too many requests (RATE_LIMITED)"},
     }
+    if cookie:
+        answers[401] = {"model": ErrorEnvelope, "description": "No valid cookie (UNAUTHORIZED)"}
+    return answers
 
 
 def _session(request: Request, services: Services, caller: Caller | None) -> tuple[int, str, bool]:
@@ -105,14 +108,16 @@ def sign_up(
 @router.post(
     "/prepare-verification",
     summary="Send a one-time code",
-    responses=_responses("INVALID_ATTEMPT, UNSUPPORTED_STRATEGY"),
+    responses=_responses("INVALID_ATTEMPT, UNSUPPORTED_STRATEGY", cookie=True),
 )
 def prepare_verification(
     services: ServicesDep,
     caller: RequiredCaller,
     context: ContextDep,
     attempt_identifier: AttemptId = None,
-    strategy: Annotated[str | None, Query()] = None,
+    strategy: Annotated[
+        str | None, Query(json_schema_extra={"enum": [SignInMethod.EMAIL_OTP]})
+    ] = None,
 ) -> JSONResponse:
     """Email a new 6-digit code (valid 10 minutes) for an open attempt; older codes stop working."""
     result = services.auth.prepare_verification(
@@ -124,7 +129,7 @@ def prepare_verification(
 @router.post(
     "/attempt-verification",
     summary="Verify a one-time code",
-    responses=_responses("INVALID_CODE, INVALID_ATTEMPT, USER_ALREADY_SIGNED_IN"),
+    responses=_responses("INVALID_CODE, INVALID_ATTEMPT, USER_ALREADY_SIGNED_IN", cookie=True),
 )
 def attempt_verification(
     services: ServicesDep,

@@ -10,6 +10,7 @@ from pydantic import BaseModel
 
 from api.deps import OptionalCaller, RequiredCaller, ServicesDep
 from api.envelope import Envelope, ErrorEnvelope, success
+from api.openapi_contract import id_query
 from api.rendering import render
 from application.read_model import SessionDocument
 from domain.errors import TemplateNotFound
@@ -22,7 +23,10 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
     409: {"model": ErrorEnvelope, "description": "Lost the race with concurrent changes"},
 }
 _OK = {"model": Envelope[SessionDocument], "description": "The session"}
-Id = Annotated[str | None, Query(description="Decimal 64-bit id")]
+Id = Annotated[str | None, Query(**id_query("Decimal 64-bit id"))]
+IdOrEmpty = Annotated[
+    str | None, Query(**id_query("Decimal 64-bit id; empty clears", empty_allowed=True))
+]
 
 
 @router.get("", responses={200: _OK}, summary="Get current session")
@@ -85,7 +89,7 @@ def sign_out(services: ServicesDep, caller: RequiredCaller, sign_in_id: Id = Non
     "/switch-organization", responses={200: _OK, **_ERRORS}, summary="Switch active organization"
 )
 def switch_organization(
-    services: ServicesDep, caller: RequiredCaller, organization_id: Id = ""
+    services: ServicesDep, caller: RequiredCaller, organization_id: IdOrEmpty = ""
 ) -> JSONResponse:
     """Activate the active user's membership of an organization; empty clears it."""
     document = services.sessions.switch_organization(caller.session_id, organization_id or "")
@@ -96,7 +100,7 @@ def switch_organization(
     "/switch-workspace", responses={200: _OK, **_ERRORS}, summary="Switch active workspace"
 )
 def switch_workspace(
-    services: ServicesDep, caller: RequiredCaller, workspace_id: Id = ""
+    services: ServicesDep, caller: RequiredCaller, workspace_id: IdOrEmpty = ""
 ) -> JSONResponse:
     """Activate the active user's membership of a workspace and its organization; empty clears."""
     document = services.sessions.switch_workspace(caller.session_id, workspace_id or "")

@@ -110,3 +110,52 @@ def test_no_route_documents_a_422(spec: Json) -> None:
     ]
     assert documented == []
     assert "HTTPValidationError" not in spec["components"]["schemas"]
+
+
+def _parameter(operation: Json, name: str) -> Json:
+    found: list[Json] = [p for p in operation.get("parameters", []) if p["name"] == name]
+    assert len(found) == 1, (name, operation.get("parameters"))
+    schema: Json = found[0]["schema"]
+    # FastAPI spells an optional parameter as anyOf [string, null], keywords beside it
+    string = next((s for s in schema.get("anyOf", []) if s.get("type") == "string"), {})
+    return {**schema, **string}
+
+
+def _form(spec: Json, operation: Json) -> Json:
+    content = operation["requestBody"]["content"]["application/x-www-form-urlencoded"]
+    return resolve(spec, content["schema"])
+
+
+def test_the_document_states_the_contract_exactly(spec: Json) -> None:
+    paths = spec["paths"]
+    # Ids carry their pattern (empty allowed where empty clears)
+    switch = paths["/session/switch-sign-in"]["post"]
+    assert _parameter(switch, "sign_in_id")["pattern"] == r"^[0-9]{1,20}$"
+    organization = paths["/session/switch-organization"]["post"]
+    assert _parameter(organization, "organization_id")["pattern"] == r"^([0-9]{1,20})?$"
+    prepare = paths["/auth/prepare-verification"]["post"]
+    assert _parameter(prepare, "attempt_identifier")["pattern"] == r"^[0-9]{1,20}$"
+    assert _parameter(prepare, "strategy")["enum"] == ["email_otp"]
+    # The sign-in strategy is an enum, and required form fields are required
+    sign_in = _form(spec, paths["/auth/signin"]["post"])
+    strategy = sign_in["properties"]["strategy"]
+    assert [s["enum"] for s in strategy["anyOf"] if "enum" in s] == [["plain_email", "email_otp"]]
+    assert sign_in["required"] == ["email"]
+    sign_up = _form(spec, paths["/auth/signup"]["post"])
+    assert set(sign_up["required"]) == {"first_name", "last_name", "email", "password"}
+    verification = _form(spec, paths["/auth/attempt-verification"]["post"])
+    assert verification["required"] == ["verification_code"]
+    # Every operation documents 400, 500 and 503, state-changing ones 403 and 409, and the
+    # ones that need the cookie 401, each with the envelope's schema
+    for path, item in paths.items():
+        for method, operation in item.items():
+            expected = {"400", "500", "503"} | ({"403", "409"} if method == "post" else set())
+            if {"cookieAuth": []} in operation.get("security", []) and path in (
+                "/auth/prepare-verification", "/auth/attempt-verification",
+                "/session/switch-sign-in", "/session/sign-out", "/session/token",
+            ):  # fmt: skip
+                expected.add("401")
+            assert expected <= set(operation["responses"]), (path, method)
+            for status in expected:
+                schema = response_schema(spec, operation, status)
+                assert set(schema["properties"]) == ENVELOPE_KEYS, (path, method, status)
