@@ -117,7 +117,7 @@ def _parameter(operation: Json, name: str) -> Json:
     assert len(found) == 1, (name, operation.get("parameters"))
     schema: Json = found[0]["schema"]
     # FastAPI spells an optional parameter as anyOf [string, null], keywords beside it
-    string = next((s for s in schema.get("anyOf", []) if s.get("type") == "string"), {})
+    string: Json = next((s for s in schema.get("anyOf", []) if s.get("type") == "string"), {})
     return {**schema, **string}
 
 

@@ -41,15 +41,16 @@ run_store() {
         sleep 0.5
     done
     echo "== schemathesis on $store (port $port)"
-    SESSION_LEDGER_ST_BASE_URL="http://127.0.0.1:$port" SCHEMATHESIS_HOOKS=tests.schemathesis.hooks \
-        schemathesis run "http://127.0.0.1:$port/openapi.json" \
+    # From the temporary directory: schemathesis leaves its .schemathesis/ where it runs.
+    (cd "$work" && SESSION_LEDGER_ST_BASE_URL="http://127.0.0.1:$port" \
+        SCHEMATHESIS_HOOKS=tests.schemathesis.hooks schemathesis run "http://127.0.0.1:$port/openapi.json" \
         --checks "$CHECKS" \
         --max-examples "${SCHEMATHESIS_MAX_EXAMPLES:-25}" \
         --max-time "${SCHEMATHESIS_MAX_TIME:-90}" \
         --phases examples,coverage,fuzzing \
         --seed "${SCHEMATHESIS_SEED:-1}" \
         --generation-database none --no-color --workers 1 \
-        --request-timeout 30 || status=$?
+        --request-timeout 30) || status=$?
     kill "$pid" 2>/dev/null || true
     wait "$pid" 2>/dev/null || true
     if [ "$status" -ne 0 ]; then
