@@ -21,9 +21,11 @@ from infrastructure.clock import SystemClock
 from infrastructure.directory_store import SqlDirectory
 from infrastructure.ids import SnowflakeGenerator
 from infrastructure.mail import LogTransport, Outbox, SmtpSettings, SmtpTransport
+from infrastructure.multihost import target_writable
 from infrastructure.passwords import Argon2Passwords
 from infrastructure.pending_sign_ups import SqlPendingSignUps
 from infrastructure.persistence import (
+    TARGET_SESSION_ATTRS,
     StoreConfig,
     StoreConfigError,
     open_sql_database,
@@ -101,6 +103,7 @@ def build_services(
     try:
         _check_reachable(config)
         factory = InfrastructureFactory.construct(Environment(SessionsApp.name, env))
+        target_writable(getattr(factory, "datastore", None), env.get(TARGET_SESSION_ATTRS, ""))
         sql = sql_database_for(factory)
         secrets = ServerSecrets(sql)
         secrets.create_table()
@@ -241,12 +244,15 @@ def _check_reachable(config: StoreConfig) -> None:
     if config.kind != "postgres":
         return
     env = config.env
-    with psycopg.connect(
-        dbname=env["POSTGRES_DBNAME"],
-        host=env["POSTGRES_HOST"],
-        port=env["POSTGRES_PORT"],
-        user=env["POSTGRES_USER"],
-        password=env["POSTGRES_PASSWORD"] or None,
-        connect_timeout=5,
-    ):
+    options: dict[str, Any] = {
+        "dbname": env["POSTGRES_DBNAME"],
+        "host": env["POSTGRES_HOST"],
+        "port": env["POSTGRES_PORT"],
+        "user": env["POSTGRES_USER"],
+        "password": env["POSTGRES_PASSWORD"] or None,
+        "connect_timeout": 5,
+    }
+    if env[TARGET_SESSION_ATTRS]:
+        options["target_session_attrs"] = env[TARGET_SESSION_ATTRS]
+    with psycopg.connect(**options):
         pass
