@@ -97,6 +97,11 @@ def _postgres_config(url: str, settings: Settings) -> StoreConfig:
         # Ours, not eventsourcing's: applied to the pool by ``target_writable``.
         TARGET_SESSION_ATTRS: parsed.target_session_attrs,
     }
+    if parsed.target_session_attrs:
+        # A cluster: after a failover every pooled connection points at a dead or demoted
+        # node, so each is checked (one empty round trip) before it is handed out and a
+        # broken one is replaced by a fresh connection to whichever node is now writable.
+        env["POSTGRES_PRE_PING"] = "y"
     schema = parsed.schema
     where = parsed.where + (f" (schema {schema})" if schema else "")
     return StoreConfig("postgres", env, f"PostgreSQL at {where}")
@@ -119,6 +124,7 @@ def open_sql_database(config: StoreConfig) -> SqlDatabase:
                 pool_size=int(env["POSTGRES_POOL_SIZE"]),
                 max_overflow=int(env["POSTGRES_MAX_OVERFLOW"]),
                 connect_timeout=5,
+                pre_ping=env.get("POSTGRES_PRE_PING") == "y",
             )
         )
         target_writable(sql.datastore, env[TARGET_SESSION_ATTRS])
