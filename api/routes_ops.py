@@ -1,4 +1,4 @@
-"""Operator routes: health (with projection lag) and Prometheus metrics."""
+"""Operator routes: health (with projection and replica lag) and Prometheus metrics."""
 
 from __future__ import annotations
 
@@ -11,6 +11,8 @@ from prometheus_client.registry import Collector
 from api.deps import ServicesDep
 from api.envelope import success
 from infrastructure.container import Services
+from infrastructure.replication import replication_status
+from infrastructure.replication_metrics import replication_metrics
 
 router = APIRouter(tags=["Operations"])
 
@@ -33,6 +35,12 @@ def projection_report(services: Services) -> list[dict[str, object]]:
     return report
 
 
+def database_report(services: Services) -> dict[str, object] | None:
+    """The PostgreSQL node written to and each replica's lag (None on SQLite)."""
+    status = replication_status(services.sql)
+    return None if status is None else status.as_dict()
+
+
 @router.get("/.well-known/jwks.json", summary="Public keys of session tokens")
 def jwks(services: ServicesDep) -> JSONResponse:
     """The JSON Web Key Set that verifies tokens from GET /session/token (not enveloped)."""
@@ -46,6 +54,7 @@ def health(services: ServicesDep) -> JSONResponse:
         "status": "ok",
         "projections": projection_report(services),
         "worker_error": services.worker.last_error,
+        "database": database_report(services),
     }
     return success(data, None)
 
@@ -73,6 +82,7 @@ class _ProjectionCollector(Collector):
             latest = max(latest, int(str(item["head"])))
         head.add_metric([], float(latest))
         yield from (position, lag, head)
+        yield from replication_metrics(replication_status(self._services.sql))
 
 
 @router.get("/metrics", summary="Prometheus metrics", response_class=Response)

@@ -24,6 +24,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
+import httpx
 import pytest
 from pydantic import SecretStr
 
@@ -34,7 +35,14 @@ from tests.cluster.checks import (
     assert_audit_verifies,
     assert_views_equal_a_rebuild,
 )
-from tests.cluster.control import API_NODES, DB_NODES, ROOT, Cluster, require_cluster_tools
+from tests.cluster.control import (
+    API_NODES,
+    BASE_PORT,
+    DB_NODES,
+    ROOT,
+    Cluster,
+    require_cluster_tools,
+)
 from tests.cluster.traffic import Ledger, Traffic
 from tests.projections.support import console_script
 
@@ -137,6 +145,33 @@ def test_the_primary_dies_and_its_synchronous_standby_takes_over(harness: Harnes
     # The old primary comes back by itself, rewound, as a replica of the new one.
     cluster.wait_until(f"db{old} rejoining as a replica", cluster.healthy, timeout=180)
     assert cluster.member(old).get("role") == "replica"
+    new = cluster.primary()
+    assert new is not None
+    # Both API nodes' /health and /metrics name the new primary and both replicas' lag.
+    for api in API_NODES:
+        cluster.wait_until(
+            f"api{api} reporting db{new} as primary", lambda api=api: reports(api, new)
+        )
+
+
+def reports(api: int, primary: int) -> bool:
+    """API node ``api``'s /health and /metrics say writes go to ``primary``, and list the
+    other two nodes as streaming replicas, one of them synchronous, with their lag."""
+    health = httpx.get(f"{Cluster.api_url(api)}/health", timeout=10).json()["data"]
+    database = health["database"]
+    replicas = {r["name"]: r for r in database["replicas"]}
+    node = f"127.0.0.1:{BASE_PORT + 10 + primary}"
+    metrics = httpx.get(f"{Cluster.api_url(api)}/metrics", timeout=10).text
+    return (
+        database["primary"] == node
+        and database["writable"]
+        and set(replicas) == {f"db{n}" for n in DB_NODES if n != primary}
+        and all(r["state"] == "streaming" for r in replicas.values())
+        and all(isinstance(r["replay_lag_bytes"], int) for r in replicas.values())
+        and sorted(r["sync_state"] for r in replicas.values()) == ["async", "sync"]
+        and f'session_ledger_database_primary{{node="{node}"}} 1.0' in metrics
+        and "session_ledger_replica_lag_bytes{" in metrics
+    )
 
 
 def test_the_new_primary_dies_too_after_the_old_one_rejoined(harness: Harness) -> None:
