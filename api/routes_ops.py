@@ -36,9 +36,13 @@ def projection_report(services: Services) -> list[dict[str, object]]:
 
 
 def database_report(services: Services) -> dict[str, object] | None:
-    """The PostgreSQL node written to and each replica's lag (None on SQLite)."""
+    """The PostgreSQL node written to, each replica's lag, and how many reads the replica
+    and the primary answered (None on SQLite)."""
     status = replication_status(services.sql)
-    return None if status is None else status.as_dict()
+    if status is None:
+        return None
+    reads = services.replica_reads
+    return {**status.as_dict(), "reads": dict(reads.served) if reads else None}
 
 
 @router.get("/.well-known/jwks.json", summary="Public keys of session tokens")
@@ -82,7 +86,10 @@ class _ProjectionCollector(Collector):
             latest = max(latest, int(str(item["head"])))
         head.add_metric([], float(latest))
         yield from (position, lag, head)
-        yield from replication_metrics(replication_status(self._services.sql))
+        reads = self._services.replica_reads
+        yield from replication_metrics(
+            replication_status(self._services.sql), reads.served if reads else None
+        )
 
 
 @router.get("/metrics", summary="Prometheus metrics", response_class=Response)

@@ -35,6 +35,7 @@ from infrastructure.persistence import (
 from infrastructure.projections.analytics import AnalyticsProjection
 from infrastructure.projections.engine import Projector
 from infrastructure.projections.lease import WorkerLease
+from infrastructure.projections.replica_reads import ReplicaReads
 from infrastructure.projections.session_view import (
     SessionReadModel,
     SessionStateCodec,
@@ -67,6 +68,7 @@ class Services:
     auth: Authenticator
     outbox: Outbox
     audit: AuditTrail
+    replica_reads: ReplicaReads | None = None
 
     def projector(self, name: str) -> Projector:
         """The projector called ``name`` (KeyError if there is none)."""
@@ -79,6 +81,8 @@ class Services:
         """Stop the worker and the outbox, and release connections."""
         self.worker.stop()
         self.outbox.close()
+        if self.replica_reads is not None:
+            self.replica_reads.close()
         if self.views is not self.sql:
             self.views.close()
         self.sessions.close()
@@ -113,6 +117,7 @@ def build_services(
         keys = SigningKeys(sql, the_clock, timedelta(seconds=settings.token_lifetime_seconds))
         keys.create_table()
         views = _views_database(settings, sql)
+        replica = _replica_reads(settings)
         read_model = _LateReadModel()
         sessions = SessionsApp(
             env,
@@ -148,7 +153,7 @@ def build_services(
         ]
         for projector in projectors:
             projector.ensure()
-        read_model.bind(SessionReadModel(views, codec, projectors[0]))
+        read_model.bind(SessionReadModel(views, codec, projectors[0], replica))
         limiter = SqlRateLimiter(sql, the_clock, enabled=settings.rate_limits)
         limiter.create_table()
         pending = SqlPendingSignUps(sql, the_clock)
@@ -179,7 +184,8 @@ def build_services(
         keys=keys,
         auth=auth,
         outbox=outbox,
-        audit=AuditTrail(sessions, sql, views),
+        audit=AuditTrail(sessions, sql, views, replica),
+        replica_reads=replica,
     )
 
 
@@ -221,6 +227,16 @@ def _views_database(settings: Settings, sql: SqlDatabase) -> SqlDatabase:
     return open_sql_database(config)
 
 
+def _replica_reads(settings: Settings) -> ReplicaReads | None:
+    if not settings.read_database_url:
+        return None
+    try:
+        config = store_config(settings, settings.read_database_url)
+    except StoreConfigError as error:
+        raise StoreUnavailable(f"read database: {error}") from None
+    return ReplicaReads(open_sql_database(config), settings.read_replica_wait_seconds)
+
+
 class _LateReadModel:
     """The read model needs the app's mapper and the app needs the read model: bind late."""
 
@@ -234,9 +250,9 @@ class _LateReadModel:
         assert self._target is not None
         self._target.catch_up(position)
 
-    def session_state(self, session_id: int) -> Session | None:
+    def session_state(self, session_id: int, at_least: int = 0) -> Session | None:
         assert self._target is not None
-        return self._target.session_state(session_id)
+        return self._target.session_state(session_id, at_least)
 
 
 def _check_reachable(config: StoreConfig) -> None:

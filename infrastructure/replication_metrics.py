@@ -4,14 +4,17 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
 from infrastructure.replication import ReplicationStatus
 
 
-def replication_metrics(status: ReplicationStatus | None) -> Iterator[GaugeMetricFamily]:
-    """``session_ledger_database_primary`` (1, labelled with the node written to) and each
-    replica's replay lag in bytes and seconds; nothing on a store without replication."""
+def replication_metrics(
+    status: ReplicationStatus | None, reads: dict[str, int] | None
+) -> Iterator[Metric]:
+    """``session_ledger_database_primary`` (1, labelled with the node written to), each
+    replica's replay lag in bytes and seconds, and the reads each side answered (with a
+    read replica configured); nothing on a store without replication."""
     if status is None:
         return
     primary = GaugeMetricFamily(
@@ -35,3 +38,12 @@ def replication_metrics(status: ReplicationStatus | None) -> Iterator[GaugeMetri
         lag_bytes.add_metric(labels, float(replica.replay_lag_bytes or 0))
         lag_seconds.add_metric(labels, float(replica.replay_lag_seconds or 0.0))
     yield from (primary, lag_bytes, lag_seconds)
+    if reads is not None:
+        served = CounterMetricFamily(
+            "session_ledger_reads",
+            "Reads that may use the replica, by which side answered",
+            labels=["served_by"],
+        )
+        for side, count in sorted(reads.items()):
+            served.add_metric([side], float(count))
+        yield served

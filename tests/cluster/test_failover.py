@@ -117,6 +117,7 @@ def under_traffic(
         f"failed requests {sum(failed.values())} {dict(failed)}; audit: {verified}"
     )
     assert ledger.hangs == 0
+    assert ledger.stale_reads == 0
     assert set(failed) <= allowed, dict(failed)
     no_retry_after = [a for a in ledger.answers if a.status == 503 and not a.retry_after]
     assert not no_retry_after
@@ -155,8 +156,9 @@ def test_the_primary_dies_and_its_synchronous_standby_takes_over(harness: Harnes
 
 
 def reports(api: int, primary: int) -> bool:
-    """API node ``api``'s /health and /metrics say writes go to ``primary``, and list the
-    other two nodes as streaming replicas, one of them synchronous, with their lag."""
+    """API node ``api``'s /health and /metrics say writes go to ``primary``, list the other
+    two nodes as streaming replicas, one of them synchronous, with their lag, and count
+    reads the replica answered."""
     health = httpx.get(f"{Cluster.api_url(api)}/health", timeout=10).json()["data"]
     database = health["database"]
     replicas = {r["name"]: r for r in database["replicas"]}
@@ -171,6 +173,8 @@ def reports(api: int, primary: int) -> bool:
         and sorted(r["sync_state"] for r in replicas.values()) == ["async", "sync"]
         and f'session_ledger_database_primary{{node="{node}"}} 1.0' in metrics
         and "session_ledger_replica_lag_bytes{" in metrics
+        and database["reads"]["replica"] > 0
+        and 'session_ledger_reads_total{served_by="replica"}' in metrics
     )
 
 

@@ -44,6 +44,7 @@ class Ledger:
     answers: list[Answer] = field(default_factory=list)
     acknowledged: dict[int, list[tuple[str, int | None]]] = field(default_factory=dict)
     hangs: int = 0
+    stale_reads: int = 0
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def record(self, answer: Answer) -> None:
@@ -152,7 +153,13 @@ class Browser:
                 ack(session, "MembershipActivated", alice)
             self._send(client, "write", "POST", f"/session/sign-out?sign_in_id={bob}")
             ack(session, "SignedOut", bob)
-            self._send(client, "read", "GET", "/session")
+            seen = self._send(client, "read", "GET", "/session")
+            # Read-your-writes, whichever node and database answered the read.
+            if seen["active_signin_id"] != str(alice) or str(bob) in {
+                s["id"] for s in seen["signins"]
+            }:
+                with self.ledger.lock:
+                    self.ledger.stale_reads += 1
             self._send(client, "write", "POST", "/session/sign-out")
             ack(session, "SignedOutOfAll", None)
 
