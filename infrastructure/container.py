@@ -219,22 +219,26 @@ def _auth_policy(settings: Settings) -> AuthPolicy:
 def _views_database(settings: Settings, sql: SqlDatabase) -> SqlDatabase:
     if not settings.views_database_url:
         return sql
-    try:
-        config = store_config(settings, settings.views_database_url)
-    except StoreConfigError as error:
-        raise StoreUnavailable(f"views database: {error}") from None
-    _check_reachable(config)
-    return open_sql_database(config)
+    return _other_database(settings, settings.views_database_url, "views database", True)
 
 
 def _replica_reads(settings: Settings) -> ReplicaReads | None:
     if not settings.read_database_url:
         return None
+    # Not checked at start: reads fall back to the primary while no replica answers.
+    replica = _other_database(settings, settings.read_database_url, "read database", False)
+    return ReplicaReads(replica, settings.read_replica_wait_seconds)
+
+
+def _other_database(settings: Settings, url: str, what: str, check: bool) -> SqlDatabase:
+    """A database of its own, besides the event store's, from another URL setting."""
     try:
-        config = store_config(settings, settings.read_database_url)
+        config = store_config(settings, url)
     except StoreConfigError as error:
-        raise StoreUnavailable(f"read database: {error}") from None
-    return ReplicaReads(open_sql_database(config), settings.read_replica_wait_seconds)
+        raise StoreUnavailable(f"{what}: {error}") from None
+    if check:
+        _check_reachable(config)
+    return open_sql_database(config)
 
 
 class _LateReadModel:
