@@ -12,6 +12,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from api import routes_admin, routes_auth, routes_ops, routes_session
 from api.context import audit_context, request_id
 from api.envelope import install_error_handlers
+from api.failures import install_store_error_handlers, render_failure
 from application.request_context import current_request
 from infrastructure.container import Services, build_services
 from infrastructure.settings import Settings
@@ -35,17 +36,26 @@ class RequestContextMiddleware:
             await self.app(scope, receive, send)
             return
         request = Request(scope)
+        identifier = request_id(request)
         ready = hasattr(request.app.state, "services")  # not when serving the bare schema
         context = current_request.set(audit_context(request) if ready else None)
-        identifier = request_id(request)
+        started = False
 
         async def send_with_id(message: Message) -> None:
+            nonlocal started
             if message["type"] == "http.response.start":
+                started = True
                 MutableHeaders(scope=message)["X-Request-Id"] = identifier
             await send(message)
 
         try:
             await self.app(scope, receive, send_with_id)
+        except Exception as error:
+            # Answered here rather than by Starlette's outermost handler, so a 500 (and a
+            # store outage's 503) carries the request id like every other answer.
+            if started:
+                raise
+            await render_failure(request, error)(scope, receive, send_with_id)
         finally:
             current_request.reset(context)
 
@@ -85,6 +95,7 @@ def create_app(
         lifespan=lifespan,
     )
     install_error_handlers(app)
+    install_store_error_handlers(app)
 
     app.add_middleware(RequestContextMiddleware)
 

@@ -5,7 +5,6 @@ Errors map to HTTP statuses once, here, by family; routes never catch anything.
 
 from __future__ import annotations
 
-import logging
 from typing import Any, Generic, TypeVar
 
 from fastapi import FastAPI, Request
@@ -24,8 +23,6 @@ from domain.errors import (
     TemplateNotFound,
     Unauthorized,
 )
-
-logger = logging.getLogger("session_ledger.api")
 
 T = TypeVar("T")
 
@@ -111,7 +108,8 @@ _HTTP_CODES = {404: "NOT_FOUND", 405: "METHOD_NOT_ALLOWED", 415: "UNSUPPORTED_ME
 
 
 def install_error_handlers(app: FastAPI) -> None:
-    """Render every error as an envelope: domain errors, bad requests, unknown routes, bugs."""
+    """Render every error as an envelope: domain errors, bad requests, unknown routes (store
+    outages and bugs: ``api.failures``)."""
 
     _document_no_422(app)
 
@@ -148,17 +146,6 @@ def install_error_handlers(app: FastAPI) -> None:
         for name, value in (error.headers or {}).items():
             response.headers[name] = value
         return response
-
-    @app.exception_handler(Exception)
-    def _bug(request: Request, error: Exception) -> JSONResponse:
-        logger.error(
-            "unhandled %s on %s %s",
-            type(error).__name__,
-            request.method,
-            request.url.path,
-            exc_info=error,
-        )
-        return failure(500, "INTERNAL_ERROR", "Internal server error.")
 
 
 def _document_no_422(app: FastAPI) -> None:

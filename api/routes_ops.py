@@ -9,10 +9,13 @@ from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from api.deps import ServicesDep
-from api.envelope import success
+from api.envelope import failure, success
 from infrastructure.container import Services
+from infrastructure.outage import probe
 from infrastructure.replication import replication_status
 from infrastructure.replication_metrics import replication_metrics
+
+PROBE_SECONDS = 2
 
 router = APIRouter(tags=["Operations"])
 
@@ -45,6 +48,20 @@ def database_report(services: Services) -> dict[str, object] | None:
     return {**status.as_dict(), "reads": dict(reads.served) if reads else None}
 
 
+def store_problems(services: Services) -> list[str]:
+    """What does not answer: the event store, and the views database if it is another."""
+    stores = [("database", services.sql)]
+    if services.views is not services.sql:
+        stores.append(("views database", services.views))
+    timeout = min(PROBE_SECONDS, services.settings.database_timeout_seconds)
+    problems = []
+    for name, store in stores:
+        found = probe(store.datastore, timeout)
+        if not found.ok:
+            problems.append(f"{name} ({found.detail})")
+    return problems
+
+
 @router.get("/.well-known/jwks.json", summary="Public keys of session tokens")
 def jwks(services: ServicesDep) -> JSONResponse:
     """The JSON Web Key Set that verifies tokens from GET /session/token (not enveloped)."""
@@ -53,7 +70,14 @@ def jwks(services: ServicesDep) -> JSONResponse:
 
 @router.get("/health", summary="Health and projection lag")
 def health(services: ServicesDep) -> JSONResponse:
-    """200 with each projection's position and lag, and the worker's last error if any."""
+    """200 with each projection's position and lag, and the worker's last error if any;
+    503 SERVICE_UNAVAILABLE, at once, naming what is down when the store does not answer
+    (probed on a connection of its own, never waiting on the pool)."""
+    down = store_problems(services)
+    if down:
+        response = failure(503, "SERVICE_UNAVAILABLE", "Down: " + "; ".join(down))
+        response.headers["Retry-After"] = str(services.settings.database_timeout_seconds)
+        return response
     data = {
         "status": "ok",
         "projections": projection_report(services),

@@ -177,7 +177,7 @@ class Authenticator:
         app = self.sessions
         self._limit("code-address", context.client_address, self.policy.codes_per_address)
         code = f"{secrets.randbelow(10**CODE_DIGITS):0{CODE_DIGITS}d}"
-        recipient: list[tuple[int, str]] = []
+        recipient: list[tuple[str | None, str]] = []
         counted: list[bool] = []
 
         def action(session: Session, now: datetime) -> Outcome:
@@ -192,12 +192,14 @@ class Authenticator:
                 now + self.policy.code_lifetime,
                 now,
             )
-            recipient.append((attempt.user_id or 0, attempt.kind))
+            # Looked up before the save: once the new code is committed, nothing may fail
+            # the answer.
+            to = self._recipient(attempt.id, attempt.user_id or 0, attempt.kind)
+            recipient.append((to, attempt.kind))
             return [], None
 
         result = app.run(session_id, action)
-        user_id, kind = recipient[0]
-        to = self._recipient(attempt_id or 0, user_id, kind)
+        to, kind = recipient[0]
         if to is not None:  # an unknown email: the code goes nowhere, the answer is the same
             minutes = int(self.policy.code_lifetime.total_seconds() // 60)
             purpose = "sign-up" if kind == AttemptKind.SIGN_UP else "sign-in"
@@ -230,11 +232,9 @@ class Authenticator:
         app = self.sessions
         digest = self._code_digest(attempt_id, code)
         issued: list[str] = []
-        completed_sign_up: list[int] = []
 
         def action(session: Session, now: datetime) -> Outcome:
             issued.clear()
-            completed_sign_up.clear()
             try:
                 attempt = session.verify_code(attempt_id, digest, now)
             except InvalidCode as wrong:
@@ -243,15 +243,15 @@ class Authenticator:
                 return [], InvalidCode()
             if attempt.kind == AttemptKind.SIGN_UP:
                 self._create_account(attempt.id, attempt.user_id)
+                # Cleaned up before the save: after it, nothing may fail the answer (a
+                # retry finds the account made and needs the pending row no more).
+                self.pending.delete(attempt.id)
                 session.complete_sign_up(attempt.id, now)
-                completed_sign_up.append(attempt.id)
             token, changed = app.add_sign_in(session, attempt.id, attempt.user_id, old_token, now)
             issued.append(token)
             return changed, None
 
         result = app.run(session_id, action)
-        for done in completed_sign_up:
-            self.pending.delete(done)
         return CommandResult(result.document, issued[0] if issued else None)
 
     def _create_account(self, attempt_id: int, user_id: int) -> None:

@@ -189,11 +189,12 @@ class SessionsApp(Application[UUID]):
             now = self.clock.now()
             session = Session.start(self.ids.next_id(), now)
             token, issued = self._new_token(session.session_id, now)
+            document = self._respond(session, now)  # before the save, as in :meth:`run`
             try:
                 self.save(session, issued)
             except IntegrityError:
                 continue  # an id collision: draw again
-            return CommandResult(self._respond(session, now), token)
+            return CommandResult(document, token)
         raise ConcurrentModification
 
     def get_session(self, session_id: int) -> SessionDocument:
@@ -472,11 +473,15 @@ class SessionsApp(Application[UUID]):
             except SessionLedgerError:
                 self._save_quietly(session)  # the expiries noticed are still facts
                 raise
+            # The answer is rendered before the save: once the events are committed, the
+            # command answers from them without another read that could fail.
+            document = self._respond(session, now) if error is None else None
             if session.pending_events or others:
                 self.save(session, *others)
             if error is not None:
                 raise error
-            return CommandResult(self._respond(session, now))
+            assert document is not None
+            return CommandResult(document)
         finally:
             self._held.locks = []
             for lock in reversed(held):

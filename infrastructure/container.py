@@ -22,6 +22,7 @@ from infrastructure.directory_store import SqlDirectory
 from infrastructure.ids import SnowflakeGenerator
 from infrastructure.mail import LogTransport, Outbox, SmtpSettings, SmtpTransport
 from infrastructure.multihost import target_writable
+from infrastructure.outage import harden_datastore
 from infrastructure.passwords import Argon2Passwords
 from infrastructure.pending_sign_ups import SqlPendingSignUps
 from infrastructure.persistence import (
@@ -108,6 +109,7 @@ def build_services(
         _check_reachable(config)
         factory = InfrastructureFactory.construct(Environment(SessionsApp.name, env))
         target_writable(getattr(factory, "datastore", None), env.get(TARGET_SESSION_ATTRS, ""))
+        _harden(settings, getattr(factory, "datastore", None))
         sql = sql_database_for(factory)
         secrets = ServerSecrets(sql)
         secrets.create_table()
@@ -238,7 +240,15 @@ def _other_database(settings: Settings, url: str, what: str, check: bool) -> Sql
         raise StoreUnavailable(f"{what}: {error}") from None
     if check:
         _check_reachable(config)
-    return open_sql_database(config)
+    database = open_sql_database(config)
+    _harden(settings, database.datastore)
+    return database
+
+
+def _harden(settings: Settings, datastore: object) -> None:
+    harden_datastore(
+        datastore, settings.database_timeout_seconds, settings.postgres_statement_timeout_seconds
+    )
 
 
 class _LateReadModel:

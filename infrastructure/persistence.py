@@ -48,11 +48,11 @@ def store_config(settings: Settings, url: str | None = None) -> StoreConfig:
     if url.startswith("memory://"):
         return StoreConfig("memory", {"PERSISTENCE_MODULE": "eventsourcing.popo"}, "memory")
     if url.startswith("sqlite://"):
-        return _sqlite_config(url)
+        return _sqlite_config(url, settings)
     return _postgres_config(url, settings)
 
 
-def _sqlite_config(url: str) -> StoreConfig:
+def _sqlite_config(url: str, settings: Settings) -> StoreConfig:
     raw = url.removeprefix("sqlite://")
     if raw in ("", "/", "/:memory:"):
         msg = "sqlite:// needs a file path, e.g. sqlite:///session-ledger.db; use memory:// instead"
@@ -64,7 +64,7 @@ def _sqlite_config(url: str) -> StoreConfig:
     env = {
         "PERSISTENCE_MODULE": "eventsourcing.sqlite",
         "SQLITE_DBNAME": str(path),
-        "SQLITE_LOCK_TIMEOUT": "30",
+        "SQLITE_LOCK_TIMEOUT": str(settings.database_timeout_seconds),
         "APPLICATION_RECORDER_TOPIC": (
             "infrastructure.audit.recorders:SealingSQLiteApplicationRecorder"
         ),
@@ -88,7 +88,7 @@ def _postgres_config(url: str, settings: Settings) -> StoreConfig:
         "POSTGRES_SCHEMA": parsed.schema,
         "POSTGRES_POOL_SIZE": str(settings.postgres_pool_size),
         "POSTGRES_MAX_OVERFLOW": str(settings.postgres_pool_size),
-        "POSTGRES_CONNECT_TIMEOUT": "5",
+        "POSTGRES_CONNECT_TIMEOUT": str(settings.database_timeout_seconds),
         "POSTGRES_LOCK_TIMEOUT": str(settings.postgres_lock_timeout_seconds),
         "POSTGRES_IDLE_IN_TRANSACTION_SESSION_TIMEOUT": "30",
         "APPLICATION_RECORDER_TOPIC": (
@@ -97,11 +97,6 @@ def _postgres_config(url: str, settings: Settings) -> StoreConfig:
         # Ours, not eventsourcing's: applied to the pool by ``target_writable``.
         TARGET_SESSION_ATTRS: parsed.target_session_attrs,
     }
-    if parsed.target_session_attrs:
-        # A cluster: after a failover every pooled connection points at a dead or demoted
-        # node, so each is checked (one empty round trip) before it is handed out and a
-        # broken one is replaced by a fresh connection to whichever node is now writable.
-        env["POSTGRES_PRE_PING"] = "y"
     schema = parsed.schema
     where = parsed.where + (f" (schema {schema})" if schema else "")
     return StoreConfig("postgres", env, f"PostgreSQL at {where}")
@@ -111,7 +106,8 @@ def open_sql_database(config: StoreConfig) -> SqlDatabase:
     """A SQL handle with a pool of its own, on the database a config names."""
     env = config.env
     if config.kind == "sqlite":
-        return SqlDatabase(SQLiteDatastore(env["SQLITE_DBNAME"], lock_timeout=30))
+        lock_timeout = int(env["SQLITE_LOCK_TIMEOUT"])
+        return SqlDatabase(SQLiteDatastore(env["SQLITE_DBNAME"], lock_timeout=lock_timeout))
     if config.kind == "postgres":
         sql = SqlDatabase(
             PostgresDatastore(
@@ -123,8 +119,7 @@ def open_sql_database(config: StoreConfig) -> SqlDatabase:
                 schema=env["POSTGRES_SCHEMA"],
                 pool_size=int(env["POSTGRES_POOL_SIZE"]),
                 max_overflow=int(env["POSTGRES_MAX_OVERFLOW"]),
-                connect_timeout=5,
-                pre_ping=env.get("POSTGRES_PRE_PING") == "y",
+                connect_timeout=int(env["POSTGRES_CONNECT_TIMEOUT"]),
             )
         )
         target_writable(sql.datastore, env[TARGET_SESSION_ATTRS])

@@ -77,6 +77,15 @@ class Settings(BaseSettings):
     )
     postgres_pool_size: int = Field(default=10, ge=1)
     postgres_lock_timeout_seconds: int = Field(default=10, ge=0)
+    database_timeout_seconds: int = Field(
+        default=5,
+        ge=1,
+        le=60,
+        description="Longest wait for the store (connect, pool, SQLite busy) before a 503",
+    )
+    postgres_statement_timeout_seconds: float = Field(
+        default=15.0, ge=0, description="PostgreSQL statement_timeout; 0 turns it off"
+    )
     aggregate_cache_size: int = Field(default=10_000, ge=0)
     command_retries: int = Field(default=20, ge=1)
 

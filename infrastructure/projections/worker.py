@@ -19,6 +19,7 @@ from typing import Any
 
 from eventsourcing.application import Application
 
+from infrastructure.outage import store_unavailable
 from infrastructure.projections.engine import Projector
 from infrastructure.projections.lease import WorkerLease
 
@@ -72,7 +73,11 @@ class ProjectionWorker:
                             done = self.catch_up()
             except Exception as error:
                 self.last_error = f"{type(error).__name__}: {error}"
-                logger.exception("projection worker failed; retrying in %ss", RETRY_SECONDS)
+                if store_unavailable(error):  # an outage: one line a second, not a traceback
+                    logger.warning("projection worker: store unavailable; retrying in %ss: %s",
+                                   RETRY_SECONDS, " ".join(str(error).split())[:200])  # fmt: skip
+                else:
+                    logger.exception("projection worker failed; retrying in %ss", RETRY_SECONDS)
                 self._stopping.wait(RETRY_SECONDS)
             finally:
                 with self._lock:
