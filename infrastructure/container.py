@@ -21,7 +21,7 @@ from infrastructure.clock import SystemClock
 from infrastructure.directory_store import SqlDirectory
 from infrastructure.ids import SnowflakeGenerator
 from infrastructure.mail import LogTransport, Outbox, SmtpSettings, SmtpTransport
-from infrastructure.multihost import target_writable
+from infrastructure.multihost import replace_all_after_failover, target_writable
 from infrastructure.outage import harden_datastore
 from infrastructure.passwords import Argon2Passwords
 from infrastructure.pending_sign_ups import SqlPendingSignUps
@@ -108,8 +108,7 @@ def build_services(
     try:
         _check_reachable(config)
         factory = InfrastructureFactory.construct(Environment(SessionsApp.name, env))
-        target_writable(getattr(factory, "datastore", None), env.get(TARGET_SESSION_ATTRS, ""))
-        _harden(settings, getattr(factory, "datastore", None))
+        _prepare(settings, getattr(factory, "datastore", None), env.get(TARGET_SESSION_ATTRS, ""))
         sql = sql_database_for(factory)
         secrets = ServerSecrets(sql)
         secrets.create_table()
@@ -241,14 +240,20 @@ def _other_database(settings: Settings, url: str, what: str, check: bool) -> Sql
     if check:
         _check_reachable(config)
     database = open_sql_database(config)
-    _harden(settings, database.datastore)
+    _prepare(settings, database.datastore, config.env.get(TARGET_SESSION_ATTRS, ""))
     return database
 
 
-def _harden(settings: Settings, datastore: object) -> None:
+def _prepare(settings: Settings, datastore: object, session_attrs: str) -> None:
+    """Before a PostgreSQL pool's first connection: which node it wants (a cluster URL's
+    ``target_session_attrs``), bounded waits, and, on a cluster, replacing every dead
+    connection together after a failover."""
+    target_writable(datastore, session_attrs)
     harden_datastore(
         datastore, settings.database_timeout_seconds, settings.postgres_statement_timeout_seconds
     )
+    if session_attrs:
+        replace_all_after_failover(datastore)
 
 
 class _LateReadModel:

@@ -120,3 +120,30 @@ def target_writable(datastore: Any, attrs: str) -> None:
         if isinstance(kwargs, dict):
             kwargs["target_session_attrs"] = attrs
             kwargs.update(CLUSTER_TCP)
+
+
+def replace_all_after_failover(datastore: Any) -> None:
+    """When the pool finds one idle connection dead, check and replace all of them at once.
+
+    A failover kills every connection to the old primary together. psycopg_pool's getconn
+    checks idle connections one at a time and sleeps with a growing backoff (1 s, 2 s,
+    4 s...) after each dead one, so a pool of ten dead connections outlasts the request's
+    wait and answers 503 for many seconds after the new primary is up. ``pool.check()``
+    (public) discards every broken idle connection and opens replacements, which libpq
+    points at the new primary; the next idle connection handed out is then a live one.
+    The check is wrapped where the pool keeps it (``_check``, set from its ``check``
+    argument), after the outage hardening has built the pool.
+    """
+    pool = getattr(datastore, "pool", None)
+    inner = getattr(pool, "_check", None)
+    if pool is None or inner is None:
+        return
+
+    def check(connection: Any) -> None:
+        try:
+            inner(connection)
+        except Exception:
+            pool.check()
+            raise
+
+    pool._check = check

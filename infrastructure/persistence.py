@@ -22,7 +22,7 @@ from urllib.parse import unquote
 from eventsourcing.postgres import PostgresDatastore
 from eventsourcing.sqlite import SQLiteDatastore
 
-from infrastructure.multihost import MultiHostUrlError, parse_postgres_url, target_writable
+from infrastructure.multihost import MultiHostUrlError, parse_postgres_url
 from infrastructure.settings import Settings
 from infrastructure.sql import SqlDatabase
 
@@ -94,7 +94,7 @@ def _postgres_config(url: str, settings: Settings) -> StoreConfig:
         "APPLICATION_RECORDER_TOPIC": (
             "infrastructure.audit.recorders:SealingPostgresApplicationRecorder"
         ),
-        # Ours, not eventsourcing's: applied to the pool by ``target_writable``.
+        # Ours, not eventsourcing's: the container applies it to the pool.
         TARGET_SESSION_ATTRS: parsed.target_session_attrs,
     }
     schema = parsed.schema
@@ -109,7 +109,7 @@ def open_sql_database(config: StoreConfig) -> SqlDatabase:
         lock_timeout = int(env["SQLITE_LOCK_TIMEOUT"])
         return SqlDatabase(SQLiteDatastore(env["SQLITE_DBNAME"], lock_timeout=lock_timeout))
     if config.kind == "postgres":
-        sql = SqlDatabase(
+        return SqlDatabase(
             PostgresDatastore(
                 dbname=env["POSTGRES_DBNAME"],
                 host=env["POSTGRES_HOST"],
@@ -122,8 +122,6 @@ def open_sql_database(config: StoreConfig) -> SqlDatabase:
                 connect_timeout=int(env["POSTGRES_CONNECT_TIMEOUT"]),
             )
         )
-        target_writable(sql.datastore, env[TARGET_SESSION_ATTRS])
-        return sql
     return sql_database_for(None)
 
 
