@@ -63,23 +63,26 @@ class Ledger:
             return sum(len(kinds) for kinds in self.acknowledged.values())
 
     def failures(self, since: float = 0.0) -> Counter[str]:
-        """Failed answers by ``status code`` since a moment."""
+        """Failed answers by ``status code``, of requests still open at ``since`` or later."""
         with self.lock:
             return Counter(
                 f"{a.status} {a.code}".strip()
                 for a in self.answers
-                if a.started >= since and not 200 <= a.status < 300
+                if a.ended >= since and not 200 <= a.status < 300
             )
 
-    def first_write_ok_after(self, moment: float) -> float | None:
-        """When the first write started after ``moment`` was answered 2xx."""
+    def longest_write_gap(self, since: float) -> float:
+        """The longest time, from ``since`` on, in which no write was answered 2xx: how
+        long the clients saw nothing writable (the gap before a fault is small: six
+        browsers write many times a second)."""
         with self.lock:
-            ends = [
+            ends = sorted(
                 a.ended
                 for a in self.answers
-                if a.started >= moment and a.action != "read" and 200 <= a.status < 300
-            ]
-        return min(ends) if ends else None
+                if a.ended >= since and a.action != "read" and 200 <= a.status < 300
+            )
+        moments = [since, *ends]
+        return max((b - a for a, b in zip(moments, moments[1:], strict=False)), default=0.0)
 
 
 class _StoryFailed(Exception):
@@ -101,7 +104,8 @@ class Browser:
         except httpx.TimeoutException:
             with self.ledger.lock:
                 self.ledger.hangs += 1
-            self.ledger.record(Answer(self.node, action, 0, "TIMEOUT", None, started, started))
+            ended = time.monotonic()
+            self.ledger.record(Answer(self.node, action, 0, "TIMEOUT", None, started, ended))
             raise _StoryFailed from None
         except httpx.TransportError:
             self.ledger.record(
