@@ -10,6 +10,7 @@ A browser whose API node stops answering goes to the other one, as a load balanc
 
 from __future__ import annotations
 
+import itertools
 import threading
 import time
 from collections import Counter
@@ -82,7 +83,7 @@ class Ledger:
                 if a.ended >= since and a.action != "read" and 200 <= a.status < 300
             )
         moments = [since, *ends]
-        return max((b - a for a, b in zip(moments, moments[1:], strict=False)), default=0.0)
+        return max((b - a for a, b in itertools.pairwise(moments)), default=0.0)
 
 
 class _StoryFailed(Exception):
