@@ -1,4 +1,4 @@
-"""Operator routes: health (with projection lag) and Prometheus metrics."""
+"""Operator routes: health (with projection and replica lag) and Prometheus metrics."""
 
 from __future__ import annotations
 
@@ -12,6 +12,8 @@ from api.deps import ServicesDep
 from api.envelope import failure, success
 from infrastructure.container import Services
 from infrastructure.outage import probe
+from infrastructure.replication import replication_status
+from infrastructure.replication_metrics import replication_metrics
 
 PROBE_SECONDS = 2
 
@@ -34,6 +36,16 @@ def projection_report(services: Services) -> list[dict[str, object]]:
             }
         )
     return report
+
+
+def database_report(services: Services) -> dict[str, object] | None:
+    """The PostgreSQL node written to, each replica's lag, and how many reads the replica
+    and the primary answered (None on SQLite)."""
+    status = replication_status(services.sql)
+    if status is None:
+        return None
+    reads = services.replica_reads
+    return {**status.as_dict(), "reads": dict(reads.served) if reads else None}
 
 
 def store_problems(services: Services) -> list[str]:
@@ -70,6 +82,7 @@ def health(services: ServicesDep) -> JSONResponse:
         "status": "ok",
         "projections": projection_report(services),
         "worker_error": services.worker.last_error,
+        "database": database_report(services),
     }
     return success(data, None)
 
@@ -97,6 +110,10 @@ class _ProjectionCollector(Collector):
             latest = max(latest, int(str(item["head"])))
         head.add_metric([], float(latest))
         yield from (position, lag, head)
+        reads = self._services.replica_reads
+        yield from replication_metrics(
+            replication_status(self._services.sql), reads.served if reads else None
+        )
 
 
 @router.get("/metrics", summary="Prometheus metrics", response_class=Response)

@@ -123,8 +123,10 @@ class SessionReadModel(Protocol):
     def catch_up(self, position: int | None = None) -> None:
         """Reflect the event log up to ``position`` (or its head) before returning."""
 
-    def session_state(self, session_id: int) -> Session | None:
-        """The projected session, or None if the read model has not seen it."""
+    def session_state(self, session_id: int, at_least: int = 0) -> Session | None:
+        """The projected session, or None if the read model has not seen it. ``at_least``
+        is the version the caller knows was written: a read model that answers from a
+        replica waits a bounded time for the replica to reach it, else reads the primary."""
 
 
 class TokenSigner(Protocol):

@@ -400,15 +400,16 @@ class SessionsApp(Application[UUID]):
     def _projected(self, session_id: int) -> Session | None:
         """The session as the read model shows it, once the read model has caught up with
         the session's last recorded event (read-your-writes, also across processes)."""
-        state = self.read_model.session_state(session_id)
         latest = self.recorder.select_events(aggregate_uuid(session_id), desc=True, limit=1)
         if not latest:
             return None
-        if state is None or state.version < latest[0].originator_version:
+        written = latest[0].originator_version
+        state = self.read_model.session_state(session_id, written)
+        if state is None or state.version < written:
             # The projection has not reached a write that was just answered: apply it now
             # rather than wait for the worker.
             self.read_model.catch_up()
-            state = self.read_model.session_state(session_id)
+            state = self.read_model.session_state(session_id, written)
         return state
 
     def _respond(self, session: Session, now: datetime) -> SessionDocument:

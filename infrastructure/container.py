@@ -21,10 +21,12 @@ from infrastructure.clock import SystemClock
 from infrastructure.directory_store import SqlDirectory
 from infrastructure.ids import SnowflakeGenerator
 from infrastructure.mail import LogTransport, Outbox, SmtpSettings, SmtpTransport
+from infrastructure.multihost import replace_all_after_failover, target_writable
 from infrastructure.outage import harden_datastore
 from infrastructure.passwords import Argon2Passwords
 from infrastructure.pending_sign_ups import SqlPendingSignUps
 from infrastructure.persistence import (
+    TARGET_SESSION_ATTRS,
     StoreConfig,
     StoreConfigError,
     open_sql_database,
@@ -34,6 +36,7 @@ from infrastructure.persistence import (
 from infrastructure.projections.analytics import AnalyticsProjection
 from infrastructure.projections.engine import Projector
 from infrastructure.projections.lease import WorkerLease
+from infrastructure.projections.replica_reads import ReplicaReads
 from infrastructure.projections.session_view import (
     SessionReadModel,
     SessionStateCodec,
@@ -66,6 +69,7 @@ class Services:
     auth: Authenticator
     outbox: Outbox
     audit: AuditTrail
+    replica_reads: ReplicaReads | None = None
 
     def projector(self, name: str) -> Projector:
         """The projector called ``name`` (KeyError if there is none)."""
@@ -78,6 +82,8 @@ class Services:
         """Stop the worker and the outbox, and release connections."""
         self.worker.stop()
         self.outbox.close()
+        if self.replica_reads is not None:
+            self.replica_reads.close()
         if self.views is not self.sql:
             self.views.close()
         self.sessions.close()
@@ -102,7 +108,7 @@ def build_services(
     try:
         _check_reachable(config)
         factory = InfrastructureFactory.construct(Environment(SessionsApp.name, env))
-        _harden(settings, getattr(factory, "datastore", None))
+        _prepare(settings, getattr(factory, "datastore", None), env.get(TARGET_SESSION_ATTRS, ""))
         sql = sql_database_for(factory)
         secrets = ServerSecrets(sql)
         secrets.create_table()
@@ -112,6 +118,7 @@ def build_services(
         keys = SigningKeys(sql, the_clock, timedelta(seconds=settings.token_lifetime_seconds))
         keys.create_table()
         views = _views_database(settings, sql)
+        replica = _replica_reads(settings)
         read_model = _LateReadModel()
         sessions = SessionsApp(
             env,
@@ -147,7 +154,7 @@ def build_services(
         ]
         for projector in projectors:
             projector.ensure()
-        read_model.bind(SessionReadModel(views, codec, projectors[0]))
+        read_model.bind(SessionReadModel(views, codec, projectors[0], replica))
         limiter = SqlRateLimiter(sql, the_clock, enabled=settings.rate_limits)
         limiter.create_table()
         pending = SqlPendingSignUps(sql, the_clock)
@@ -178,7 +185,8 @@ def build_services(
         keys=keys,
         auth=auth,
         outbox=outbox,
-        audit=AuditTrail(sessions, sql, views),
+        audit=AuditTrail(sessions, sql, views, replica),
+        replica_reads=replica,
     )
 
 
@@ -214,20 +222,40 @@ def _auth_policy(settings: Settings) -> AuthPolicy:
 def _views_database(settings: Settings, sql: SqlDatabase) -> SqlDatabase:
     if not settings.views_database_url:
         return sql
+    return _other_database(settings, settings.views_database_url, "views database", True)
+
+
+def _replica_reads(settings: Settings) -> ReplicaReads | None:
+    if not settings.read_database_url:
+        return None
+    # Not checked at start: reads fall back to the primary while no replica answers.
+    replica = _other_database(settings, settings.read_database_url, "read database", False)
+    return ReplicaReads(replica, settings.read_replica_wait_seconds)
+
+
+def _other_database(settings: Settings, url: str, what: str, check: bool) -> SqlDatabase:
+    """A database of its own, besides the event store's, from another URL setting."""
     try:
-        config = store_config(settings, settings.views_database_url)
+        config = store_config(settings, url)
     except StoreConfigError as error:
-        raise StoreUnavailable(f"views database: {error}") from None
-    _check_reachable(config)
-    views = open_sql_database(config)
-    _harden(settings, views.datastore)
-    return views
+        raise StoreUnavailable(f"{what}: {error}") from None
+    if check:
+        _check_reachable(config)
+    database = open_sql_database(config)
+    _prepare(settings, database.datastore, config.env.get(TARGET_SESSION_ATTRS, ""))
+    return database
 
 
-def _harden(settings: Settings, datastore: object) -> None:
+def _prepare(settings: Settings, datastore: object, session_attrs: str) -> None:
+    """Before a PostgreSQL pool's first connection: which node it wants (a cluster URL's
+    ``target_session_attrs``), bounded waits, and, on a cluster, replacing every dead
+    connection together after a failover."""
+    target_writable(datastore, session_attrs)
     harden_datastore(
         datastore, settings.database_timeout_seconds, settings.postgres_statement_timeout_seconds
     )
+    if session_attrs:
+        replace_all_after_failover(datastore)
 
 
 class _LateReadModel:
@@ -243,9 +271,9 @@ class _LateReadModel:
         assert self._target is not None
         self._target.catch_up(position)
 
-    def session_state(self, session_id: int) -> Session | None:
+    def session_state(self, session_id: int, at_least: int = 0) -> Session | None:
         assert self._target is not None
-        return self._target.session_state(session_id)
+        return self._target.session_state(session_id, at_least)
 
 
 def _check_reachable(config: StoreConfig) -> None:
@@ -253,12 +281,15 @@ def _check_reachable(config: StoreConfig) -> None:
     if config.kind != "postgres":
         return
     env = config.env
-    with psycopg.connect(
-        dbname=env["POSTGRES_DBNAME"],
-        host=env["POSTGRES_HOST"],
-        port=env["POSTGRES_PORT"],
-        user=env["POSTGRES_USER"],
-        password=env["POSTGRES_PASSWORD"] or None,
-        connect_timeout=5,
-    ):
+    options: dict[str, Any] = {
+        "dbname": env["POSTGRES_DBNAME"],
+        "host": env["POSTGRES_HOST"],
+        "port": env["POSTGRES_PORT"],
+        "user": env["POSTGRES_USER"],
+        "password": env["POSTGRES_PASSWORD"] or None,
+        "connect_timeout": 5,
+    }
+    if env[TARGET_SESSION_ATTRS]:
+        options["target_session_attrs"] = env[TARGET_SESSION_ATTRS]
+    with psycopg.connect(**options):
         pass

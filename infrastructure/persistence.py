@@ -6,7 +6,9 @@ The URL is the only switch between stores:
   private in-memory SQLite database; for tests and trials, gone at exit.
 - ``sqlite:///relative/file.db`` or ``sqlite:////absolute/file.db`` (SQLAlchemy's
   convention): the embedded default.
-- ``postgresql://user:password@host:port/dbname[?schema=name]``: production.
+- ``postgresql://user:password@host:port/dbname[?schema=name]``: production; on a replicated
+  cluster, ``host1:port1,host2:port2,...`` with ``target_session_attrs=read-write`` (see
+  ``infrastructure.multihost``).
 """
 
 from __future__ import annotations
@@ -15,13 +17,16 @@ import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
-from urllib.parse import parse_qs, unquote, urlsplit
+from urllib.parse import unquote
 
 from eventsourcing.postgres import PostgresDatastore
 from eventsourcing.sqlite import SQLiteDatastore
 
+from infrastructure.multihost import MultiHostUrlError, parse_postgres_url
 from infrastructure.settings import Settings
 from infrastructure.sql import SqlDatabase
+
+TARGET_SESSION_ATTRS = "SESSION_LEDGER_TARGET_SESSION_ATTRS"
 
 
 class StoreConfigError(ValueError):
@@ -68,20 +73,19 @@ def _sqlite_config(url: str, settings: Settings) -> StoreConfig:
 
 
 def _postgres_config(url: str, settings: Settings) -> StoreConfig:
-    parts = urlsplit(url)
-    query = parse_qs(parts.query)
-    dbname = unquote(parts.path.lstrip("/")) or "postgres"
-    host = parts.hostname or "127.0.0.1"
-    port = str(parts.port or 5432)
-    schema = query.get("schema", [""])[0]
+    try:
+        parsed = parse_postgres_url(url)
+    except MultiHostUrlError as error:
+        raise StoreConfigError(str(error)) from None
     env = {
         "PERSISTENCE_MODULE": "eventsourcing.postgres",
-        "POSTGRES_DBNAME": dbname,
-        "POSTGRES_HOST": host,
-        "POSTGRES_PORT": port,
-        "POSTGRES_USER": unquote(parts.username or "postgres"),
-        "POSTGRES_PASSWORD": unquote(parts.password or ""),
-        "POSTGRES_SCHEMA": schema,
+        "POSTGRES_DBNAME": parsed.dbname,
+        # libpq takes comma-separated lists here: several nodes of one cluster.
+        "POSTGRES_HOST": parsed.hosts,
+        "POSTGRES_PORT": parsed.ports,
+        "POSTGRES_USER": parsed.user,
+        "POSTGRES_PASSWORD": parsed.password,
+        "POSTGRES_SCHEMA": parsed.schema,
         "POSTGRES_POOL_SIZE": str(settings.postgres_pool_size),
         "POSTGRES_MAX_OVERFLOW": str(settings.postgres_pool_size),
         "POSTGRES_CONNECT_TIMEOUT": str(settings.database_timeout_seconds),
@@ -90,8 +94,11 @@ def _postgres_config(url: str, settings: Settings) -> StoreConfig:
         "APPLICATION_RECORDER_TOPIC": (
             "infrastructure.audit.recorders:SealingPostgresApplicationRecorder"
         ),
+        # Ours, not eventsourcing's: the container applies it to the pool.
+        TARGET_SESSION_ATTRS: parsed.target_session_attrs,
     }
-    where = f"{host}:{port}/{dbname}" + (f" (schema {schema})" if schema else "")
+    schema = parsed.schema
+    where = parsed.where + (f" (schema {schema})" if schema else "")
     return StoreConfig("postgres", env, f"PostgreSQL at {where}")
 
 

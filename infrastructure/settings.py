@@ -24,6 +24,13 @@ class Settings(BaseSettings):
         default=None,
         description="Where projection tables live; default: the same database as the events",
     )
+    read_database_url: str | None = Field(
+        default=None,
+        description="A replica of the views' database that answers reads once it has caught up",
+    )
+    read_replica_wait_seconds: float = Field(
+        default=0.1, ge=0, le=5, description="How long a read waits for the replica to catch up"
+    )
     run_projections: bool = Field(
         default=True, description="Run the projection worker inside `serve`"
     )
@@ -94,7 +101,7 @@ class Settings(BaseSettings):
             ipaddress.ip_network(entry.strip(), strict=False)  # ValueError names the bad one
         return [entry.strip() for entry in value]
 
-    @field_validator("database_url", "views_database_url")
+    @field_validator("database_url", "views_database_url", "read_database_url")
     @classmethod
     def _known_scheme(cls, value: str | None) -> str | None:
         if value is None:

@@ -26,6 +26,7 @@ from domain.ids import aggregate_uuid
 from domain.session import Session
 from infrastructure.audit.chain import CHAIN_TABLE, GENESIS, originator_key
 from infrastructure.audit.verify import Verifier, VerifyReport
+from infrastructure.projections.replica_reads import ReplicaReads
 from infrastructure.sql import SqlDatabase
 
 EXPORT_FORMAT = "session-ledger-audit/1"
@@ -140,10 +141,17 @@ def _plain(value: Any) -> Any:
 class AuditTrail:
     """Read-only questions about history, plus verification, export and import."""
 
-    def __init__(self, sessions: SessionsApp, db: SqlDatabase, views: SqlDatabase) -> None:
+    def __init__(
+        self,
+        sessions: SessionsApp,
+        db: SqlDatabase,
+        views: SqlDatabase,
+        replica: ReplicaReads | None = None,
+    ) -> None:
         self.sessions = sessions
         self.db = db
         self.views = views
+        self.replica = replica
         chain = getattr(sessions.recorder, "chain", None)  # memory:// keeps no seals
         self.verifier = Verifier(sessions, db, chain) if chain is not None else None
 
@@ -217,15 +225,36 @@ class AuditTrail:
         return session_document(session, self.sessions.directory, now), version
 
     def user_sign_ins(self, user_id: int) -> list[dict[str, Any]]:
-        """A user's sign-ins across all sessions (from the analytics projection, caught up)."""
-        with self.views.transaction(commit=False) as cursor:
+        """A user's sign-ins across all sessions (from the analytics projection, caught up);
+        from the replica once it has replayed the analytics as far as the primary has them."""
+
+        def query(db: SqlDatabase) -> tuple[int, list[dict[str, Any]]]:
+            with db.transaction(commit=False) as cursor:  # one snapshot: position and rows
+                cursor.execute(
+                    f"SELECT position FROM {db.table('projection_state')} WHERE name = 'analytics'"
+                )
+                state = cursor.fetchone()
+                cursor.execute(
+                    f"SELECT * FROM {db.table('analytics_sign_ins')} WHERE user_id = %(u)s "
+                    "ORDER BY started_at",
+                    {"u": str(user_id)},
+                )
+                rows = cursor.fetchall()
+            return (int(state["position"]) if state else 0), [_plain(dict(r)) for r in rows]
+
+        if self.replica is None:
+            return query(self.views)[1]
+        projected = self._analytics_position()
+        return self.replica.read(query, lambda got: got[0] >= projected, self.views)[1]
+
+    def _analytics_position(self) -> int:
+        with self.views.read() as cursor:
             cursor.execute(
-                f"SELECT * FROM {self.views.table('analytics_sign_ins')} WHERE user_id = %(u)s "
-                "ORDER BY started_at",
-                {"u": str(user_id)},
+                f"SELECT position FROM {self.views.table('projection_state')} "
+                "WHERE name = 'analytics'"
             )
-            rows = cursor.fetchall()
-        return [_plain(dict(row)) for row in rows]
+            row = cursor.fetchone()
+        return int(row["position"]) if row else 0
 
     def verify(self, expected_head: str | None = None) -> VerifyReport:
         """Verify the whole store."""

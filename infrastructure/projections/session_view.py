@@ -18,6 +18,7 @@ from eventsourcing.utils import get_topic
 from domain.ids import aggregate_uuid
 from domain.session import Session
 from infrastructure.projections.engine import ProjectedEvent, Projection
+from infrastructure.projections.replica_reads import ReplicaReads
 from infrastructure.sql import SqlCursor, SqlDatabase, bulk_insert, select_in
 
 _SNAPSHOT_TOPIC = get_topic(Snapshot)
@@ -157,19 +158,38 @@ class SessionView(Projection):
 class SessionReadModel:
     """Queries of the session read model, and read-your-writes for the API."""
 
-    def __init__(self, db: SqlDatabase, codec: SessionStateCodec, projector: Any) -> None:
+    def __init__(
+        self,
+        db: SqlDatabase,
+        codec: SessionStateCodec,
+        projector: Any,
+        replica: ReplicaReads | None = None,
+    ) -> None:
         self._db = db
         self._codec = codec
         self._projector = projector
         self._view = db.table("read_sessions")
+        self._replica = replica
 
     def catch_up(self, position: int | None = None) -> None:
         """Make the read model reflect the log up to ``position`` (or its head)."""
         self._projector.catch_up(position)
 
-    def session_state(self, session_id: int) -> Session | None:
-        """The projected state of a session, or None if the read model has not seen it."""
-        with self._db.read() as cursor:
+    def session_state(self, session_id: int, at_least: int = 0) -> Session | None:
+        """The projected state of a session, or None if the read model has not seen it;
+        from the replica when there is one and it has reached version ``at_least``."""
+
+        def query(db: SqlDatabase) -> Session | None:
+            return self._read(db, session_id)
+
+        if self._replica is None:
+            return query(self._db)
+        return self._replica.read(
+            query, lambda state: state is not None and state.version >= at_least, self._db
+        )
+
+    def _read(self, db: SqlDatabase, session_id: int) -> Session | None:
+        with db.read() as cursor:
             cursor.execute(
                 f"SELECT version, state FROM {self._view} WHERE session_id = %(id)s",
                 {"id": str(session_id)},
