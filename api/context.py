@@ -13,6 +13,7 @@ from fastapi import Depends, Request
 
 from application.ports import RequestContext
 from domain.errors import ForbiddenOrigin
+from infrastructure.deployment import SESSION_COOKIE_NAMES, allowed_origins
 from infrastructure.settings import Settings
 
 _REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{8,128}")
@@ -96,16 +97,17 @@ def check_origin(request: Request) -> None:
     """Refuse a cookie-carrying POST that a page on another site sent (CSRF defence).
 
     ``Origin`` must be this service's own origin (scheme and host; through trusted proxies,
-    ``X-Forwarded-Proto`` and ``X-Forwarded-Host``) or an allowed origin; without ``Origin``,
+    ``X-Forwarded-Proto`` and ``X-Forwarded-Host``) or one of :func:`allowed_origins` (the
+    configured ones and the deployment's frontend); without ``Origin``,
     ``Sec-Fetch-Site: cross-site`` is refused. Requests without the cookie are not
     cookie-authenticated and pass (they start sessions of their own).
     """
-    if request.method != "POST" or "session_id" not in request.cookies:
+    if request.method != "POST" or not any(n in request.cookies for n in SESSION_COOKIE_NAMES):
         return
     settings = _settings(request)
     origin = request.headers.get("origin")
     if origin is not None:
-        if origin in settings.allowed_origins:
+        if origin.lower() in allowed_origins(settings):
             return
         host = request.headers.get("host", "")
         scheme = request.url.scheme
