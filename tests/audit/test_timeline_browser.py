@@ -9,83 +9,22 @@ test-artifacts/timeline.png. Without Chromium the test skips loudly, or fails un
 
 from __future__ import annotations
 
-import importlib.util
-import os
-import socket
-import threading
-import time
-import warnings
-from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import timedelta
 from typing import Any
 
 import httpx
-import pytest
-import uvicorn
-from fastapi import FastAPI
 
 from api.app import create_app
 from infrastructure.clock import SettableClock
 from tests.audit.support import REPO, TOKEN
-from tests.conftest import IN_CI
 from tests.e2e.harness import START
 from tests.helpers import ACME, ACME_WEB, ALICE, BOB, services_for
+from tests.serving import CHROMIUM, CHROMIUM_ARGS, require_chromium, serving
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
 SCREENSHOT = REPO / "test-artifacts" / "timeline.png"
 AGENT = "timeline-test/1.0"
 HOSTILE_AGENT = '<img src=x onerror="window.pwned = 1">'  # any client can send one
 NONE = "none"
-
-
-def require_chromium() -> None:
-    """Skip loudly, or under CI fail, without Debian's Chromium or Python's Playwright."""
-    problem = ""
-    if not os.access(CHROMIUM, os.X_OK):
-        problem = f"{CHROMIUM} is missing (apt-get install chromium)"
-    elif importlib.util.find_spec("playwright") is None:
-        problem = "the playwright package is missing (pip install 'playwright>=1.40')"
-    if not problem:
-        return
-    if IN_CI:
-        pytest.fail(f"CI=true and {problem}")
-    warnings.warn(f"SKIPPING the timeline browser test: {problem}", stacklevel=2)
-    pytest.skip(f"SKIPPED LOUDLY: {problem}")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-@contextmanager
-def serving(app: FastAPI) -> Iterator[str]:
-    """The app on a free port of 127.0.0.1, served by uvicorn in a thread."""
-    port = free_port()
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, name="uvicorn", daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 20
-    while not server.started:
-        if not thread.is_alive() or time.monotonic() > deadline:
-            pytest.fail("uvicorn did not start")
-        time.sleep(0.02)
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        thread.join(10)
 
 
 def make_history(base: str, clock: SettableClock) -> tuple[str, str, list[tuple[Any, ...]]]:
