@@ -68,7 +68,11 @@ def test_the_server_sdk_exchanges_and_verifies_tokens_after_every_switch(
     node = require_sdk()
     port = free_port()
     public = f"http://127.0.0.1:{port}"
-    settings = {"public_url": public, "cookie_secure": False, "deployment_mode": mode}
+    settings: dict[str, Any] = {
+        "public_url": public,
+        "cookie_secure": False,
+        "deployment_mode": mode,
+    }
     with (
         services_for(durable_database_url, clock=SystemClock(), **settings) as services,
         serving(create_app(services=services), port) as base,
