@@ -14,61 +14,55 @@ from pydantic import BaseModel
 from application.read_model import UserDoc
 
 
-class OrganizationDoc(BaseModel):
+class _GroupDoc(BaseModel):
+    """What organizations and workspaces share."""
+
+    id: str
+    name: str
+    image_url: str = ""
+    description: str = ""
+    member_count: int
+    public_metadata: dict[str, Any] = {}
+    enable_ip_restriction: bool = False
+    whitelisted_ips: list[str] = []
+    created_at: str | None = None
+    updated_at: str | None = None
+    segments: list[str] = []
+
+
+class OrganizationDoc(_GroupDoc):
     """An organization."""
 
-    id: str
-    name: str
-    image_url: str = ""
-    description: str = ""
-    member_count: int
-    public_metadata: dict[str, Any] = {}
     enforce_mfa: bool = False
-    enable_ip_restriction: bool = False
-    whitelisted_ips: list[str] = []
     auto_assigned_workspace_id: str | None = None
-    created_at: str | None = None
-    updated_at: str | None = None
-    segments: list[str] = []
 
 
-class WorkspaceDoc(BaseModel):
+class WorkspaceDoc(_GroupDoc):
     """A workspace of an organization."""
 
-    id: str
-    name: str
-    image_url: str = ""
-    description: str = ""
-    member_count: int
-    public_metadata: dict[str, Any] = {}
     enforce_2fa: bool = False
-    enable_ip_restriction: bool = False
-    whitelisted_ips: list[str] = []
-    created_at: str | None = None
-    updated_at: str | None = None
-    segments: list[str] = []
 
 
-class OrganizationRoleDoc(BaseModel):
-    """A role of an organization, with its permissions."""
+class _RoleDoc(BaseModel):
+    """A role with its permissions."""
 
     id: str
+    name: str
+    permissions: list[str]
+    created_at: str | None = None
+    updated_at: str | None = None
+
+
+class OrganizationRoleDoc(_RoleDoc):
+    """A role of an organization."""
+
     organization_id: str
-    name: str
-    permissions: list[str]
-    created_at: str | None = None
-    updated_at: str | None = None
 
 
-class WorkspaceRoleDoc(BaseModel):
-    """A role of a workspace, with its permissions."""
+class WorkspaceRoleDoc(_RoleDoc):
+    """A role of a workspace."""
 
-    id: str
     workspace_id: str
-    name: str
-    permissions: list[str]
-    created_at: str | None = None
-    updated_at: str | None = None
 
 
 class OrganizationMembershipEntry(BaseModel):
