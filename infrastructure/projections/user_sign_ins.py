@@ -82,6 +82,8 @@ class UserSignInsView(Projection):
                     "created_at": event.timestamp.isoformat(),
                     "expires_at": event.expires_at.isoformat(),
                     "last_active_at": event.timestamp.isoformat(),
+                    "user_agent": "",  # events recorded outside a request have no context
+                    "client_address": "",
                     **self._context(projected),
                 }
                 names = ", ".join(COLUMNS)
