@@ -28,6 +28,7 @@ from tests.serving import CHROMIUM, CHROMIUM_ARGS, free_port, require_chromium, 
 
 PAGE = (Path(__file__).resolve().parent / "sdk_page.html").read_text()
 APP_HOST, API_HOST = "app.example.test", "frontend.example.test"
+STRANGER_HOST = "elsewhere.example.test"  # not an allowed origin
 
 
 def page_server() -> Starlette:
@@ -52,7 +53,8 @@ def test_an_sdk_app_on_another_origin_works_end_to_end(
         "public_url": public, "frontend_url": app, "deployment_mode": mode,
         "cookie_secure": False,  # plain http in the test
     }  # fmt: skip
-    rules = f"--host-resolver-rules=MAP {APP_HOST} 127.0.0.1, MAP {API_HOST} 127.0.0.1"
+    hosts = (APP_HOST, API_HOST, STRANGER_HOST)
+    rules = "--host-resolver-rules=" + ", ".join(f"MAP {host} 127.0.0.1" for host in hosts)
     with (
         services_for(durable_database_url, clock=SystemClock(), **settings) as services,
         serving(create_app(services=services), api_port),
@@ -70,6 +72,12 @@ def test_an_sdk_app_on_another_origin_works_end_to_end(
                 page.goto(f"{app}/?key={key}")
                 loaded = page.evaluate("sdk.loadDeployment()")
                 assert loaded == {"mode": mode, "frontend_host": app, "base": public}
+
+            # The same page on an origin that is not allowed cannot read our answers
+            stranger = browser.new_context().new_page()
+            stranger.goto(f"http://{STRANGER_HOST}:{app_port}/?key={key}")
+            failed = "sdk.loadDeployment().then(() => 'loaded', (error) => error.name)"
+            assert stranger.evaluate(failed) == "TypeError"  # a CORS failure, as fetch reports it
 
             def call(page: Any, expression: str) -> Any:
                 return page.evaluate(f"(async () => {{ {expression} }})()")
