@@ -9,20 +9,23 @@ from fastapi import Depends, FastAPI, Request
 from starlette.datastructures import MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from api import routes_admin, routes_auth, routes_ops, routes_session
+from api import routes_admin, routes_auth, routes_me, routes_ops, routes_session
 from api.context import audit_context, refuse_cross_site, request_id
+from api.cors import CredentialedCors
 from api.envelope import install_error_handlers
 from api.failures import install_store_error_handlers, render_failure
 from api.logs import REQUEST_ID
 from api.openapi_contract import document_contract
 from application.request_context import current_request
 from infrastructure.container import Services, build_services
+from infrastructure.deployment import allowed_origins
 from infrastructure.settings import Settings
 
 DESCRIPTION = """Session part of a multi-account auth frontend API, wire-compatible with Wacht.
 
 Every JSON response is the envelope `{status, message, data, session, errors}`. The browser
-session travels in the `session_id` cookie (an opaque token, not the session id)."""
+session travels in the `session_id` cookie (an opaque token, not the session id; the name is a
+setting), or, in staging mode, in the `__dev_session__` query parameter."""
 
 
 class RequestContextMiddleware:
@@ -104,11 +107,15 @@ def create_app(
     document_contract(app)
 
     app.add_middleware(RequestContextMiddleware)
+    configured = settings or (services.settings if services else Settings())
+    # Outermost, so every answer (errors too) carries CORS headers for allowed origins.
+    app.add_middleware(CredentialedCors, origins=allowed_origins(configured))
 
     app.include_router(routes_session.router)
     app.include_router(routes_auth.router)
     app.include_router(routes_ops.router)
-    admin_token = (settings or (services.settings if services else Settings())).admin_token
+    app.include_router(routes_me.router)
+    admin_token = configured.admin_token
     if admin_token is not None:
         # Without a token the admin routes do not exist at all (404, not 401).
         app.include_router(routes_admin.router)

@@ -14,6 +14,7 @@ from fastapi import Depends, Request
 
 from application.ports import RequestContext
 from domain.errors import ForbiddenOrigin
+from infrastructure.deployment import allowed_origins
 from infrastructure.settings import Settings
 
 _REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{8,128}")
@@ -153,9 +154,10 @@ async def refuse_cross_site(request: Request) -> None:
 def origin_allowed(request: Request, origin: str) -> bool:
     """Whether a request from ``origin`` may change state: this service's own origin (scheme
     and host; through trusted proxies, ``X-Forwarded-Proto`` and ``X-Forwarded-Host``) or
-    one of ``SESSION_LEDGER_ALLOWED_ORIGINS``. The one place that decides it."""
+    one of :func:`allowed_origins` (the configured ones and the deployment's frontend).
+    The one place that decides it."""
     settings = _settings(request)
-    if origin in settings.allowed_origins:
+    if origin.lower() in allowed_origins(settings):
         return True
     if origin == "null":
         return False

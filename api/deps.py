@@ -1,4 +1,5 @@
-"""Request dependencies: the services, and the caller's session from the ``session_id`` cookie."""
+"""Request dependencies: the services, and the caller's session from its cookie (or, in
+staging mode, the development session in the URL)."""
 
 from __future__ import annotations
 
@@ -11,6 +12,12 @@ from fastapi.security import APIKeyCookie
 from application.sessions import SessionsApp
 from domain.errors import Unauthorized
 from infrastructure.container import Services
+from infrastructure.deployment import (
+    DEV_SESSION_HEADER,
+    DEV_SESSION_PARAMETER,
+    SESSION_COOKIE_NAMES,
+    is_staging,
+)
 from infrastructure.settings import Settings
 
 COOKIE_NAME = "session_id"
@@ -40,6 +47,26 @@ class Caller:
     token: str
 
 
+def presented_token(request: Request, settings: Settings) -> str | None:
+    """The session token the request carries.
+
+    In staging mode a non-empty ``__dev_session__`` query parameter wins over the cookie
+    (Wacht's SDK sends it instead of credentials there). In production the parameter is
+    refused like a bad cookie: a token in a URL leaks into logs and Referer headers. The
+    cookie is read under the configured name first, then under the other name Wacht's SDKs use.
+    """
+    if DEV_SESSION_PARAMETER in request.query_params:
+        if not is_staging(settings):
+            raise Unauthorized
+        offered = request.query_params[DEV_SESSION_PARAMETER]
+        if offered:
+            return offered
+    for name in (settings.cookie_name, *SESSION_COOKIE_NAMES):
+        if name in request.cookies:
+            return request.cookies[name]
+    return None
+
+
 def _bind(request: Request, sessions: SessionsApp, session_id: int) -> None:
     request.state.session_info = lambda: sessions.session_info(session_id)
 
@@ -50,10 +77,14 @@ def require_caller(
     token: Annotated[str | None, Depends(cookie_scheme)],
 ) -> Caller:
     """The caller's session; 401 UNAUTHORIZED, one body for every cookie problem (a
-    cross-site request was refused before, by ``api.context.refuse_cross_site``)."""
-    session_id = services.sessions.resolve_token(token)
+    cross-site request was refused before, by ``api.context.refuse_cross_site``).
+
+    (``token`` documents the cookie in the OpenAPI schema; the token read is the one
+    :func:`presented_token` finds.)"""
+    presented = presented_token(request, services.settings)
+    session_id = services.sessions.resolve_token(presented)
     _bind(request, services.sessions, session_id)
-    return Caller(session_id, token or "")
+    return Caller(session_id, presented or "")
 
 
 def optional_caller(
@@ -81,9 +112,12 @@ def bind_session(
 
 
 def set_session_cookie(response: Response, settings: Settings, token: str) -> None:
-    """Hand the browser a (new) ``session_id`` cookie."""
+    """Hand the browser a (new) session cookie; in staging mode also the development session
+    header, which Wacht's SDK keeps and sends back as ``__dev_session__``."""
+    if is_staging(settings):
+        response.headers[DEV_SESSION_HEADER] = token
     response.set_cookie(
-        COOKIE_NAME,
+        settings.cookie_name,
         token,
         max_age=settings.sign_in_lifetime_seconds,
         path="/",

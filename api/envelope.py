@@ -57,7 +57,7 @@ class ErrorEnvelope(BaseModel):
 
 
 def success(
-    data: BaseModel | dict[str, Any] | None,
+    data: BaseModel | dict[str, Any] | list[Any] | None,
     session: SessionInfo | None,
     status: int = 200,
 ) -> JSONResponse:

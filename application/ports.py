@@ -87,6 +87,19 @@ class WorkspaceMembershipView:
     roles: tuple[Role, ...] = field(default_factory=tuple)
 
 
+@dataclass(frozen=True)
+class Group:
+    """An organization or a workspace (``organization_id`` set) and how many members it has."""
+
+    id: int
+    name: str
+    member_count: int
+    organization_id: int | None = None
+
+
+GroupsById = dict[str, dict[int, Group]]  # "organizations" / "workspaces" -> id -> group
+
+
 class Directory(Protocol):
     """Users, organizations, workspaces, roles and memberships (reference data)."""
 
@@ -116,6 +129,12 @@ class Directory(Protocol):
     ) -> dict[int, WorkspaceMembershipView]:
         """The workspace memberships that exist among the ids, with roles."""
 
+    def user_membership_ids(self, user_id: int) -> tuple[list[int], list[int]]:
+        """Ids of the user's organization memberships and workspace memberships."""
+
+    def groups(self, organization_ids: Iterable[int], workspace_ids: Iterable[int]) -> GroupsById:
+        """Organizations and workspaces by id, with their names and member counts."""
+
 
 class SessionReadModel(Protocol):
     """The projected sessions the API answers from (see the projections in infrastructure)."""
@@ -127,6 +146,30 @@ class SessionReadModel(Protocol):
         """The projected session, or None if the read model has not seen it. ``at_least``
         is the version the caller knows was written: a read model that answers from a
         replica waits a bounded time for the replica to reach it, else reads the primary."""
+
+
+@dataclass(frozen=True)
+class UserSignIn:
+    """A sign-in of a user in some session, as the read model by user keeps it."""
+
+    id: int
+    user_id: int
+    session_id: int
+    created_at: datetime
+    expires_at: datetime
+    last_active_at: datetime
+    user_agent: str
+    client_address: str
+
+
+class UserSignIns(Protocol):
+    """Sign-ins that have not ended, by user, across sessions (a projection)."""
+
+    def of_user(self, user_id: int) -> list[UserSignIn]:
+        """The user's sign-ins that have not ended, oldest first."""
+
+    def get(self, sign_in_id: int) -> UserSignIn | None:
+        """The sign-in, unless it has ended (or never existed)."""
 
 
 class TokenSigner(Protocol):

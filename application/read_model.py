@@ -54,17 +54,27 @@ class WorkspaceMembershipDoc(BaseModel):
 
 
 class EmailAddressDoc(BaseModel):
-    """A user's primary email address."""
+    """A user's primary email address (the directory holds one email per user)."""
 
     email: str
+    is_primary: bool = True
 
 
 class UserDoc(BaseModel):
-    """Public profile data of a signed-in user."""
+    """Public profile data of a signed-in user, with the fields Wacht's SDK components read.
+
+    The directory has no usernames, pictures, phone numbers or passkeys: those fields say so
+    (null, empty, false) rather than being left out, so the components render initials.
+    """
 
     id: str
     first_name: str
     last_name: str
+    username: str | None = None
+    has_profile_picture: bool = False
+    profile_picture_url: str = ""
+    has_passkeys: bool = False
+    primary_phone_number: None = None
     primary_email_address: EmailAddressDoc
 
 
@@ -134,11 +144,13 @@ class SessionDocument(BaseModel):
         return SessionInfo(id=self.id, created_at=self.created_at, updated_at=self.updated_at)
 
 
-def _roles(roles: Sequence[Role]) -> list[RoleDoc]:
+def roles_doc(roles: Sequence[Role]) -> list[RoleDoc]:
+    """Roles with their permissions, in their order."""
     return [RoleDoc(id=str(r.id), name=r.name, permissions=list(r.permissions)) for r in roles]
 
 
-def _user(profile: UserProfile | None) -> UserDoc | None:
+def user_doc(profile: UserProfile | None) -> UserDoc | None:
+    """The public profile of a user, or None."""
     if profile is None:
         return None
     return UserDoc(
@@ -174,7 +186,7 @@ def _sign_in_doc(
         active_workspace_membership_id=str(ws.id) if ws else None,
         active_organization_membership=(
             OrganizationMembershipDoc(
-                id=str(org.id), organization_id=str(org.organization_id), roles=_roles(org.roles)
+                id=str(org.id), organization_id=str(org.organization_id), roles=roles_doc(org.roles)
             )
             if org
             else None
@@ -184,12 +196,12 @@ def _sign_in_doc(
                 id=str(ws.id),
                 workspace_id=str(ws.workspace_id),
                 organization_membership_id=str(ws.organization_membership_id),
-                roles=_roles(ws.roles),
+                roles=roles_doc(ws.roles),
             )
             if ws
             else None
         ),
-        user=_user(users.get(sign_in.user_id)),
+        user=user_doc(users.get(sign_in.user_id)),
     )
 
 

@@ -271,6 +271,26 @@ class Session(Aggregate):
         target = self.live_sign_in(sign_in_id, now)
         self._sign_out(sign_in_id=target.id, timestamp=now)
 
+    def sign_out_remotely(
+        self,
+        sign_in_id: int | None,
+        user_id: int,
+        by_session_id: int,
+        by_sign_in_id: int,
+        now: datetime,
+    ) -> None:
+        """End a live sign-in of ``user_id`` from another browser where the same user is
+        active (a device list); the event records which session and sign-in did it."""
+        target = self.live_sign_in(sign_in_id, now)
+        if target.user_id != user_id:
+            raise InvalidSignInId
+        self._sign_out_remotely(
+            sign_in_id=target.id,
+            by_session_id=by_session_id,
+            by_sign_in_id=by_sign_in_id,
+            timestamp=now,
+        )
+
     def sign_out_all(self, now: datetime) -> None:
         """End every live sign-in; the session stays, anonymous."""
         ids = [s.id for s in self.live_sign_ins(now)]
@@ -459,6 +479,12 @@ class Session(Aggregate):
     def _sign_out(self, sign_in_id: int, timestamp: datetime) -> None:
         self._end([sign_in_id])
 
+    @event("SignedOutRemotely", topic=f"{_T}.SignedOutRemotely")
+    def _sign_out_remotely(
+        self, sign_in_id: int, by_session_id: int, by_sign_in_id: int, timestamp: datetime
+    ) -> None:
+        self._end([sign_in_id])
+
     @event("SignedOutOfAll", topic=f"{_T}.SignedOutOfAll")
     def _sign_out_all(self, sign_in_ids: list[int], timestamp: datetime) -> None:
         self._end(sign_in_ids)
@@ -477,5 +503,6 @@ class Session(Aggregate):
 END_REASONS = {
     "SignedOut": EndReason.SIGNED_OUT,
     "SignedOutOfAll": EndReason.SIGNED_OUT_ALL,
+    "SignedOutRemotely": EndReason.SIGNED_OUT_REMOTELY,
     "SignInExpired": EndReason.EXPIRED,
 }

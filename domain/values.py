@@ -39,6 +39,7 @@ class EndReason(StrEnum):
 
     SIGNED_OUT = "signed_out"
     SIGNED_OUT_ALL = "signed_out_all"
+    SIGNED_OUT_REMOTELY = "signed_out_remotely"  # from another browser of the same user
     EXPIRED = "expired"
 
 

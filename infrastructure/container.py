@@ -11,13 +11,16 @@ from eventsourcing.persistence import InfrastructureFactory, PersistenceError
 from eventsourcing.utils import Environment
 
 from application.authentication import Authenticator, AuthPolicy
+from application.me import MyAccount
 from application.ports import Clock
+from application.request_context import ContextMapper
 from application.sessions import SessionPolicy, SessionsApp
 from domain.session import Session
 from infrastructure.audit.chain import Chain
 from infrastructure.audit.recorders import Sealing
 from infrastructure.audit.trail import AuditTrail
 from infrastructure.clock import SystemClock
+from infrastructure.deployment import token_issuer
 from infrastructure.directory_store import SqlDirectory
 from infrastructure.ids import SnowflakeGenerator
 from infrastructure.mail import LogTransport, Outbox, SmtpSettings, SmtpTransport
@@ -42,6 +45,7 @@ from infrastructure.projections.session_view import (
     SessionStateCodec,
     SessionView,
 )
+from infrastructure.projections.user_sign_ins import SqlUserSignIns, UserSignInsView
 from infrastructure.projections.worker import ProjectionWorker
 from infrastructure.rate_limits import SqlRateLimiter
 from infrastructure.secrets import HmacDigester, ServerSecrets
@@ -69,6 +73,7 @@ class Services:
     auth: Authenticator
     outbox: Outbox
     audit: AuditTrail
+    me: MyAccount
     replica_reads: ReplicaReads | None = None
 
     def projector(self, name: str) -> Projector:
@@ -139,7 +144,7 @@ def build_services(
                 ),
                 activity_resolution=timedelta(seconds=settings.activity_resolution_seconds),
                 token_lifetime=timedelta(seconds=settings.token_lifetime_seconds),
-                token_issuer=settings.token_issuer,
+                token_issuer=token_issuer(settings),
             ),
             signer=keys,
             read_model=read_model,
@@ -151,6 +156,7 @@ def build_services(
         projectors = [
             Projector(sessions, views, SessionView(codec)),
             Projector(sessions, views, AnalyticsProjection()),
+            Projector(sessions, views, UserSignInsView(_context_mapper(sessions).payload)),
         ]
         for projector in projectors:
             projector.ensure()
@@ -187,6 +193,7 @@ def build_services(
         outbox=outbox,
         audit=AuditTrail(sessions, sql, views, replica),
         replica_reads=replica,
+        me=MyAccount(sessions, SqlUserSignIns(views, projectors[2])),
     )
 
 
@@ -256,6 +263,12 @@ def _prepare(settings: Settings, datastore: object, session_attrs: str) -> None:
     )
     if session_attrs:
         replace_all_after_failover(datastore)
+
+
+def _context_mapper(sessions: SessionsApp) -> ContextMapper:
+    mapper = sessions.mapper
+    assert isinstance(mapper, ContextMapper)  # see SessionsApp.construct_mapper
+    return mapper
 
 
 class _LateReadModel:

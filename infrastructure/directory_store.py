@@ -31,6 +31,8 @@ import psycopg
 
 from application.ports import (
     Clock,
+    Group,
+    GroupsById,
     OrganizationMembershipView,
     Role,
     UserCredentials,
@@ -240,6 +242,50 @@ class SqlDirectory:
             )
             for r in rows
         }  # fmt: skip
+
+    def user_membership_ids(self, user_id: int) -> tuple[list[int], list[int]]:
+        """Ids of the user's organization memberships and workspace memberships."""
+        with self._db.transaction(commit=False) as cur:
+            cur.execute(
+                self._q("SELECT id FROM {organization_memberships} WHERE user_id = %(u)s"),
+                {"u": str(user_id)},
+            )
+            organizations = [int(r["id"]) for r in cur.fetchall()]
+            cur.execute(
+                self._q(_WORKSPACE_MEMBERSHIPS + " WHERE o.user_id = %(u)s"), {"u": str(user_id)}
+            )
+            workspaces = [int(r["id"]) for r in cur.fetchall()]
+        return sorted(organizations), sorted(workspaces)
+
+    def groups(self, organization_ids: Iterable[int], workspace_ids: Iterable[int]) -> GroupsById:
+        """Organizations and workspaces by id, with their names and member counts."""
+        sql = {
+            "organizations": "SELECT g.id, g.name, NULL AS organization_id, (SELECT count(*)"
+            " FROM {organization_memberships} m WHERE m.organization_id = g.id) AS members"
+            " FROM {organizations} g WHERE g.id",
+            "workspaces": "SELECT g.id, g.name, g.organization_id, (SELECT count(*)"
+            " FROM {workspace_memberships} m WHERE m.workspace_id = g.id) AS members"
+            " FROM {workspaces} g WHERE g.id",
+        }
+        found: GroupsById = {"organizations": {}, "workspaces": {}}
+        with self._db.transaction(commit=False) as cur:
+            for kind, ids in (("organizations", organization_ids), ("workspaces", workspace_ids)):
+                for r in _where_in(cur, self._q(sql[kind]), map(str, ids)):
+                    parent = int(r["organization_id"]) if r["organization_id"] else None
+                    found[kind][int(r["id"])] = Group(
+                        int(r["id"]), r["name"], int(r["members"]), parent
+                    )
+        return found
+
+    def permissions(self) -> tuple[list[str], list[str]]:
+        """Every permission some organization role, and some workspace role, grants."""
+        found: list[list[str]] = []
+        with self._db.transaction(commit=False) as cur:
+            for table in ("organization_roles", "workspace_roles"):
+                cur.execute(self._q("SELECT permissions FROM {t}", t=self._tables[table]))
+                granted = {p for r in cur.fetchall() for p in json.loads(r["permissions"])}
+                found.append(sorted(granted))
+        return found[0], found[1]
 
     def _one(self, template: str, **params: str) -> Row | None:
         with self._db.transaction(commit=False) as cur:

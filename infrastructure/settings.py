@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ipaddress
 from typing import Literal
+from urllib.parse import urlsplit
 
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -45,7 +46,9 @@ class Settings(BaseSettings):
     sign_in_attempt_lifetime_seconds: int = Field(default=30 * 60, ge=60)
     cookie_secure: bool = True
     token_lifetime_seconds: int = Field(default=60, ge=10, le=3600)
-    token_issuer: str = Field(default="session-ledger", min_length=1)
+    token_issuer: str | None = Field(
+        default=None, min_length=1, description="JWT `iss`; default: the public URL's origin"
+    )
     code_lifetime_seconds: int = Field(default=600, ge=60, le=3600)
     smtp_host: str | None = None
     smtp_port: int = Field(default=587, ge=1, le=65535)
@@ -80,6 +83,22 @@ class Settings(BaseSettings):
     allowed_origins: list[str] = Field(
         default_factory=list, description="Other origins allowed to POST with the cookie"
     )
+    public_url: str = Field(
+        default="http://127.0.0.1:8000", description="Origin browsers reach this service at"
+    )
+    frontend_url: str | None = Field(
+        default=None, description="Origin of the application's pages; default: the public URL"
+    )
+    deployment_mode: Literal["production", "staging"] = Field(
+        default="production", description="staging: development sessions travel in the URL"
+    )
+    app_name: str = Field(default="session-ledger", min_length=1, max_length=200)
+    ui_settings: dict[str, str] = Field(
+        default_factory=dict, description="Overrides of GET /deployment's ui_settings (JSON)"
+    )
+    cookie_name: Literal["session_id", "__session"] = Field(
+        default="session_id", description="The session cookie's name (__session for Wacht SDKs)"
+    )
     postgres_pool_size: int = Field(default=10, ge=1)
     postgres_lock_timeout_seconds: int = Field(default=10, ge=0)
     database_timeout_seconds: int = Field(
@@ -100,6 +119,17 @@ class Settings(BaseSettings):
         for entry in value:
             ipaddress.ip_network(entry.strip(), strict=False)  # ValueError names the bad one
         return [entry.strip() for entry in value]
+
+    @field_validator("public_url", "frontend_url")
+    @classmethod
+    def _origin(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        parts = urlsplit(value)
+        if parts.scheme not in ("http", "https") or not parts.netloc:
+            msg = "must be an http:// or https:// URL"
+            raise ValueError(msg)
+        return f"{parts.scheme}://{parts.netloc}".lower()
 
     @field_validator("database_url", "views_database_url", "read_database_url")
     @classmethod

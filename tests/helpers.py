@@ -11,6 +11,7 @@ from typing import Any
 from hypothesis import HealthCheck, settings
 from hypothesis.stateful import run_state_machine_as_test
 
+from application.ports import Clock
 from infrastructure.clock import SettableClock
 from infrastructure.container import Services, build_services
 from infrastructure.directory_file import parse_directory
@@ -38,7 +39,7 @@ def cheap_passwords() -> Argon2Passwords:
 @contextmanager
 def services_for(
     database_url: str,
-    clock: SettableClock | None = None,
+    clock: Clock | None = None,
     load_demo: bool = True,
     **settings: object,
 ) -> Iterator[Services]:

@@ -40,10 +40,12 @@ Progress = Callable[[int, int], None]
 
 @dataclass(frozen=True)
 class ProjectedEvent:
-    """A decoded domain event with its position in the log."""
+    """A decoded domain event with its position in the log, and the record it was read from
+    (whose payload also holds the request context, which the decoded event drops)."""
 
     position: int
     event: Any
+    stored: Notification | None = None
 
 
 class Projection(ABC):
@@ -281,7 +283,7 @@ class Projector:
 
     def _decode(self, notifications: Sequence[Notification]) -> list[ProjectedEvent]:
         to_event = self.app.mapper.to_domain_event
-        return [ProjectedEvent(n.id, to_event(n)) for n in notifications]
+        return [ProjectedEvent(n.id, to_event(n), n) for n in notifications]
 
     def _apply(
         self,

@@ -9,52 +9,22 @@ test-artifacts/timeline.png. Without Chromium the test skips loudly, or fails un
 
 from __future__ import annotations
 
-import importlib.util
-import os
-import warnings
 from datetime import timedelta
 from typing import Any
 
 import httpx
-import pytest
 
 from api.app import create_app
 from infrastructure.clock import SettableClock
 from tests.audit.support import REPO, TOKEN
-from tests.conftest import IN_CI
 from tests.e2e.harness import START
 from tests.helpers import ACME, ACME_WEB, ALICE, BOB, services_for
-from tests.live import serving
+from tests.serving import CHROMIUM, CHROMIUM_ARGS, require_chromium, serving
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
 SCREENSHOT = REPO / "test-artifacts" / "timeline.png"
 AGENT = "timeline-test/1.0"
 HOSTILE_AGENT = '<img src=x onerror="window.pwned = 1">'  # any client can send one
 NONE = "none"
-
-
-def require_chromium() -> None:
-    """Skip loudly, or under CI fail, without Debian's Chromium or Python's Playwright."""
-    problem = ""
-    if not os.access(CHROMIUM, os.X_OK):
-        problem = f"{CHROMIUM} is missing (apt-get install chromium)"
-    elif importlib.util.find_spec("playwright") is None:
-        problem = "the playwright package is missing (pip install 'playwright>=1.40')"
-    if not problem:
-        return
-    if IN_CI:
-        pytest.fail(f"CI=true and {problem}")
-    warnings.warn(f"SKIPPING the timeline browser test: {problem}", stacklevel=2)
-    pytest.skip(f"SKIPPED LOUDLY: {problem}")
 
 
 def make_history(base: str, clock: SettableClock) -> tuple[str, str, list[tuple[Any, ...]]]:

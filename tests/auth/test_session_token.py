@@ -18,7 +18,7 @@ from tests.e2e.wire import ok, refused
 from tests.helpers import ACME, ACME_DATA, ACME_WEB, ALICE, BOB, GLOBEX
 
 LIFETIME = timedelta(seconds=60)
-ISSUER = "session-ledger"
+ISSUER = "http://127.0.0.1:8000"  # the default public URL
 ACME_ADMIN = ["organization:admin", "organization:manage"]
 ACME_MEMBER = ["organization:read"]
 GLOBEX_MEMBER = ["organization:read"]

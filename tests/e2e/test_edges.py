@@ -12,7 +12,7 @@ from api.rejections import EnvelopeRejections
 from tests.e2e.harness import Browser, Stack
 from tests.e2e.wire import ok, session_cookie
 from tests.helpers import ALICE
-from tests.live import serving
+from tests.serving import serving
 
 
 def test_head_session_answers_like_get_without_a_body(browser: Browser) -> None:

@@ -23,7 +23,7 @@ import httpx
 import pytest
 
 from tests.helpers import ALICE, CAROL
-from tests.live import free_port
+from tests.serving import free_port
 
 EXE = shutil.which("session-ledger") or ""
 pytestmark = pytest.mark.skipif(not EXE, reason="session-ledger is not installed")

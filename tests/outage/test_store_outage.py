@@ -19,8 +19,8 @@ import pytest
 
 from api.app import create_app
 from tests.helpers import ALICE, BOB, services_for
-from tests.live import serving
 from tests.outage.cluster import PrivateCluster, private_cluster
+from tests.serving import serving
 
 # The service gives up on the store after this long; the client waits four times as long,
 # so a hang (as before: 30-50 s) fails the test, while a slow machine does not.

@@ -155,7 +155,9 @@ def reset_projections(db: SqlDatabase) -> None:
             found = [(r["name"], r["kind"]) for r in cursor.fetchall()]
         cascade = " CASCADE" if db.dialect == "postgres" else ""
         for name, kind in found:
-            if kind == "view" and (name.startswith("analytics_") or name == "read_sessions"):
+            if kind == "view" and (
+                name.startswith("analytics_") or name in ("read_sessions", "read_user_sign_ins")
+            ):
                 cursor.execute(f"DROP VIEW IF EXISTS {db.table(name)}{cascade}")
         for name, kind in found:
             if kind == "table" and GENERATION_TABLE.fullmatch(name):

@@ -42,7 +42,7 @@ from tests.projections.support import (
 
 EXE = console_script()
 CATCH_UP_TIMEOUT = 10.0
-PROJECTIONS = ["sessions", "analytics"]
+PROJECTIONS = ["sessions", "analytics", "user_sign_ins"]
 ENVELOPE = {"status", "message", "data", "session", "errors"}
 
 User = tuple[str, str, str]
@@ -228,7 +228,7 @@ def test_the_cli_reports_rebuilds_and_refuses_unknown_projections(
 
     rebuilt = cli(url, "rebuild", "--all")
     assert rebuilt.returncode == 0, rebuilt.stderr
-    assert "rebuilt sessions, analytics" in rebuilt.stdout
+    assert "rebuilt sessions, analytics, user_sign_ins" in rebuilt.stdout
     for projector in services.projectors:
         assert projector.status().generation == 2
         assert projector.status().lag == 0
@@ -244,7 +244,7 @@ def test_the_cli_reports_rebuilds_and_refuses_unknown_projections(
     assert "'nope'" in refused.stderr
     assert "sessions" in refused.stderr
     assert "analytics" in refused.stderr
-    assert [p.status().generation for p in services.projectors] == [2, 2]
+    assert [p.status().generation for p in services.projectors] == [2, 2, 2]
 
 
 # Stopping the worker process ----------------------------------------------------------------

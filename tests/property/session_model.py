@@ -243,6 +243,11 @@ def _sign_in_doc(sign_in: ModelSignIn, session_id: str) -> dict[str, Any]:
             "id": user["id"],
             "first_name": user["first_name"],
             "last_name": user["last_name"],
-            "primary_email_address": {"email": user["email"]},
+            "username": None,
+            "has_profile_picture": False,
+            "profile_picture_url": "",
+            "has_passkeys": False,
+            "primary_phone_number": None,
+            "primary_email_address": {"email": user["email"], "is_primary": True},
         },
     }

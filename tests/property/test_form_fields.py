@@ -23,7 +23,7 @@ from hypothesis import strategies as st
 from api.app import create_app
 from tests.auth.store_dump import store_rows
 from tests.helpers import ALICE, services_for
-from tests.live import serving
+from tests.serving import serving
 
 FORMS: dict[str, dict[str, str]] = {
     "/auth/signin plain_email": {"strategy": "plain_email", "email": ALICE[0], "password": "x"},

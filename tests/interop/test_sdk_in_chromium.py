@@ -1,0 +1,133 @@
+"""An app built the way Wacht's SDK works, in headless Chromium, on another origin than us.
+
+Given the service at ``http://frontend.example.test:<port>`` and an app page served from
+``http://app.example.test:<port>`` (Chromium maps both names to 127.0.0.1: same site, two
+origins, like ``app.example.com`` and ``frontend.example.com``), when the page derives our
+origin from the publishable key, loads /deployment and signs two accounts in with multipart
+forms, switches accounts, organizations and workspaces, reads the membership lists, lists
+and ends a sign-in on another device, and signs out, then every step works: in production
+mode with the cookie (credentialed CORS), and in staging mode with ``__dev_session__`` and
+``X-Development-Session`` and no cookie at all.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import HTMLResponse
+from starlette.routing import Route
+
+from api.app import create_app
+from infrastructure.clock import SystemClock
+from tests.helpers import ACME, ACME_WEB, ALICE, BOB, services_for
+from tests.serving import CHROMIUM, CHROMIUM_ARGS, free_port, require_chromium, serving
+
+PAGE = (Path(__file__).resolve().parent / "sdk_page.html").read_text()
+APP_HOST, API_HOST = "app.example.test", "frontend.example.test"
+STRANGER_HOST = "elsewhere.example.test"  # not an allowed origin
+
+
+def page_server() -> Starlette:
+    """The app's origin: one page and nothing else."""
+
+    async def page(request: Request) -> HTMLResponse:
+        return HTMLResponse(PAGE)
+
+    return Starlette(routes=[Route("/", page)])
+
+
+@pytest.mark.parametrize("mode", ["production", "staging"])
+def test_an_sdk_app_on_another_origin_works_end_to_end(
+    durable_database_url: str, mode: str
+) -> None:
+    require_chromium()
+    from playwright.sync_api import sync_playwright
+
+    api_port, app_port = free_port(), free_port()
+    public, app = f"http://{API_HOST}:{api_port}", f"http://{APP_HOST}:{app_port}"
+    settings: dict[str, Any] = {
+        "public_url": public, "frontend_url": app, "deployment_mode": mode,
+        "cookie_secure": False,  # plain http in the test
+    }  # fmt: skip
+    hosts = (APP_HOST, API_HOST, STRANGER_HOST)
+    rules = "--host-resolver-rules=" + ", ".join(f"MAP {host} 127.0.0.1" for host in hosts)
+    with (
+        services_for(durable_database_url, clock=SystemClock(), **settings) as services,
+        serving(create_app(services=services), api_port),
+        serving(page_server(), app_port),
+        sync_playwright() as playwright,
+    ):
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=[*CHROMIUM_ARGS, rules])
+        try:
+            from api.deployment_doc import deployment_document
+
+            key = deployment_document(services.settings, [], []).publishable_key
+            laptop = browser.new_context().new_page()
+            phone = browser.new_context().new_page()
+            for page in (laptop, phone):
+                page.goto(f"{app}/?key={key}")
+                loaded = page.evaluate("sdk.loadDeployment()")
+                assert loaded == {"mode": mode, "frontend_host": app, "base": public}
+
+            # The same page on an origin that is not allowed cannot read our answers
+            stranger = browser.new_context().new_page()
+            stranger.goto(f"http://{STRANGER_HOST}:{app_port}/?key={key}")
+            failed = "sdk.loadDeployment().then(() => 'loaded', (error) => error.name)"
+            assert stranger.evaluate(failed) == "TypeError"  # a CORS failure, as fetch reports it
+
+            def call(page: Any, expression: str) -> Any:
+                return page.evaluate(f"(async () => {{ {expression} }})()")
+
+            # Two accounts on the laptop, one switch between them
+            assert call(laptop, "return (await sdk.session()).signins") == []
+            alice = call(laptop, f"return (await sdk.signIn('{ALICE[0]}', '{ALICE[1]}'))"
+                                 ".active_signin_id")  # fmt: skip
+            after_bob = call(laptop, f"return await sdk.signIn('{BOB[0]}', '{BOB[1]}')")
+            assert len(after_bob["signins"]) == 2
+            assert after_bob["active_signin"]["user"]["primary_email_address"]["email"] == BOB[0]
+            switched = call(laptop, f"return await sdk.switchSignIn('{alice}')")
+            assert switched["active_signin_id"] == alice
+
+            # Organizations and workspaces, found the way the SDK's hooks find them
+            call(laptop, f"return await sdk.switchOrganization('{ACME}')")
+            active = call(laptop, "return await sdk.active()")
+            assert active == {
+                "user": ALICE[0], "organization": "Acme", "workspace": None,
+                "organizations": ["Acme", "Globex"], "workspaces": ["Acme Web", "Acme Data"],
+            }  # fmt: skip
+            call(laptop, f"return await sdk.switchWorkspace('{ACME_WEB}')")
+            active = call(laptop, "return await sdk.active()")
+            assert (active["organization"], active["workspace"]) == ("Acme", "Acme Web")
+            assert call(laptop, "return (await sdk.token()).token").count(".") == 2
+
+            # Alice on the phone too; the phone lists both devices and ends the laptop's
+            on_phone = call(phone, f"return (await sdk.signIn('{ALICE[0]}', '{ALICE[1]}'))"
+                                   ".active_signin_id")  # fmt: skip
+            devices = call(phone, "return await sdk.signins()")
+            assert [(d["id"], d["current"]) for d in devices] == [(alice, False), (on_phone, True)]
+            assert all("Chrome" in d["user_agent"] for d in devices)
+            assert call(phone, f"return await sdk.removeSignin('{alice}')") is None
+            laptop_now = call(laptop, "return await sdk.session()")
+            assert [s["user_id"] for s in laptop_now["signins"]] == [BOB[2]]
+            assert laptop_now["active_signin"] is None
+
+            # Sign out everything on the laptop
+            assert call(laptop, "return (await sdk.signOut()).signins") == []
+            assert call(phone, "return (await sdk.session()).active_signin_id") == on_phone
+
+            # How the session travelled
+            for page in (laptop, phone):
+                held = page.context.cookies(public)
+                dev_session = page.evaluate("sdk.devSession()")
+                if mode == "production":
+                    assert [c["name"] for c in held] == ["session_id"]
+                    assert dev_session is None
+                else:
+                    assert held == []  # staging requests carry no credentials
+                    assert dev_session
+        finally:
+            browser.close()

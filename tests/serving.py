@@ -1,0 +1,74 @@
+"""Real servers and a real browser for tests: uvicorn on a port of 127.0.0.1, Debian's Chromium."""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import socket
+import threading
+import time
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import pytest
+import uvicorn
+from starlette.types import ASGIApp
+
+from tests.conftest import IN_CI
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+
+
+def require_chromium() -> None:
+    """Skip loudly, or under CI fail, without Debian's Chromium or Python's Playwright."""
+    problem = ""
+    if not os.access(CHROMIUM, os.X_OK):
+        problem = f"{CHROMIUM} is missing (apt-get install chromium)"
+    elif importlib.util.find_spec("playwright") is None:
+        problem = "the playwright package is missing (pip install 'playwright>=1.40')"
+    if not problem:
+        return
+    if IN_CI:
+        pytest.fail(f"CI=true and {problem}")
+    warnings.warn(f"SKIPPING the browser test: {problem}", stacklevel=2)
+    pytest.skip(f"SKIPPED LOUDLY: {problem}")
+
+
+def free_port() -> int:
+    """A port of 127.0.0.1 that nothing listens on now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@contextmanager
+def serving(app: ASGIApp, port: int | None = None, **config: Any) -> Iterator[str]:
+    """The app on ``port`` (a free one if None) of 127.0.0.1, by uvicorn in a thread
+    (``config``: more ``uvicorn.Config`` options); its base URL."""
+    port = port or free_port()
+    server = uvicorn.Server(
+        uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", **config)
+    )
+    thread = threading.Thread(target=server.run, name="uvicorn", daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 20
+    while not server.started:
+        if not thread.is_alive() or time.monotonic() > deadline:
+            pytest.fail("uvicorn did not start")
+        time.sleep(0.02)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(10)
