@@ -38,6 +38,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import psycopg
 
@@ -168,18 +169,17 @@ def group_ticks(pgid: int) -> dict[int, int]:
     return found
 
 
-def backend_ticks(base_url: str, database: str | None) -> dict[int, int]:
+def backend_ticks(monitor: psycopg.Connection[Any], database: str | None) -> dict[int, int]:
     """CPU ticks of the PostgreSQL backends connected to ``database`` (same machine)."""
     if database is None:
         return {}
-    with psycopg.connect(base_url, autocommit=True) as conn:
-        pids = [
-            int(r[0])
-            for r in conn.execute(
-                "SELECT pid FROM pg_stat_activity WHERE datname = %s AND pid <> pg_backend_pid()",
-                (database,),
-            )
-        ]
+    pids = [
+        int(r[0])
+        for r in monitor.execute(
+            "SELECT pid FROM pg_stat_activity WHERE datname = %s AND pid <> pg_backend_pid()",
+            (database,),
+        )
+    ]
     found = {}
     for pid in pids:
         got = _cpu_ticks(pid)
@@ -208,12 +208,14 @@ class Target:
     database: str | None = None
     runs: list[tuple[WrkResult, float, float]] = field(default_factory=list)
 
-    def run(self, base_url: str, connections: int, threads: int, seconds: float) -> None:
+    def run(
+        self, monitor: psycopg.Connection[Any], connections: int, threads: int, seconds: float
+    ) -> None:
         """One measured wrk run, with the CPU of the server and of its backends."""
         pgid = self.server.process.pid
-        server0, db0 = group_ticks(pgid), backend_ticks(base_url, self.database)
+        server0, db0 = group_ticks(pgid), backend_ticks(monitor, self.database)
         result = run_wrk(self.port, self.script, threads, connections, seconds)
-        server1, db1 = group_ticks(pgid), backend_ticks(base_url, self.database)
+        server1, db1 = group_ticks(pgid), backend_ticks(monitor, self.database)
         self.runs.append((result, _spent(server0, server1), _spent(db0, db1)))
 
     def summary(self) -> Summary:
@@ -448,13 +450,15 @@ def main() -> None:
             for key in ("ours-pg", "peer-pg", "noop")
         }  # fmt: skip
         started = time.time()
+        # One connection for the whole run: the shared server may have none to spare later.
+        monitor = stack.enter_context(psycopg.connect(base, autocommit=True))
         for round_ in range(args.rounds):
             print(f"round {round_ + 1}/{args.rounds}: load average {load_average()}", flush=True)
             for target in targets.values():
                 run_wrk(target.port, target.script, args.threads, args.connections, args.warmup)
-                target.run(base, args.connections, args.threads, args.duration)
+                target.run(monitor, args.connections, args.threads, args.duration)
             for target in light.values():
-                target.run(base, 1, 1, args.light_duration)
+                target.run(monitor, 1, 1, args.light_duration)
         errors = {t.server.name: t.server.count("Traceback") for t in targets.values()}
 
     print()
