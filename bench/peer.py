@@ -304,12 +304,12 @@ def check_our_switch(port: int, s: SeededSession) -> bytes:
 
 
 def start_ours(
-    stack: ExitStack, name: str, url: str, workdir: Path, workers: int = 1
+    stack: ExitStack, name: str, url: str, workdir: Path, workers: int = 1, port: int = 0
 ) -> tuple[Server, int]:
     """``session-ledger serve --demo`` on ``url``, as bench.switch starts it."""
     serve = shutil.which("session-ledger")
     command = [serve] if serve else [sys.executable, "-m", "api.cli"]
-    port = free_port()
+    port = port or free_port()
     env = {
         **os.environ,
         "SESSION_LEDGER_DATABASE_URL": url,
@@ -449,17 +449,33 @@ def main() -> None:
                         targets[key].port, targets[key].script, targets[key].database)
             for key in ("ours-pg", "peer-pg", "noop")
         }  # fmt: skip
+        ours_w2.stop()
+        w2_tracebacks = ours_w2.count("Traceback")
         started = time.time()
         # One connection for the whole run: the shared server may have none to spare later.
         monitor = stack.enter_context(psycopg.connect(base, autocommit=True))
         for round_ in range(args.rounds):
             print(f"round {round_ + 1}/{args.rounds}: load average {load_average()}", flush=True)
-            for target in targets.values():
+            for key, target in targets.items():
+                if key == "ours-pg-w2":
+                    # Up only while measured: its processes' pools would otherwise hold
+                    # connections the shared server's other users need.
+                    target.server, _ = start_ours(
+                        stack, f"ours-pg-w2-{round_}", dbs["ours2"], workdir, 2, target.port
+                    )
                 run_wrk(target.port, target.script, args.threads, args.connections, args.warmup)
                 target.run(monitor, args.connections, args.threads, args.duration)
+                if key == "ours-pg-w2":
+                    w2_tracebacks += target.server.count("Traceback")
+                    target.server.stop()
             for target in light.values():
                 target.run(monitor, 1, 1, args.light_duration)
-        errors = {t.server.name: t.server.count("Traceback") for t in targets.values()}
+        errors = {
+            t.server.name: t.server.count("Traceback")
+            for k, t in targets.items()
+            if k != "ours-pg-w2"
+        }
+        errors["ours-pg-w2"] = w2_tracebacks
 
     print()
     print(
