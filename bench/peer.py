@@ -315,11 +315,23 @@ def start_ours(
         "SESSION_LEDGER_DATABASE_URL": url,
         "SESSION_LEDGER_COOKIE_SECURE": "false",
     }
-    server = Server(name, [
-        *command, "serve", "--host", HOST, "--port", str(port), "--demo", "--workers", str(workers),
-    ], env, workdir / f"{name}.log")  # fmt: skip
-    stack.callback(server.stop)
-    server.wait_ready(port, "/health")
+    for attempt in range(1, 4):
+        server = Server(name, [
+            *command, "serve", "--host", HOST, "--port", str(port), "--demo",
+            "--workers", str(workers),
+        ], env, workdir / f"{name}.log")  # fmt: skip
+        stack.callback(server.stop)
+        try:
+            server.wait_ready(port, "/health")
+        except SystemExit:
+            # The shared PostgreSQL can be out of connections for a moment (others' tests).
+            if attempt == 3 or "too many clients" not in server.tail(40):
+                raise
+            server.stop()
+            print(f"{name}: PostgreSQL had no connection to spare; starting again", flush=True)
+            time.sleep(5)
+            continue
+        break
     return server, port
 
 
