@@ -10,9 +10,7 @@ from tests.unit.test_session import T0, signed_in
 
 
 def state(session: Session) -> str:
-    return repr(
-        (session.version, session.sign_ins, session.attempts, session.active_sign_in_id)
-    )
+    return repr((session.version, session.sign_ins, session.attempts, session.active_sign_in_id))
 
 
 def test_a_command_on_the_copy_leaves_the_original_as_it_was() -> None:
