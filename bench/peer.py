@@ -44,7 +44,7 @@ import psycopg
 
 from bench import better_auth
 from bench.common import DEFAULT_URL, SeededSession, load_average, seed_sessions, verdict
-from bench.switch import HOST, Server, WrkResult, free_port, request, run_wrk
+from bench.switch import HOST, LUA_RESULTS, Server, WrkResult, free_port, request, run_wrk
 from infrastructure.container import build_services
 from infrastructure.settings import Settings
 
@@ -96,28 +96,6 @@ function request()
   return wrk.format(method, path, headers, body)
 end
 
-function response(status, headers, body)
-  responses = responses + 1
-  if status < 200 or status > 299 then
-    non2xx = non2xx + 1
-  end
-end
-
-function done(summary, latency, requests)
-  local answered, bad = 0, 0
-  for _, thread in ipairs(threads) do
-    answered = answered + thread:get("responses")
-    bad = bad + thread:get("non2xx")
-  end
-  local e = summary.errors
-  io.write(string.format(
-    'WRKJSON {"requests": %d, "duration_us": %d, "connect": %d, "read": %d, ' ..
-    '"write": %d, "timeout": %d, "status": %d, "non2xx": %d, "responses": %d, ' ..
-    '"p50_us": %d, "p90_us": %d, "p99_us": %d, "max_us": %d}\n',
-    summary.requests, summary.duration, e.connect, e.read, e.write, e.timeout, e.status,
-    bad, answered, latency:percentile(50), latency:percentile(90), latency:percentile(99),
-    latency.max))
-end
 """
 
 Row = tuple[str, str, str, str, str]  # cookie, path A, body A, path B, body B
@@ -127,7 +105,8 @@ def lua_script(rows: Sequence[Row], method: str, headers: dict[str, str]) -> str
     """A wrk script for ``rows``; every string goes in as a JSON literal (valid Lua here)."""
     body = ",\n".join("  {" + ", ".join(json.dumps(v) for v in row) + "}" for row in rows)
     table = "{" + ", ".join(f"[{json.dumps(k)}] = {json.dumps(v)}" for k, v in headers.items())
-    return LUA.replace("@ROWS@", body).replace("@METHOD@", method).replace("@HEADERS@", table + "}")
+    script = LUA.replace("@ROWS@", body).replace("@METHOD@", method)
+    return script.replace("@HEADERS@", table + "}") + LUA_RESULTS
 
 
 def our_rows(seeded: Sequence[SeededSession], path: str | None = None) -> list[Row]:
