@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import signal
 import sys
 import threading
@@ -26,6 +28,7 @@ from rich.progress import (
 )
 from rich.table import Table
 
+from api.projection_process import projection_process
 from api.serving import run_workers
 from domain.errors import SessionLedgerError
 from domain.ids import parse_id
@@ -341,20 +344,26 @@ def serve(
     from api.logs import log_config
     from api.rejections import EnvelopeRejections
 
-    if workers > 1:
-        # Each worker builds its own services from the same settings; nothing they cache
-        # can go stale (aggregates fast-forward from the store, reads hit the read model).
-        services.close()
-        run_workers("api.app:create_app", host, port, workers)
-        return
-    app_ = create_app(settings, services, run_worker=settings.run_projections)
-    try:
-        uvicorn.run(
-            app_, host=host, port=port, log_level="info", log_config=log_config(),
-            http=EnvelopeRejections,
-        )  # fmt: skip
-    finally:
-        services.close()
+    # The projection worker runs in a process of its own (api/projection_process.py), except
+    # for memory://, which only the serving process can see.
+    separate = settings.run_projections and not settings.database_url.startswith("memory://")
+    with projection_process() if separate else contextlib.nullcontext():
+        if workers > 1:
+            # Each worker builds its own services from the same settings; nothing they cache
+            # can go stale (aggregates fast-forward from the store, reads hit the read model).
+            services.close()
+            if separate:
+                os.environ["SESSION_LEDGER_RUN_PROJECTIONS"] = "false"  # read by each worker
+            run_workers("api.app:create_app", host, port, workers)
+            return
+        app_ = create_app(settings, services, run_worker=settings.run_projections and not separate)
+        try:
+            uvicorn.run(
+                app_, host=host, port=port, log_level="info", log_config=log_config(),
+                http=EnvelopeRejections,
+            )  # fmt: skip
+        finally:
+            services.close()
 
 
 def main() -> None:

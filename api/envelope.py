@@ -56,12 +56,29 @@ class ErrorEnvelope(BaseModel):
     errors: list[ErrorDetail]
 
 
+class RenderedJSONResponse(JSONResponse):
+    """A JSONResponse whose content may already be the encoded JSON."""
+
+    def render(self, content: Any) -> bytes:
+        """``content`` as is when it is bytes, else encoded as JSONResponse does."""
+        return content if isinstance(content, bytes) else super().render(content)
+
+
 def success(
     data: BaseModel | dict[str, Any] | list[Any] | None,
     session: SessionInfo | None,
     status: int = 200,
 ) -> JSONResponse:
     """A success envelope, never cached."""
+    if isinstance(data, BaseModel) and session is not None:
+        # The common case, rendered by pydantic's serializer straight to bytes (no dicts,
+        # no json.dumps); the same compact JSON JSONResponse would write.
+        encoded = b'{"status":%d,"message":"","data":%b,"session":%b,"errors":null}' % (
+            status,
+            data.model_dump_json().encode(),
+            session.model_dump_json().encode(),
+        )
+        return RenderedJSONResponse(encoded, status_code=status, headers=NO_STORE)
     payload = data.model_dump(mode="json") if isinstance(data, BaseModel) else data
     body = {
         "status": status,

@@ -7,13 +7,21 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
+from starlette.concurrency import run_in_threadpool
 
-from api.deps import OptionalCaller, RequiredCaller, ServicesDep
+from api.deps import (
+    CookieToken,
+    RequiredCaller,
+    ServicesDep,
+    optional_caller,
+    require_caller,
+)
 from api.envelope import Envelope, ErrorEnvelope, success
 from api.openapi_contract import id_query
 from api.rendering import render
 from application.read_model import SessionDocument
 from domain.errors import TemplateNotFound
+from infrastructure.container import Services
 
 router = APIRouter(prefix="/session", tags=["Sessions"])
 
@@ -29,9 +37,19 @@ IdOrEmpty = Annotated[
 ]
 
 
+# The three routes browsers call most (the SDK polls GET /session and /session/token; the
+# switch is the product) are async and do their blocking work in ONE thread-pool hop, the
+# caller's cookie included; a sync route with a sync dependency takes two.
+
+
 @router.get("", responses={200: _OK}, summary="Get current session")
-def get_session(request: Request, services: ServicesDep, caller: OptionalCaller) -> JSONResponse:
+async def get_session(request: Request, services: ServicesDep, token: CookieToken) -> JSONResponse:
     """The caller's session; without a valid cookie, a new anonymous one with its cookie."""
+    return await run_in_threadpool(_get_session, request, services, token)
+
+
+def _get_session(request: Request, services: Services, token: str | None) -> JSONResponse:
+    caller = optional_caller(request, services, token)
     if caller is None:
         started = services.sessions.start_session()
         return render(services, started.document, started.new_token)
@@ -59,10 +77,17 @@ class TokenData(BaseModel):
     },
     summary="Get JWT token",
 )
-def session_token(
-    services: ServicesDep, caller: RequiredCaller, template: str = "default"
+async def session_token(
+    request: Request, services: ServicesDep, token: CookieToken, template: str = "default"
 ) -> JSONResponse:
     """A short-lived ES256 JWT for the active sign-in; verify it with /.well-known/jwks.json."""
+    return await run_in_threadpool(_session_token, request, services, token, template)
+
+
+def _session_token(
+    request: Request, services: Services, cookie: str | None, template: str
+) -> JSONResponse:
+    caller = require_caller(request, services, cookie)
     if template != "default":
         raise TemplateNotFound
     token, expires = services.sessions.session_token(caller.session_id)
@@ -71,10 +96,17 @@ def session_token(
 
 
 @router.post("/switch-sign-in", responses={200: _OK, **_ERRORS}, summary="Switch active sign-in")
-def switch_sign_in(
-    services: ServicesDep, caller: RequiredCaller, sign_in_id: Id = None
+async def switch_sign_in(
+    request: Request, services: ServicesDep, token: CookieToken, sign_in_id: Id = None
 ) -> JSONResponse:
     """Make a live sign-in of this session the active one (400 INVALID_SIGN_IN_ID otherwise)."""
+    return await run_in_threadpool(_switch_sign_in, request, services, token, sign_in_id)
+
+
+def _switch_sign_in(
+    request: Request, services: Services, token: str | None, sign_in_id: str | None
+) -> JSONResponse:
+    caller = require_caller(request, services, token)
     return render(services, services.sessions.switch_sign_in(caller.session_id, sign_in_id))
 
 

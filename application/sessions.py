@@ -494,6 +494,9 @@ class SessionsApp(Application[UUID]):
                 self.save(session)
 
 
+_MASK64 = (1 << 64) - 1
+
+
 class StripedLocks:
     """A fixed set of locks shared out by key: a key always gets the same lock."""
 
@@ -502,7 +505,17 @@ class StripedLocks:
 
     def get(self, key: int) -> threading.Lock:
         """The lock for ``key``."""
-        return self._locks[hash(key) % len(self._locks)]
+        return self._locks[_mix64(key) % len(self._locks)]
+
+
+def _mix64(key: int) -> int:
+    """SplitMix64's finalizer: every bit of ``key`` moves the low bits. Our snowflake ids
+    keep a per-millisecond sequence in their low 12 bits, so ``hash(id) % stripes`` (an int
+    hashes to itself) put ids drawn in different milliseconds on one lock."""
+    z = key & _MASK64
+    z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & _MASK64
+    z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & _MASK64
+    return z ^ (z >> 31)
 
 
 class _StaleRead(Exception):

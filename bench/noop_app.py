@@ -3,7 +3,9 @@
 ``POST /session/switch-sign-in`` returns, as ``application/json``, the bytes of a real switch
 response that bench/switch.py saved in the file named by ``BENCH_NOOP_BODY_FILE``. Like the
 real route it is a plain ``def`` (FastAPI runs it in its thread pool) and it takes the same
-query parameter; it reads no cookie and touches no database.
+query parameter; it reads no cookie and touches no database. ``GET /session`` and
+``GET /session/token`` answer the same way with the files named by ``BENCH_NOOP_SESSION_FILE``
+and ``BENCH_NOOP_TOKEN_FILE`` when those are set (bench/peer.py compares our reads with them).
 
     BENCH_NOOP_BODY_FILE=body.json python -m bench.noop_app [--host H] [--port P] [--workers N]
 
@@ -24,6 +26,7 @@ from fastapi import FastAPI, Response
 from api.serving import run_workers
 
 BODY_ENV = "BENCH_NOOP_BODY_FILE"
+READS_ENV = {"/session": "BENCH_NOOP_SESSION_FILE", "/session/token": "BENCH_NOOP_TOKEN_FILE"}
 
 
 def create_app() -> FastAPI:
@@ -35,7 +38,18 @@ def create_app() -> FastAPI:
     def switch_sign_in(sign_in_id: str | None = None) -> Response:
         return Response(content=body, media_type="application/json")
 
+    for path, variable in READS_ENV.items():
+        if os.environ.get(variable):
+            _add_read(app, path, Path(os.environ[variable]).read_bytes())
     return app
+
+
+def _add_read(app: FastAPI, path: str, body: bytes) -> None:
+    """A GET route at ``path`` answering ``body``, shaped like the real read routes."""
+
+    @app.get(path)
+    def read(template: str = "default") -> Response:
+        return Response(content=body, media_type="application/json")
 
 
 def main() -> None:

@@ -99,6 +99,11 @@ function request()
                     {["Cookie"] = s.cookie, ["Content-Length"] = "0"}, nil)
 end
 
+"""
+
+# What every wrk script of the benchmarks ends with: count non-2xx answers, and print one
+# WRKJSON line that :func:`run_wrk` reads.
+LUA_RESULTS = r"""
 function response(status, headers, body)
   responses = responses + 1
   if status < 200 or status > 299 then
@@ -114,9 +119,9 @@ function done(summary, latency, requests)
   end
   local e = summary.errors
   io.write(string.format(
-    'WRKJSON {"requests": %%d, "duration_us": %%d, "connect": %%d, "read": %%d, ' ..
-    '"write": %%d, "timeout": %%d, "status": %%d, "non2xx": %%d, "responses": %%d, ' ..
-    '"p50_us": %%d, "p90_us": %%d, "p99_us": %%d, "max_us": %%d}\n',
+    'WRKJSON {"requests": %d, "duration_us": %d, "connect": %d, "read": %d, ' ..
+    '"write": %d, "timeout": %d, "status": %d, "non2xx": %d, "responses": %d, ' ..
+    '"p50_us": %d, "p90_us": %d, "p99_us": %d, "max_us": %d}\n',
     summary.requests, summary.duration, e.connect, e.read, e.write, e.timeout, e.status,
     bad, answered, latency:percentile(50), latency:percentile(90), latency:percentile(99),
     latency.max))
@@ -148,7 +153,7 @@ class WrkResult:
 
 def lua_script(seeded: Sequence[SeededSession]) -> str:
     rows = ",\n".join(f'  {{"{s.token}", "{s.alice_sign_in}", "{s.bob_sign_in}"}}' for s in seeded)
-    return LUA % {"sessions": rows, "path": PATH}
+    return LUA % {"sessions": rows, "path": PATH} + LUA_RESULTS
 
 
 def free_port() -> int:

@@ -1,0 +1,118 @@
+"""``serve`` runs the projection worker in a child process: it projects, comes back when
+killed, and goes away with ``serve``."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.e2e.test_cli import EXE, free_port
+
+pytestmark = pytest.mark.skipif(
+    not EXE, reason="session-ledger is not installed (pip install -e .)"
+)
+
+
+def projection_children(parent: int) -> list[int]:
+    """Live ``projections run`` processes whose parent is ``parent``."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            command = (entry / "cmdline").read_bytes().split(b"\0")
+        except (OSError, IndexError):
+            continue
+        if ppid == parent and b"projections" in command and b"run" in command:
+            found.append(int(entry.name))
+    return found
+
+
+def alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
+def wait_for(condition: str, check: Callable[[], object], timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():
+        if time.monotonic() > deadline:
+            pytest.fail(f"timed out waiting until {condition}")
+        time.sleep(0.1)
+
+
+@pytest.fixture
+def serve(durable_database_url: str) -> Iterator[tuple[subprocess.Popen[str], str]]:
+    port = free_port()
+    env = {
+        **os.environ,
+        "SESSION_LEDGER_DATABASE_URL": durable_database_url,
+        "SESSION_LEDGER_COOKIE_SECURE": "false",
+    }
+    process = subprocess.Popen(
+        [EXE, "serve", "--port", str(port), "--demo"],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
+    base = f"http://127.0.0.1:{port}"
+
+    def answers() -> bool:
+        try:
+            return httpx.get(f"{base}/health", timeout=1).status_code == 200
+        except httpx.TransportError:
+            return False
+
+    try:
+        wait_for("serve answers", answers)
+        yield process, base
+    finally:
+        if process.poll() is None:
+            process.terminate()
+            process.wait(timeout=20)
+
+
+def caught_up(base: str) -> bool:
+    report = httpx.get(f"{base}/health").json()["data"]["projections"]
+    return all(p["lag"] == 0 and p["head"] > 0 for p in report)
+
+
+def test_the_child_projects_comes_back_and_leaves_with_serve(
+    serve: tuple[subprocess.Popen[str], str],
+) -> None:
+    process, base = serve
+    # Given serve with its projection worker in a child process
+    wait_for("a projections child runs", lambda: len(projection_children(process.pid)) == 1)
+    first = projection_children(process.pid)[0]
+
+    # When a session starts (a write; nothing reads the session back)
+    assert httpx.get(f"{base}/session").status_code == 200
+    # Then the child projects it
+    wait_for("the projections catch up", lambda: caught_up(base))
+
+    # When the child is killed, it is started again, and projects the next write
+    os.kill(first, signal.SIGKILL)
+    wait_for(
+        "a new child runs",
+        lambda: [p for p in projection_children(process.pid) if p != first and alive(p)],
+    )
+    assert httpx.get(f"{base}/session").status_code == 200
+    wait_for("the projections catch up again", lambda: caught_up(base))
+
+    # When serve itself is killed outright, its child goes too
+    child = projection_children(process.pid)[0]
+    process.kill()
+    process.wait()
+    wait_for("the child exits with its parent", lambda: not alive(child))
