@@ -57,6 +57,9 @@ class ProjectionWorker:
             try:
                 if self.lease is not None and not self.lease.acquire():
                     # Another process's worker is doing this work; be ready to take over.
+                    # The store answered, so an error from before (an outage, a failover)
+                    # is over: /health must not keep reporting it.
+                    self.last_error = None
                     self._stopping.wait(LEASE_RETRY_SECONDS)
                     continue
                 done = self.catch_up()

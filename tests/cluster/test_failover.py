@@ -159,8 +159,8 @@ def test_the_primary_dies_and_its_synchronous_standby_takes_over(harness: Harnes
 
 def reports(api: int, primary: int) -> bool:
     """API node ``api``'s /health and /metrics say writes go to ``primary``, list the other
-    two nodes as streaming replicas, one of them synchronous, with their lag, and count
-    reads the replica answered."""
+    two nodes as streaming replicas, one of them synchronous, with their lag, count reads
+    the replica answered, and show the projections caught up by a worker without error."""
     health = httpx.get(f"{Cluster.api_url(api)}/health", timeout=10).json()["data"]
     database = health["database"]
     replicas = {r["name"]: r for r in database["replicas"]}
@@ -177,6 +177,9 @@ def reports(api: int, primary: int) -> bool:
         and "session_ledger_replica_lag_bytes{" in metrics
         and database["reads"]["replica"] > 0
         and 'session_ledger_reads_total{served_by="replica"}' in metrics
+        # The projection worker (lease, LISTEN) works on the new primary again.
+        and health["worker_error"] is None
+        and all(p["lag"] == 0 for p in health["projections"])
     )
 
 
