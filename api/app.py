@@ -9,7 +9,7 @@ from fastapi import FastAPI, Request
 from starlette.datastructures import MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from api import routes_admin, routes_auth, routes_ops, routes_session
+from api import routes_admin, routes_auth, routes_ops, routes_session, routes_webhooks
 from api.context import audit_context, request_id
 from api.envelope import install_error_handlers
 from application.request_context import current_request
@@ -70,9 +70,14 @@ def create_app(
         worker = built.settings.run_projections if run_worker is None and owned else run_worker
         if worker:
             built.worker.start()
+        webhooks = bool(worker) and built.settings.run_webhooks and built.webhooks.configured
+        if webhooks:
+            built.webhooks.start()
         try:
             yield
         finally:
+            if webhooks:
+                built.webhooks.stop()
             if worker:
                 built.worker.stop()
             if owned:
@@ -95,4 +100,5 @@ def create_app(
     if admin_token is not None:
         # Without a token the admin routes do not exist at all (404, not 401).
         app.include_router(routes_admin.router)
+        app.include_router(routes_webhooks.router)
     return app

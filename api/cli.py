@@ -352,6 +352,12 @@ def serve(
         services.close()
 
 
+# Last: the webhook commands reuse this module's helpers.
+from api.cli_webhooks import webhooks_app  # noqa: E402
+
+app.add_typer(webhooks_app, name="webhooks")
+
+
 def main() -> None:
     """Console script entry point."""
     app()

@@ -10,6 +10,7 @@ from prometheus_client.registry import Collector
 
 from api.deps import ServicesDep
 from api.envelope import success
+from api.webhook_metrics import WebhookCollector
 from infrastructure.container import Services
 
 router = APIRouter(tags=["Operations"])
@@ -46,6 +47,7 @@ def health(services: ServicesDep) -> JSONResponse:
         "status": "ok",
         "projections": projection_report(services),
         "worker_error": services.worker.last_error,
+        "webhooks": services.webhooks.status(),
     }
     return success(data, None)
 
@@ -80,4 +82,5 @@ def metrics(services: ServicesDep) -> Response:
     """Projection positions, lag and the log head in Prometheus' text format."""
     registry = CollectorRegistry()
     registry.register(_ProjectionCollector(services))
+    registry.register(WebhookCollector(services))
     return Response(generate_latest(registry), media_type="text/plain; version=0.0.4")

@@ -44,6 +44,7 @@ from infrastructure.secrets import HmacDigester, ServerSecrets
 from infrastructure.settings import Settings
 from infrastructure.signing_keys import SigningKeys
 from infrastructure.sql import SqlDatabase
+from infrastructure.webhooks.service import WebhookService
 
 
 class StoreUnavailable(RuntimeError):
@@ -65,6 +66,7 @@ class Services:
     auth: Authenticator
     outbox: Outbox
     audit: AuditTrail
+    webhooks: WebhookService
 
     def projector(self, name: str) -> Projector:
         """The projector called ``name`` (KeyError if there is none)."""
@@ -74,7 +76,8 @@ class Services:
         raise KeyError(name)
 
     def close(self) -> None:
-        """Stop the worker and the outbox, and release connections."""
+        """Stop the workers and the outbox, and release connections."""
+        self.webhooks.stop()
         self.worker.stop()
         self.outbox.close()
         if self.views is not self.sql:
@@ -146,6 +149,8 @@ def build_services(
         for projector in projectors:
             projector.ensure()
         read_model.bind(SessionReadModel(views, codec, projectors[0]))
+        webhooks = WebhookService(settings, sessions, views)
+        webhooks.ensure()
         limiter = SqlRateLimiter(sql, the_clock, enabled=settings.rate_limits)
         limiter.create_table()
         pending = SqlPendingSignUps(sql, the_clock)
@@ -177,6 +182,7 @@ def build_services(
         auth=auth,
         outbox=outbox,
         audit=AuditTrail(sessions, sql, views),
+        webhooks=webhooks,
     )
 
 
