@@ -76,12 +76,13 @@ def add(
 def list_() -> None:
     """Every endpoint, its state and counters."""
     with _webhooks() as webhooks:
-        table = Table("id", "url", "enabled", "events", "delivered", "failed attempts", "disabled")
+        table = Table("url", "enabled", "events", "delivered", "failed attempts", "disabled")
+        table.add_column("id", no_wrap=True)  # ids are copied from here: never wrapped
         for e in webhooks.endpoints():
             table.add_row(
-                str(e.id), e.url, "yes" if e.enabled else "no", str(len(e.event_types)),
+                e.url, "yes" if e.enabled else "no", str(len(e.event_types)),
                 str(e.delivered_total), str(e.failures_total),
-                f"{e.disabled_at} {e.disabled_reason}" if e.disabled_at else "",
+                f"{e.disabled_at} {e.disabled_reason}" if e.disabled_at else "", str(e.id),
             )  # fmt: skip
         out.print(table)
 

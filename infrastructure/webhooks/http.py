@@ -73,6 +73,7 @@ async def _exchange(
         if len(parts) < 2 or not parts[0].startswith("HTTP/") or not parts[1].isdigit():
             raise ValueError(f"not an HTTP answer: {status_line[:80]!r}")
         status = int(parts[1])
+        chunked = b"transfer-encoding: chunked" in head.lower()
         body = b""
         try:
             while len(body) < BODY_LIMIT:
@@ -83,7 +84,7 @@ async def _exchange(
                 body += chunk
         except (TimeoutError, OSError):
             pass  # the status decides; the body is only kept for the record
-        return status, body
+        return status, _dechunk(body) if chunked else body
     finally:
         writer.close()
 
@@ -108,6 +109,22 @@ async def post(
     text = answer.decode("utf-8", "replace")
     problem = None if 200 <= status < 300 else f"HTTP {status}"
     return Outcome(status, _ms(started), problem, text)
+
+
+def _dechunk(raw: bytes) -> bytes:
+    """The data of the complete chunks at the start of a chunked body (what we read of it)."""
+    data = b""
+    while b"\r\n" in raw:
+        size_line, rest = raw.split(b"\r\n", 1)
+        try:
+            size = int(size_line.split(b";", 1)[0], 16)
+        except ValueError:
+            break
+        if size == 0:
+            break
+        data += rest[:size]
+        raw = rest[size + 2 :]
+    return data
 
 
 def _ms(started: float) -> int:

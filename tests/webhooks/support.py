@@ -46,14 +46,25 @@ def ok(response: Any) -> Any:
 def every_event_story(stack: Stack, browser: Browser | None = None) -> None:
     """Sign-ins, a switch, an organization, a workspace, sign-outs, an expiry: every type."""
     b = browser or stack.browser
+
+    def step() -> None:
+        stack.clock.advance(timedelta(minutes=1))
+
     alice = b.signed_in(ALICE)
+    step()
     b.signed_in(BOB)
+    step()
     ok(b.switch_sign_in(alice["id"]))
+    step()
     ok(b.switch_organization(ACME))
+    step()
     ok(b.switch_workspace(ACME_WEB))
+    step()
     bob = next(s for s in b.session()["signins"] if s["user_id"] == BOB[2])
     ok(b.sign_out(bob["id"]))
+    step()
     ok(b.sign_out())
+    step()
     b.signed_in(CAROL)
     lifetime = stack.services.settings.sign_in_lifetime_seconds
     stack.clock.advance(timedelta(seconds=lifetime + 60))

@@ -14,7 +14,7 @@ import pytest
 
 from infrastructure.webhooks.catalogue import EVENT_TYPES
 from infrastructure.webhooks.examples import example_bodies
-from tests.helpers import ALICE, BOB, CAROL
+from tests.helpers import ALICE, BOB, CAROL, race
 from tests.webhooks.receiver import Receiver, running, wait_for
 from tests.webhooks.support import (
     ADMIN,
@@ -95,10 +95,12 @@ def test_messages_are_created_once_whoever_catches_up(
     url = str(request.getfixturevalue(f"{store}_url"))
     with webhook_stack(url) as stack, webhook_stack(url) as other:
         every_event_story(stack)
-        from tests.helpers import race
-
         projectors = [stack.services.webhooks.projector, other.services.webhooks.projector]
-        assert race(2, lambda i: projectors[i].catch_up() and None, timeout=60) == []
+
+        def follow(index: int) -> None:
+            projectors[index].catch_up()
+
+        assert race(2, follow, timeout=60) == []
         stored = messages(stack)
         positions = {(m["position"], m["id"].rsplit("_", 1)[1]) for m in stored.values()}
         assert len(positions) == len(stored)

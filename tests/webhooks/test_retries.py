@@ -7,6 +7,8 @@ counted from when its answer came).
 
 from __future__ import annotations
 
+import itertools
+
 import pytest
 
 from tests.helpers import ALICE, BOB
@@ -43,9 +45,10 @@ def test_a_failing_receiver_gets_retries_with_growing_gaps_then_succeeds(
         gaps = [
             a["next_attempt_at_ms"] - a["attempted_at_ms"] - a["latency_ms"] for a in attempts[:3]
         ]
-        assert gaps == sorted(gaps) and gaps[-1] > gaps[0], gaps
+        assert gaps == sorted(gaps), gaps
+        assert gaps[-1] > gaps[0], gaps
         # Each attempt was made no earlier than scheduled.
-        for failed, following in zip(attempts, attempts[1:], strict=False):
+        for failed, following in itertools.pairwise(attempts):
             assert following["attempted_at_ms"] >= failed["next_attempt_at_ms"]
         assert receiver.received_ids() == [message_id] * 4
         assert all(r.verified_by == [0] for r in receiver.requests)
@@ -80,7 +83,8 @@ def test_a_dead_endpoint_is_disabled_while_a_healthy_one_keeps_receiving(
         wait_for(lambda: healthy.accepted_ids() == stored, what="the healthy deliveries")
         disabled = hooks.endpoint(dead_endpoint.id)
         assert disabled.disabled_at is not None
-        assert disabled.disabled_reason is not None and "HTTP 503" in disabled.disabled_reason
+        assert disabled.disabled_reason is not None
+        assert "HTTP 503" in disabled.disabled_reason
         assert disabled.failure_streak >= 6
         assert hooks.endpoint(healthy_endpoint.id).enabled
         # What happens while it is disabled is not sent to it; the healthy one still receives.
@@ -88,7 +92,8 @@ def test_a_dead_endpoint_is_disabled_while_a_healthy_one_keeps_receiving(
         catch_up(stack)
         later = set(messages(stack)) - stored
         wait_for(lambda: later <= healthy.accepted_ids(), what="the new message")
-        assert later and not later & set(dead.received_ids())
+        assert later
+        assert not later & set(dead.received_ids())
         assert not later & {d["message_id"] for d in hooks.deliveries(dead_endpoint.id)}
 
         status = ok(stack.browser.send("GET", "/health"))["webhooks"]
@@ -106,7 +111,8 @@ def test_a_dead_endpoint_is_disabled_while_a_healthy_one_keeps_receiving(
             admin.send("PATCH", f"/admin/webhooks/endpoints/{dead_endpoint.id}",
                        json={"enabled": True}, headers=ADMIN)
         )["endpoint"]  # fmt: skip
-        assert enabled["enabled"] and enabled["disabled_at"] is None
+        assert enabled["enabled"]
+        assert enabled["disabled_at"] is None
         assert enabled["failure_streak"] == 0
         pending = {d["message_id"] for d in hooks.deliveries(dead_endpoint.id, "pending")}
         wait_for(lambda: pending <= dead.accepted_ids(), what="deliveries after re-enabling")
