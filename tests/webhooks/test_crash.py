@@ -102,9 +102,11 @@ def test_a_worker_killed_mid_delivery_loses_nothing_and_duplicates_no_message(
             before = len(receiver.accepted_ids())
             worker = Worker(url, log)
             try:
-                wait_for(
-                    lambda b=before: len(receiver.accepted_ids()) > b, 60, "delivery progress"
-                )
+
+                def progressed(b: int = before) -> bool:
+                    return len(receiver.accepted_ids()) > b
+
+                wait_for(progressed, 60, "delivery progress")
                 time.sleep(rng.uniform(0.0, 0.05))
             finally:
                 worker.kill()
