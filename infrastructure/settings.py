@@ -81,7 +81,7 @@ class Settings(BaseSettings):
         default=False, description="Allow endpoints on loopback, link-local or private addresses"
     )
     webhook_timeout_seconds: float = Field(default=10.0, gt=0, le=120)
-    webhook_max_attempts: int = Field(default=8, ge=1, le=100)
+    webhook_max_attempts: int = Field(default=15, ge=1, le=100)
     webhook_retry_base_seconds: float = Field(default=5.0, gt=0)
     webhook_retry_max_seconds: float = Field(default=6 * 3600.0, gt=0)
     webhook_disable_after_failures: int = Field(default=50, ge=1)

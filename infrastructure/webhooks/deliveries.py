@@ -24,7 +24,7 @@ from infrastructure.webhooks.tables import ATTEMPTS, DELIVERIES, ENDPOINTS, MESS
 class RetryPolicy:
     """How often and how far apart attempts are made, and when an endpoint is given up on."""
 
-    max_attempts: int = 8
+    max_attempts: int = 15
     base_seconds: float = 5.0
     max_seconds: float = 6 * 3600.0
     disable_after_failures: int = 50
