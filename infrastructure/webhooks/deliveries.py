@@ -10,6 +10,7 @@ failure streak; a streak of ``disable_after_failures`` attempts lasting at least
 from __future__ import annotations
 
 import random
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -47,6 +48,10 @@ class Due:
     body: str
 
 
+# (the delivery, what the attempt found, when it started in ms, the address it reached)
+Attempted = tuple[Due, Outcome, int, str | None]
+
+
 class DeliveryStore:
     """The delivery and attempt tables."""
 
@@ -71,46 +76,53 @@ class DeliveryStore:
         found = [Due(endpoint_id, str(r["message_id"]), str(r["body"])) for r in rows]
         return [d for d in found if d.message_id not in skip][:limit]
 
-    def record(self, due: Due, outcome: Outcome, attempted_at: int, address: str | None) -> None:
-        """Record an attempt: the delivery's new state, the endpoint's streak, the attempt."""
-        policy = self.policy
+    def record(self, attempts: Sequence[Attempted]) -> None:
+        """Record attempts, in one transaction (one commit for many answers): for each, the
+        delivery's new state, the endpoint's failure streak, and the attempt itself."""
         with self.db.transaction(immediate=True) as cursor:
-            cursor.execute(
-                f"SELECT attempts, tries, status FROM {self._d} WHERE endpoint_id = %(e)s "
-                f"AND message_id = %(m)s{self.db.for_update()}",
-                {"e": due.endpoint_id, "m": due.message_id},
-            )
-            row = cursor.fetchone()
-            if row is None or row["status"] != "pending":
-                return  # finished meanwhile (another worker before a lease change)
-            attempts, tries = int(row["attempts"]) + 1, int(row["tries"]) + 1
-            retry_at: int | None = None
-            if outcome.ok:
-                status, finished = "delivered", attempted_at
-            elif attempts >= policy.max_attempts:
-                status, finished = "failed", attempted_at
-            else:
-                status, finished = "pending", None
-                ended = attempted_at + outcome.latency_ms  # gaps count from the answer
-                retry_at = ended + int(policy.retry_delay(attempts) * 1000)
-            cursor.execute(
-                f"UPDATE {self._d} SET status = %(s)s, attempts = %(a)s, tries = %(t)s, "
-                "finished_at = %(f)s, next_attempt_at = COALESCE(%(r)s, next_attempt_at) "
-                "WHERE endpoint_id = %(e)s AND message_id = %(m)s",
-                {"s": status, "a": attempts, "t": tries, "f": finished, "r": retry_at,
-                 "e": due.endpoint_id, "m": due.message_id},
-            )  # fmt: skip
-            cursor.execute(
-                f"INSERT INTO {self._a} (endpoint_id, message_id, seq, attempted_at, address, "
-                "status_code, latency_ms, outcome, error, response, next_attempt_at) VALUES "
-                "(%(e)s, %(m)s, %(seq)s, %(at)s, %(addr)s, %(code)s, %(lat)s, %(out)s, %(err)s, "
-                "%(resp)s, %(r)s)",
-                {"e": due.endpoint_id, "m": due.message_id, "seq": tries, "at": attempted_at,
-                 "addr": address, "code": outcome.status, "lat": outcome.latency_ms,
-                 "out": "delivered" if outcome.ok else "failed", "err": outcome.error,
-                 "resp": outcome.response, "r": retry_at},
-            )  # fmt: skip
-            self._update_endpoint(cursor, due.endpoint_id, outcome, attempted_at)
+            for attempted in attempts:
+                self._record(cursor, *attempted)
+
+    def _record(
+        self, cursor: Any, due: Due, outcome: Outcome, attempted_at: int, address: str | None
+    ) -> None:
+        policy = self.policy
+        cursor.execute(
+            f"SELECT attempts, tries, status FROM {self._d} WHERE endpoint_id = %(e)s "
+            f"AND message_id = %(m)s{self.db.for_update()}",
+            {"e": due.endpoint_id, "m": due.message_id},
+        )
+        row = cursor.fetchone()
+        if row is None or row["status"] != "pending":
+            return  # finished meanwhile (another worker before a lease change)
+        attempts, tries = int(row["attempts"]) + 1, int(row["tries"]) + 1
+        retry_at: int | None = None
+        if outcome.ok:
+            status, finished = "delivered", attempted_at
+        elif attempts >= policy.max_attempts:
+            status, finished = "failed", attempted_at
+        else:
+            status, finished = "pending", None
+            ended = attempted_at + outcome.latency_ms  # gaps count from the answer
+            retry_at = ended + int(policy.retry_delay(attempts) * 1000)
+        cursor.execute(
+            f"UPDATE {self._d} SET status = %(s)s, attempts = %(a)s, tries = %(t)s, "
+            "finished_at = %(f)s, next_attempt_at = COALESCE(%(r)s, next_attempt_at) "
+            "WHERE endpoint_id = %(e)s AND message_id = %(m)s",
+            {"s": status, "a": attempts, "t": tries, "f": finished, "r": retry_at,
+             "e": due.endpoint_id, "m": due.message_id},
+        )  # fmt: skip
+        cursor.execute(
+            f"INSERT INTO {self._a} (endpoint_id, message_id, seq, attempted_at, address, "
+            "status_code, latency_ms, outcome, error, response, next_attempt_at) VALUES "
+            "(%(e)s, %(m)s, %(seq)s, %(at)s, %(addr)s, %(code)s, %(lat)s, %(out)s, %(err)s, "
+            "%(resp)s, %(r)s)",
+            {"e": due.endpoint_id, "m": due.message_id, "seq": tries, "at": attempted_at,
+             "addr": address, "code": outcome.status, "lat": outcome.latency_ms,
+             "out": "delivered" if outcome.ok else "failed", "err": outcome.error,
+             "resp": outcome.response, "r": retry_at},
+        )  # fmt: skip
+        self._update_endpoint(cursor, due.endpoint_id, outcome, attempted_at)
 
     def _update_endpoint(
         self, cursor: Any, endpoint_id: int, outcome: Outcome, attempted_at: int

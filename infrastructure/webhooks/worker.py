@@ -29,7 +29,7 @@ from infrastructure.projections.lease import WorkerLease
 from infrastructure.projections.worker import ProjectionWorker
 from infrastructure.sql import Row
 from infrastructure.webhooks.addresses import AddressRefused, parse_url, resolve
-from infrastructure.webhooks.deliveries import DeliveryStore, Due
+from infrastructure.webhooks.deliveries import Attempted, DeliveryStore, Due
 from infrastructure.webhooks.endpoints import EndpointStore, now_ms
 from infrastructure.webhooks.follower import WebhookProjector
 from infrastructure.webhooks.http import Outcome, post
@@ -68,6 +68,8 @@ class WebhookSender:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._wake: asyncio.Event | None = None
         self._thread: threading.Thread | None = None
+        self._answers: list[tuple[Attempted, asyncio.Future[None]]] = []
+        self._answered: asyncio.Event | None = None
         self._db = ThreadPoolExecutor(8, thread_name_prefix="webhook-db")
         self._dns = ThreadPoolExecutor(8, thread_name_prefix="webhook-dns")
 
@@ -99,6 +101,8 @@ class WebhookSender:
     async def _main(self) -> None:
         self._loop = asyncio.get_running_loop()
         self._wake = asyncio.Event()
+        self._answered = asyncio.Event()
+        recorder = asyncio.create_task(self._recorder())
         busy: dict[int, set[str]] = {}
         tasks: set[asyncio.Task[None]] = set()
         while not self._stopping.is_set():
@@ -112,9 +116,28 @@ class WebhookSender:
                     logger.exception("webhook sender failed; retrying")
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), self.policy.poll_seconds)
-        for task in tasks:
+        for task in [*tasks, recorder]:
             task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        await asyncio.gather(*tasks, recorder, return_exceptions=True)
+
+    async def _recorder(self) -> None:
+        """Record the answers that came in, many per transaction (one commit each time):
+        with attempts in flight for many deliveries, a commit per answer would be the limit."""
+        assert self._answered is not None
+        while True:
+            await self._answered.wait()
+            self._answered.clear()
+            batch, self._answers = self._answers, []
+            if not batch:
+                continue
+            try:
+                await self._call(self._db, self.deliveries.record, [a for a, _ in batch])
+            except Exception as error:  # the deliveries stay pending and are attempted again
+                self.last_error = f"{type(error).__name__}: {error}"
+                logger.exception("could not record webhook attempts")
+            for _, done in batch:
+                if not done.done():
+                    done.set_result(None)
 
     async def _dispatch(self, busy: dict[int, set[str]], tasks: set[asyncio.Task[None]]) -> None:
         for row in await self._call(self._db, self.endpoints.enabled_rows):
@@ -175,12 +198,13 @@ class WebhookSender:
             outcome = Outcome(
                 outcome.status, now_ms() - attempted_at, outcome.error, outcome.response
             )
-        try:
-            await self._call(self._db, self.deliveries.record, delivery, outcome, attempted_at,
-                             address)  # fmt: skip
-        except Exception as error:  # the delivery stays pending and is attempted again
-            self.last_error = f"{type(error).__name__}: {error}"
-            logger.exception("could not record a webhook attempt")
+        # The slot stays taken until the answer is recorded, or the delivery, still pending
+        # in the table, would be claimed again.
+        recorded: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._answers.append(((delivery, outcome, attempted_at, address), recorded))
+        assert self._answered is not None
+        self._answered.set()
+        await recorded
 
 
 class WebhookWorker(ProjectionWorker):
