@@ -70,7 +70,13 @@ def create_app(
         worker = built.settings.run_projections if run_worker is None and owned else run_worker
         if worker:
             built.worker.start()
-        webhooks = bool(worker) and built.settings.run_webhooks and built.webhooks.configured
+        # In "process" mode `serve` runs the delivery worker as a child process instead.
+        webhooks = (
+            bool(worker)
+            and built.settings.run_webhooks
+            and built.settings.webhook_worker == "thread"
+            and built.webhooks.configured
+        )
         if webhooks:
             built.webhooks.start()
         try:

@@ -338,17 +338,23 @@ def serve(
     if demo:
         _load(services, demo_directory_text(), "demo directory")
     from api.app import create_app
+    from api.cli_webhooks import webhook_child
 
+    child = webhook_child(settings)  # delivers webhooks, when configured, from its own process
     if workers > 1:
         # Each worker builds its own services from the same settings; nothing they cache
         # can go stale (aggregates fast-forward from the store, reads hit the read model).
         services.close()
-        run_workers("api.app:create_app", host, port, workers)
+        try:
+            run_workers("api.app:create_app", host, port, workers)
+        finally:
+            child.stop()
         return
     app_ = create_app(settings, services, run_worker=settings.run_projections)
     try:
         uvicorn.run(app_, host=host, port=port, log_level="info")
     finally:
+        child.stop()
         services.close()
 
 

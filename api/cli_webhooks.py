@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import ctypes
 import json
+import os
 import signal
+import subprocess
+import sys
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -15,6 +19,7 @@ from rich.table import Table
 from api.cli import _fail, _services, _time_arg, err, load_settings, out
 from domain.errors import SessionLedgerError
 from domain.ids import parse_id
+from infrastructure.settings import Settings
 from infrastructure.webhooks.service import WebhookService
 
 webhooks_app = typer.Typer(
@@ -161,6 +166,46 @@ def attempts(endpoint_id: str, message_id: str) -> None:
 def status() -> None:
     """Follower position and lag, each endpoint's backlog and state (JSON)."""
     _with(lambda w: w.status())
+
+
+class WebhookChild:
+    """The delivery worker as a child process of ``serve`` (or nothing, when not wanted).
+
+    A process of its own has its own GIL: in a thread of a busy API process, the delivery
+    loop waits for the interpreter at every step and falls behind (bench/webhooks.py). It
+    dies with its parent (PR_SET_PDEATHSIG), and the lease keeps it to one per store.
+    """
+
+    def __init__(self, process: subprocess.Popen[bytes] | None) -> None:
+        self.process = process
+
+    def stop(self) -> None:
+        """Stop the child, if there is one."""
+        if self.process is None or self.process.poll() is not None:
+            return
+        self.process.terminate()
+        try:
+            self.process.wait(15)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+
+
+def _die_with_parent() -> None:
+    ctypes.CDLL(None).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+
+
+def webhook_child(settings: Settings) -> WebhookChild:
+    """Start ``session-ledger webhooks run`` beside ``serve`` when webhooks are configured,
+    wanted inside ``serve`` and meant to run in a process (the default)."""
+    wanted = settings.run_webhooks and settings.webhook_worker == "process"
+    if not (wanted and settings.webhook_key):
+        return WebhookChild(None)
+    command = [sys.executable, "-c", "from api.cli import main; main()", "webhooks", "run"]
+    process = subprocess.Popen(  # noqa: S603 - our own command, the same settings (environment)
+        command, env=dict(os.environ), preexec_fn=_die_with_parent
+    )
+    return WebhookChild(process)
 
 
 @webhooks_app.command("run")

@@ -1,16 +1,16 @@
 """Webhook delivery beside the switch benchmark: does it keep up, and what does it cost?
 
-    python -m bench.webhooks [--sessions 256] [--duration 15] [--modes off,inline,separate]
+    python -m bench.webhooks [--sessions 256] [--duration 15] [--modes off,serve,thread]
 
 Needs wrk and PostgreSQL, like bench/switch.py (whose seeding, wrk script, servers and
 measurements it reuses). In one fresh schema, the same wrk switch load runs against
 ``session-ledger serve`` in each mode:
 
 - ``off``: no webhook key: no webhooks (the baseline);
-- ``inline``: one endpoint subscribed to every event type, delivered by the worker inside
-  ``serve`` (the default when the key is set);
-- ``separate``: the same, with ``SESSION_LEDGER_RUN_WEBHOOKS=false`` and the worker in its
-  own process (``session-ledger webhooks run``).
+- ``serve``: one endpoint subscribed to every event type, delivered by ``serve`` as it does
+  by default (its delivery worker in a child process);
+- ``thread``: the same with ``SESSION_LEDGER_WEBHOOK_WORKER=thread`` (the worker in a thread
+  of the API process).
 
 The receiver (bench/webhook_receiver.py, its own process on this machine) answers 200 at once.
 While wrk runs, /health is sampled every half second: the follower's lag (events not yet made
@@ -100,16 +100,11 @@ def run_mode(
     if mode != "off":
         env["SESSION_LEDGER_WEBHOOK_KEY"] = KEY
         env["SESSION_LEDGER_WEBHOOK_ALLOW_PRIVATE_ADDRESSES"] = "true"
-    if mode == "separate":
-        env["SESSION_LEDGER_RUN_WEBHOOKS"] = "false"
+    if mode == "thread":
+        env["SESSION_LEDGER_WEBHOOK_WORKER"] = "thread"
     port = free_port()
     server = Server(f"serve ({mode})", [*command, "serve", "--host", HOST, "--port", str(port)],
                     env, work / f"serve-{mode}.log")  # fmt: skip
-    worker = (
-        Server("webhooks run", [*command, "webhooks", "run"], env, work / "webhooks-run.log")
-        if mode == "separate"
-        else None
-    )
     try:
         server.wait_ready(port, "/health")
         run_wrk(port, script, args.threads, args.connections, args.warmup)
@@ -136,8 +131,6 @@ def run_mode(
         if sampler.is_alive():
             sampler.join()
     finally:
-        if worker is not None:
-            worker.stop()
         server.stop()
     return ModeResult(
         mode, result, events / result.seconds, delivered / result.seconds, sampler.worst,
@@ -155,7 +148,7 @@ def main() -> None:
     parser.add_argument("--connections", type=int, default=32)
     parser.add_argument("--duration", type=float, default=15.0)
     parser.add_argument("--warmup", type=float, default=3.0)
-    parser.add_argument("--modes", default="off,inline,separate")
+    parser.add_argument("--modes", default="off,serve,thread")
     args = parser.parse_args()
     if shutil.which("wrk") is None:
         raise SystemExit("bench.webhooks needs wrk: apt-get install -y wrk")

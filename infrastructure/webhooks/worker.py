@@ -44,7 +44,7 @@ class SendPolicy:
     """How the sender behaves."""
 
     timeout_seconds: float = 10.0
-    per_endpoint: int = 4
+    per_endpoint: int = 16
     poll_seconds: float = 1.0
     allow_private: bool = False
 
