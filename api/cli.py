@@ -26,6 +26,7 @@ from rich.progress import (
 )
 from rich.table import Table
 
+from api.cli_webhooks import webhook_child, webhooks_app
 from api.serving import run_workers
 from domain.errors import SessionLedgerError
 from domain.ids import parse_id
@@ -44,6 +45,7 @@ keys_app = typer.Typer(help="Manage the keys that sign session tokens.", no_args
 app.add_typer(keys_app, name="keys")
 audit_app = typer.Typer(help="Replay, verify and export the history.", no_args_is_help=True)
 app.add_typer(audit_app, name="audit")
+app.add_typer(webhooks_app, name="webhooks")
 
 err = Console(stderr=True, soft_wrap=True)
 out = Console(soft_wrap=True)
@@ -338,7 +340,6 @@ def serve(
     if demo:
         _load(services, demo_directory_text(), "demo directory")
     from api.app import create_app
-    from api.cli_webhooks import webhook_child
 
     child = webhook_child(settings)  # delivers webhooks, when configured, from its own process
     if workers > 1:
@@ -356,12 +357,6 @@ def serve(
     finally:
         child.stop()
         services.close()
-
-
-# Last: the webhook commands reuse this module's helpers.
-from api.cli_webhooks import webhooks_app  # noqa: E402
-
-app.add_typer(webhooks_app, name="webhooks")
 
 
 def main() -> None:
