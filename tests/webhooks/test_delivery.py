@@ -11,9 +11,11 @@ from __future__ import annotations
 import json
 
 import pytest
+from fastapi.testclient import TestClient
 
 from infrastructure.webhooks.catalogue import EVENT_TYPES
 from infrastructure.webhooks.examples import example_bodies
+from tests.e2e.harness import Browser
 from tests.helpers import ALICE, BOB, CAROL, race
 from tests.webhooks.receiver import Receiver, running, wait_for
 from tests.webhooks.support import (
@@ -105,3 +107,32 @@ def test_messages_are_created_once_whoever_catches_up(
         positions = {(m["position"], m["id"].rsplit("_", 1)[1]) for m in stored.values()}
         assert len(positions) == len(stored)
         assert stack.services.webhooks.status()["lag"] == 0
+
+
+@pytest.mark.parametrize(("mode", "expected"), [
+    ("truncated", "203.0.113.0"), ("whole", "203.0.113.77"), ("hashed", "hmac:"),
+])  # fmt: skip
+def test_payloads_carry_the_request_context_as_the_audit_settings_keep_it(
+    sqlite_url: str, mode: str, expected: str
+) -> None:
+    with webhook_stack(sqlite_url, audit_client_address=mode) as stack:
+        client = TestClient(
+            stack.app, base_url="https://testserver", client=("203.0.113.77", 50000),
+            headers={"User-Agent": "HookTest/1.0", "X-Request-Id": "req-webhook-0001"},
+        )  # fmt: skip
+        with client:
+            Browser(client).signed_in(ALICE)
+        catch_up(stack)
+        (added,) = [
+            json.loads(m["body"])
+            for m in messages(stack).values()
+            if m["type"] == "session.signin.added"
+        ]
+        context = added["data"]["client"]
+        if mode == "hashed":
+            assert context["client_address"].startswith(expected)
+        else:
+            assert context["client_address"] == expected
+        assert ("203.0.113.77" in json.dumps(added)) == (mode == "whole")
+        assert context["user_agent"] == "HookTest/1.0"
+        assert context["request_id"] == "req-webhook-0001"
