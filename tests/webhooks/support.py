@@ -71,6 +71,20 @@ def every_event_story(stack: Stack, browser: Browser | None = None) -> None:
     assert b.session()["signins"] == []  # the read records the expiry
 
 
+def switches(stack: Stack, rounds: int) -> str:
+    """Alice and Bob sign in, then switch back and forth ``rounds`` times; Alice's sign-in id.
+    Every message the log calls for is made before it returns."""
+    b = stack.browser
+    alice = b.signed_in(ALICE)
+    b.signed_in(BOB)
+    for _ in range(rounds):
+        ok(b.switch_sign_in(alice["id"]))
+        bob = next(s for s in b.session()["signins"] if s["user_id"] == BOB[2])
+        ok(b.switch_sign_in(bob["id"]))
+    catch_up(stack)
+    return str(alice["id"])
+
+
 def messages(stack: Stack) -> dict[str, dict[str, Any]]:
     """Every stored message by id: position, type, body."""
     db = stack.services.views

@@ -11,9 +11,9 @@ import itertools
 
 import pytest
 
-from tests.helpers import ALICE, BOB
+from tests.helpers import ALICE
 from tests.webhooks.receiver import Receiver, running, wait_for
-from tests.webhooks.support import ADMIN, catch_up, messages, ok, webhook_stack
+from tests.webhooks.support import ADMIN, catch_up, messages, ok, switches, webhook_stack
 
 STORES = ["sqlite", "postgres"]
 
@@ -69,14 +69,7 @@ def test_a_dead_endpoint_is_disabled_while_a_healthy_one_keeps_receiving(
         healthy_endpoint, secret = hooks.create_endpoint(healthy.url, None)
         healthy.secrets.append(secret)
         hooks.start()
-        b = stack.browser
-        alice = b.signed_in(ALICE)
-        b.signed_in(BOB)
-        for _ in range(3):
-            ok(b.switch_sign_in(alice["id"]))
-            bob = next(s for s in b.session()["signins"] if s["user_id"] == BOB[2])
-            ok(b.switch_sign_in(bob["id"]))
-        catch_up(stack)
+        alice = switches(stack, 3)
         stored = set(messages(stack))
 
         wait_for(lambda: not hooks.endpoint(dead_endpoint.id).enabled, what="the disable")
@@ -88,7 +81,7 @@ def test_a_dead_endpoint_is_disabled_while_a_healthy_one_keeps_receiving(
         assert disabled.failure_streak >= 6
         assert hooks.endpoint(healthy_endpoint.id).enabled
         # What happens while it is disabled is not sent to it; the healthy one still receives.
-        ok(b.switch_sign_in(alice["id"]))
+        ok(stack.browser.switch_sign_in(alice))
         catch_up(stack)
         later = set(messages(stack)) - stored
         wait_for(lambda: later <= healthy.accepted_ids(), what="the new message")
@@ -125,20 +118,15 @@ def test_a_hanging_endpoint_delays_no_other(store: str, request: pytest.FixtureR
     with (
         running(Receiver(hang=True)) as hanging,
         running(Receiver()) as healthy,
-        webhook_stack(_url(store, request), webhook_timeout_seconds=30) as stack,
+        webhook_stack(
+            _url(store, request), webhook_timeout_seconds=30, webhook_concurrency_per_endpoint=4
+        ) as stack,
     ):
         hooks = stack.services.webhooks
         hung = hooks.create_endpoint(hanging.url, None)[0]
         healthy.secrets.append(hooks.create_endpoint(healthy.url, None)[1])
         hooks.start()
-        b = stack.browser
-        alice = b.signed_in(ALICE)
-        b.signed_in(BOB)
-        for _ in range(4):
-            ok(b.switch_sign_in(alice["id"]))
-            bob = next(s for s in b.session()["signins"] if s["user_id"] == BOB[2])
-            ok(b.switch_sign_in(bob["id"]))
-        catch_up(stack)
+        switches(stack, 4)
         stored = set(messages(stack))
         wait_for(lambda: healthy.accepted_ids() == stored, what="the healthy deliveries")
         # Meanwhile the hanging receiver holds its (per-endpoint) slots, and none answered.
