@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -31,7 +31,7 @@ from infrastructure.projections.engine import ProjectedEvent, Projection, Projec
 from infrastructure.sql import SqlCursor, SqlDatabase, select_in
 from infrastructure.webhooks import tables
 from infrastructure.webhooks.catalogue import RULES, SessionState, SignInRow
-from infrastructure.webhooks.tables import from_ms, to_ms
+from infrastructure.webhooks.tables import moment, to_ms
 
 NAME = "webhooks"
 
@@ -129,8 +129,8 @@ def _load(cursor: SqlCursor, db: SqlDatabase, session_ids: set[int]) -> dict[int
         active = row["active_sign_in_id"]
         states[int(row["session_id"])] = SessionState(
             session_id=int(row["session_id"]),
-            created_at=from_ms(row["created_at"]),  # type: ignore[arg-type]
-            updated_at=from_ms(row["updated_at"]),  # type: ignore[arg-type]
+            created_at=moment(row["created_at"]),
+            updated_at=moment(row["updated_at"]),
             active_sign_in_id=None if active is None else int(active),
         )
     for row in select_in(cursor, f"SELECT * FROM {db.table(tables.SIGN_INS)}", "session_id", keys):
@@ -143,16 +143,18 @@ def _load(cursor: SqlCursor, db: SqlDatabase, session_ids: set[int]) -> dict[int
             session_id=state.session_id,
             user_id=int(row["user_id"]),
             method=str(row["method"]),
-            created_at=from_ms(row["created_at"]),  # type: ignore[arg-type]
-            expires_at=from_ms(row["expires_at"]),  # type: ignore[arg-type]
+            created_at=moment(row["created_at"]),
+            expires_at=moment(row["expires_at"]),
             organization_membership_id=None if org is None else int(org),
             workspace_membership_id=None if ws is None else int(ws),
         )
     return states
 
 
-def _save_states(cursor: SqlCursor, db: SqlDatabase, states: Any) -> None:
-    sessions, sign_ins, ended = [], [], []
+def _save_states(cursor: SqlCursor, db: SqlDatabase, states: Iterable[SessionState]) -> None:
+    sessions: list[dict[str, Any]] = []
+    sign_ins: list[dict[str, Any]] = []
+    ended: list[dict[str, Any]] = []
     for state in states:
         sessions.append(
             {

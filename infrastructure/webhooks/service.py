@@ -198,10 +198,10 @@ class WebhookService:
         worker = self._worker
         return {
             "configured": self.configured,
-            "running": worker is not None and worker.lease is not None and worker.lease.held,
             "position": position,
             "head": head,
             "lag": max(head - position, 0),
+            # Of a delivery worker in this process (a thread); `serve`'s child reports in its log.
             "worker_error": (worker.last_error or worker.sender.last_error) if worker else None,
             "endpoints": endpoints,
             "disabled_endpoints": sum(1 for e in endpoints if not e["enabled"]),

@@ -27,7 +27,12 @@ def to_ms(moment: datetime) -> int:
 
 def from_ms(value: int | None) -> datetime | None:
     """The UTC time of a millisecond count (None stays None)."""
-    return None if value is None else datetime.fromtimestamp(int(value) / 1000, UTC)
+    return None if value is None else moment(value)
+
+
+def moment(value: int) -> datetime:
+    """The UTC time of a millisecond count."""
+    return datetime.fromtimestamp(int(value) / 1000, UTC)
 
 
 def create_statements(db: SqlDatabase) -> list[str]:
