@@ -12,6 +12,7 @@ import subprocess
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 
 import httpx
 import pytest
@@ -25,7 +26,9 @@ pytestmark = pytest.mark.skipif(not EXE, reason="session-ledger is not installed
 
 
 @contextmanager
-def serving(url: str, mode: str, workers: int) -> Iterator[tuple[str, subprocess.Popen[str]]]:
+def serving(
+    url: str, mode: str, workers: int, log: Path
+) -> Iterator[tuple[str, subprocess.Popen[str]]]:
     port = free_port()
     env = {
         **os.environ,
@@ -35,22 +38,23 @@ def serving(url: str, mode: str, workers: int) -> Iterator[tuple[str, subprocess
         "SESSION_LEDGER_WEBHOOK_ALLOW_PRIVATE_ADDRESSES": "true",
         "SESSION_LEDGER_WEBHOOK_POLL_SECONDS": "0.05",
         "SESSION_LEDGER_WEBHOOK_WORKER": mode,
+        "SESSION_LEDGER_POSTGRES_POOL_SIZE": "3",  # the test server is shared: few connections
     }
-    process = subprocess.Popen(
-        [EXE, "serve", "--port", str(port), "--demo", "--workers", str(workers)],
-        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, text=True,
-        start_new_session=True,
-    )  # fmt: skip
+    with log.open("w") as output:
+        process = subprocess.Popen(
+            [EXE, "serve", "--port", str(port), "--demo", "--workers", str(workers)],
+            env=env, stdout=output, stderr=subprocess.STDOUT, text=True, start_new_session=True,
+        )  # fmt: skip
     base = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 30
+        deadline = time.monotonic() + 90
         while True:
             try:
-                httpx.get(f"{base}/openapi.json", timeout=1)
+                httpx.get(f"{base}/openapi.json", timeout=5)
                 break
             except httpx.TransportError:
-                assert process.poll() is None, "serve exited"
-                assert time.monotonic() < deadline, "serve did not start"
+                assert process.poll() is None, f"serve exited: {log.read_text()[-2000:]}"
+                assert time.monotonic() < deadline, f"no answer: {log.read_text()[-2000:]}"
                 time.sleep(0.1)
         yield base, process
     finally:
@@ -67,22 +71,25 @@ def _children(pid: int) -> list[int]:
 
 
 @pytest.mark.parametrize(("mode", "workers"), [("process", 1), ("process", 2), ("thread", 1)])
-def test_serve_delivers_webhooks(durable_database_url: str, mode: str, workers: int) -> None:
+def test_serve_delivers_webhooks(
+    durable_database_url: str, mode: str, workers: int, tmp_path: Path
+) -> None:
     url = durable_database_url
+    log = tmp_path / "serve.log"
     with running(Receiver()) as receiver:
         with webhook_stack(url) as stack:
             receiver.secrets.append(
                 stack.services.webhooks.create_endpoint(receiver.url, ["session.signin.added"])[1]
             )
         with (
-            serving(url, mode, workers) as (base, process),
-            httpx.Client(base_url=base) as client,
+            serving(url, mode, workers, log) as (base, process),
+            httpx.Client(base_url=base, timeout=30) as client,
         ):
             for email, password, _ in (ALICE, BOB):
                 answer = client.post("/auth/signin", data={
                     "email": email, "password": password, "strategy": "plain_email"})  # fmt: skip
                 assert answer.status_code == 200, answer.text
-            wait_for(lambda: len(receiver.accepted_ids()) == 2, 60, "both sign-ins")
+            wait_for(lambda: len(receiver.accepted_ids()) == 2, 90, f"both sign-ins ({log})")
             users = sorted(r.json["data"]["user_id"] for r in receiver.requests)
             assert users == sorted([ALICE[2], BOB[2]])
             assert all(r.verified_by == [0] for r in receiver.requests)
