@@ -19,7 +19,7 @@ ADMIN = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
 FAST: dict[str, Any] = {
     "webhook_key": WEBHOOK_KEY,
     "webhook_allow_private_addresses": True,
-    "webhook_timeout_seconds": 1.0,
+    "webhook_timeout_seconds": 10.0,  # generous: slowness must not turn answers into retries
     "webhook_max_attempts": 5,
     "webhook_retry_base_seconds": 0.05,
     "webhook_retry_max_seconds": 0.4,
