@@ -1,9 +1,9 @@
 """Deliveries: which are due, what each attempt found, retries, automatic disabling, replay.
 
 A failed attempt is retried after ``retry_delay``: exponential (base * 2^(n-1), capped) with
-"equal jitter" (half fixed, half random), so each gap is at least the previous one; after
-``max_attempts`` the delivery is ``failed``. Every attempt lengthens or ends its endpoint's
-failure streak; a streak of ``disable_after_failures`` attempts lasting at least
+"equal jitter" (half fixed, half random), so until the cap each gap is at least the one
+before; after ``max_attempts`` the delivery is ``failed``. Every attempt lengthens or ends its
+endpoint's failure streak; a streak of ``disable_after_failures`` attempts lasting at least
 ``disable_after_seconds`` disables the endpoint, with the time and the reason.
 """
 
