@@ -46,6 +46,7 @@ class Due:
     endpoint_id: int
     message_id: str
     body: str
+    due_at: int = 0  # when it was due: a replay meanwhile makes it due again, at another time
 
 
 # (the delivery, what the attempt found, when it started in ms, the address it reached)
@@ -66,14 +67,17 @@ class DeliveryStore:
         first, leaving out those in ``skip`` (in flight)."""
         with self.db.read() as cursor:
             cursor.execute(
-                f"SELECT d.message_id, m.body FROM {self._d} d JOIN {self._m} m "
+                f"SELECT d.message_id, d.next_attempt_at, m.body FROM {self._d} d JOIN {self._m} m "
                 "ON m.id = d.message_id WHERE d.endpoint_id = %(e)s AND d.status = 'pending' "
                 "AND d.next_attempt_at <= %(now)s ORDER BY d.position, d.message_id "
                 "LIMIT %(n)s",
                 {"e": endpoint_id, "now": now_ms(), "n": limit + len(skip)},
             )
             rows = cursor.fetchall()
-        found = [Due(endpoint_id, str(r["message_id"]), str(r["body"])) for r in rows]
+        found = [
+            Due(endpoint_id, str(r["message_id"]), str(r["body"]), int(r["next_attempt_at"]))
+            for r in rows
+        ]
         return [d for d in found if d.message_id not in skip][:limit]
 
     def record(self, attempts: Sequence[Attempted]) -> None:
@@ -88,8 +92,8 @@ class DeliveryStore:
     ) -> None:
         policy = self.policy
         cursor.execute(
-            f"SELECT attempts, tries, status FROM {self._d} WHERE endpoint_id = %(e)s "
-            f"AND message_id = %(m)s{self.db.for_update()}",
+            f"SELECT attempts, tries, status, next_attempt_at FROM {self._d} "
+            f"WHERE endpoint_id = %(e)s AND message_id = %(m)s{self.db.for_update()}",
             {"e": due.endpoint_id, "m": due.message_id},
         )
         row = cursor.fetchone()
@@ -97,7 +101,11 @@ class DeliveryStore:
             return  # finished meanwhile (another worker before a lease change)
         attempts, tries = int(row["attempts"]) + 1, int(row["tries"]) + 1
         retry_at: int | None = None
-        if outcome.ok:
+        if int(row["next_attempt_at"]) != due.due_at:
+            # Replayed while this attempt was in flight: keep the attempt, owe the replay.
+            status, finished, attempts = "pending", None, int(row["attempts"])
+            retry_at = int(row["next_attempt_at"])
+        elif outcome.ok:
             status, finished = "delivered", attempted_at
         elif attempts >= policy.max_attempts:
             status, finished = "failed", attempted_at

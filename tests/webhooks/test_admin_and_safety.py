@@ -217,6 +217,13 @@ def test_the_cli_manages_endpoints_and_shows_attempts(sqlite_url: str) -> None:
             every_event_story(stack)
             stack.services.webhooks.start()
             wait_for(lambda: len(receiver.accepted_ids()) == 2, what="both session.created")
+            hooks = stack.services.webhooks
+
+            def recorded() -> bool:
+                statuses = [d["status"] for d in hooks.deliveries(int(endpoint_id))]
+                return statuses == ["delivered"] * 2
+
+            wait_for(recorded, what="both answers recorded")
         message_id = sorted(receiver.accepted_ids())[0]
         shown = run_cli(["webhooks", "attempts", endpoint_id, message_id], sqlite_url, env)
         assert shown.returncode == 0, shown.stderr

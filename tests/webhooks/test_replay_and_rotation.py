@@ -13,6 +13,8 @@ from datetime import timedelta
 
 import pytest
 
+from infrastructure.webhooks.endpoints import now_ms
+from infrastructure.webhooks.http import Outcome
 from tests.e2e.harness import START
 from tests.helpers import ALICE, BOB
 from tests.webhooks.receiver import Receiver, running, wait_for
@@ -114,3 +116,32 @@ def test_rotation_signs_with_both_secrets_during_the_overlap(
         after = receiver.requests[-1]
         assert after.verified_by == [2]
         assert len(after.signatures) == 1
+
+
+@pytest.mark.parametrize("store", STORES)
+def test_a_replay_during_an_attempt_is_still_owed(
+    store: str, request: pytest.FixtureRequest
+) -> None:
+    """An answer recorded after a replay of its message does not swallow the replay."""
+    url = str(request.getfixturevalue(f"{store}_url"))
+    with webhook_stack(url) as stack:
+        hooks = stack.services.webhooks
+        endpoint = hooks.create_endpoint("https://hooks.example.com/in", ["session.created"])[0]
+        stack.browser.signed_in(ALICE)
+        catch_up(stack)
+        store_ = hooks.delivery_store
+        (claimed,) = store_.due(endpoint.id, 10, set())
+        while now_ms() <= claimed.due_at:  # the replay is due at a later millisecond
+            pass
+        assert hooks.replay(endpoint.id, since_position=0) == 1
+        store_.record([(claimed, Outcome(200, 5, None, "ok"), claimed.due_at, "192.0.2.1")])
+
+        (delivery,) = hooks.deliveries(endpoint.id)
+        assert delivery["status"] == "pending"
+        assert [a["outcome"] for a in hooks.attempts(endpoint.id, claimed.message_id)] == [
+            "delivered"
+        ]
+        (again,) = store_.due(endpoint.id, 10, set())
+        assert again.message_id == claimed.message_id
+        store_.record([(again, Outcome(200, 5, None, "ok"), again.due_at, "192.0.2.1")])
+        assert hooks.deliveries(endpoint.id)[0]["status"] == "delivered"
