@@ -9,7 +9,7 @@ from fastapi import Depends, FastAPI, Request
 from starlette.datastructures import MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from api import routes_admin, routes_auth, routes_me, routes_ops, routes_session
+from api import routes_admin, routes_auth, routes_me, routes_ops, routes_session, routes_webhooks
 from api.context import audit_context, refuse_cross_site, request_id
 from api.cors import CredentialedCors
 from api.envelope import install_error_handlers
@@ -87,9 +87,22 @@ def create_app(
         worker = built.settings.run_projections if run_worker is None and owned else run_worker
         if worker:
             built.worker.start()
+        # In "process" mode `serve` runs the delivery worker as a child process instead; in
+        # "thread" mode a serving process runs it (not apps handed services by tests), whether
+        # or not the projection worker runs here (under `serve` it has a process of its own).
+        webhooks = (
+            (owned or run_worker is not None)
+            and built.settings.run_webhooks
+            and built.settings.webhook_worker == "thread"
+            and built.webhooks.configured
+        )
+        if webhooks:
+            built.webhooks.start()
         try:
             yield
         finally:
+            if webhooks:
+                built.webhooks.stop()
             if worker:
                 built.worker.stop()
             if owned:
@@ -119,4 +132,5 @@ def create_app(
     if admin_token is not None:
         # Without a token the admin routes do not exist at all (404, not 401).
         app.include_router(routes_admin.router)
+        app.include_router(routes_webhooks.router)
     return app

@@ -28,6 +28,7 @@ from rich.progress import (
 )
 from rich.table import Table
 
+from api.cli_webhooks import webhook_child, webhooks_app
 from api.projection_process import projection_process
 from api.serving import run_workers
 from domain.errors import SessionLedgerError
@@ -47,6 +48,7 @@ keys_app = typer.Typer(help="Manage the keys that sign session tokens.", no_args
 app.add_typer(keys_app, name="keys")
 audit_app = typer.Typer(help="Replay, verify and export the history.", no_args_is_help=True)
 app.add_typer(audit_app, name="audit")
+app.add_typer(webhooks_app, name="webhooks")
 
 err = Console(stderr=True, soft_wrap=True)
 out = Console(soft_wrap=True)
@@ -345,8 +347,10 @@ def serve(
     from api.rejections import EnvelopeRejections
 
     # The projection worker runs in a process of its own (api/projection_process.py), except
-    # for memory://, which only the serving process can see.
+    # for memory://, which only the serving process can see; webhooks, when configured, are
+    # delivered from another (api/cli_webhooks.py).
     separate = settings.run_projections and not settings.database_url.startswith("memory://")
+    child = webhook_child(settings)
     with projection_process() if separate else contextlib.nullcontext():
         if workers > 1:
             # Each worker builds its own services from the same settings; nothing they cache
@@ -354,7 +358,10 @@ def serve(
             services.close()
             if separate:
                 os.environ["SESSION_LEDGER_RUN_PROJECTIONS"] = "false"  # read by each worker
-            run_workers("api.app:create_app", host, port, workers)
+            try:
+                run_workers("api.app:create_app", host, port, workers)
+            finally:
+                child.stop()
             return
         app_ = create_app(settings, services, run_worker=settings.run_projections and not separate)
         try:
@@ -363,6 +370,7 @@ def serve(
                 http=EnvelopeRejections,
             )  # fmt: skip
         finally:
+            child.stop()
             services.close()
 
 

@@ -10,6 +10,7 @@ from prometheus_client.registry import Collector
 
 from api.deps import ServicesDep
 from api.envelope import failure, success
+from api.webhook_metrics import WebhookCollector
 from infrastructure.container import Services
 from infrastructure.outage import probe
 from infrastructure.replication import replication_status
@@ -83,6 +84,7 @@ def health(services: ServicesDep) -> JSONResponse:
         "projections": projection_report(services),
         "worker_error": services.worker.last_error,
         "database": database_report(services),
+        "webhooks": services.webhooks.status(),
     }
     return success(data, None)
 
@@ -121,4 +123,5 @@ def metrics(services: ServicesDep) -> Response:
     """Projection positions, lag and the log head in Prometheus' text format."""
     registry = CollectorRegistry()
     registry.register(_ProjectionCollector(services))
+    registry.register(WebhookCollector(services))
     return Response(generate_latest(registry), media_type="text/plain; version=0.0.4")

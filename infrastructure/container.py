@@ -52,6 +52,7 @@ from infrastructure.secrets import HmacDigester, ServerSecrets
 from infrastructure.settings import Settings
 from infrastructure.signing_keys import SigningKeys
 from infrastructure.sql import SqlDatabase
+from infrastructure.webhooks.service import WebhookService
 
 
 class StoreUnavailable(RuntimeError):
@@ -74,6 +75,7 @@ class Services:
     outbox: Outbox
     audit: AuditTrail
     me: MyAccount
+    webhooks: WebhookService
     replica_reads: ReplicaReads | None = None
 
     def projector(self, name: str) -> Projector:
@@ -84,7 +86,8 @@ class Services:
         raise KeyError(name)
 
     def close(self) -> None:
-        """Stop the worker and the outbox, and release connections."""
+        """Stop the workers and the outbox, and release connections."""
+        self.webhooks.stop()
         self.worker.stop()
         self.outbox.close()
         if self.replica_reads is not None:
@@ -161,6 +164,8 @@ def build_services(
         for projector in projectors:
             projector.ensure()
         read_model.bind(SessionReadModel(views, codec, projectors[0], replica))
+        webhooks = WebhookService(settings, sessions, views, _context_mapper(sessions).payload)
+        webhooks.ensure()
         limiter = SqlRateLimiter(sql, the_clock, enabled=settings.rate_limits)
         limiter.create_table()
         pending = SqlPendingSignUps(sql, the_clock)
@@ -194,6 +199,7 @@ def build_services(
         audit=AuditTrail(sessions, sql, views, replica),
         replica_reads=replica,
         me=MyAccount(sessions, SqlUserSignIns(views, projectors[2])),
+        webhooks=webhooks,
     )
 
 

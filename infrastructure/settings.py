@@ -112,6 +112,26 @@ class Settings(BaseSettings):
     )
     aggregate_cache_size: int = Field(default=10_000, ge=0)
     command_retries: int = Field(default=20, ge=1)
+    # Webhooks (docs/webhooks.md)
+    webhook_key: SecretStr | None = Field(
+        default=None, description="Encrypts webhook signing secrets; kept outside the store"
+    )
+    run_webhooks: bool = Field(default=True, description="Deliver webhooks inside `serve`")
+    webhook_worker: Literal["process", "thread"] = Field(
+        default="process",
+        description="`serve` delivers from a child process (its own GIL) or from a thread",
+    )
+    webhook_allow_private_addresses: bool = Field(
+        default=False, description="Allow endpoints on loopback, link-local or private addresses"
+    )
+    webhook_timeout_seconds: float = Field(default=10.0, gt=0, le=120)
+    webhook_max_attempts: int = Field(default=15, ge=1, le=100)
+    webhook_retry_base_seconds: float = Field(default=5.0, gt=0)
+    webhook_retry_max_seconds: float = Field(default=6 * 3600.0, gt=0)
+    webhook_disable_after_failures: int = Field(default=50, ge=1)
+    webhook_disable_after_seconds: float = Field(default=24 * 3600.0, ge=0)
+    webhook_concurrency_per_endpoint: int = Field(default=16, ge=1, le=64)
+    webhook_poll_seconds: float = Field(default=1.0, gt=0, le=60)
 
     @field_validator("trusted_proxies")
     @classmethod

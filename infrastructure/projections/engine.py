@@ -25,8 +25,9 @@ from typing import Any, ClassVar
 from uuid import UUID
 
 from eventsourcing.application import Application
-from eventsourcing.persistence import Notification
+from eventsourcing.persistence import Notification, StoredEvent
 
+from application.request_context import CONTEXT_KEY
 from infrastructure.sql import SqlCursor, SqlDatabase
 
 BATCH_SIZE = 500  # live catch-up: small, so a request never waits on a long transaction
@@ -46,6 +47,18 @@ class ProjectedEvent:
     position: int
     event: Any
     stored: Notification | None = None
+
+
+Payload = Callable[[StoredEvent], dict[str, Any]]  # a stored event's payload, context included
+
+
+def recorded_context(projected: ProjectedEvent, payload: Payload) -> dict[str, Any] | None:
+    """The request context the event was recorded with (as the audit settings keep it), or
+    None when it was recorded outside a request. Decoded only by projections that ask."""
+    if projected.stored is None:
+        return None
+    context = payload(projected.stored).get(CONTEXT_KEY)
+    return context if isinstance(context, dict) else None
 
 
 class Projection(ABC):

@@ -35,8 +35,9 @@ CHECK_SECONDS = 1.0
 class WorkerLease:
     """An exclusive, crash-safe lease on running the projections of one store."""
 
-    def __init__(self, datastore: Any) -> None:
+    def __init__(self, datastore: Any, purpose: str = "projections") -> None:
         self._datastore = datastore
+        self._purpose = purpose  # another purpose (webhooks) is another, independent lease
         self._connection: psycopg.Connection[Any] | None = None
         self._file: IO[bytes] | None = None
         self._checked = 0.0
@@ -50,7 +51,7 @@ class WorkerLease:
         if isinstance(store, PostgresDatastore):
             self.held = self._acquire_postgres(store)
         elif isinstance(store, SQLiteDatastore) and not store.pool.is_sqlite_memory_mode:
-            self.held = self._acquire_file(f"{store.pool.db_name}.projections.lock")
+            self.held = self._acquire_file(f"{store.pool.db_name}.{self._purpose}.lock")
         else:
             self.held = True
         return self.held
@@ -89,7 +90,7 @@ class WorkerLease:
             params = {k: v for k, v in given.items() if k != "row_factory" and v}
             self._connection = psycopg.connect(**params, autocommit=True)
         digest = hashlib.blake2b(
-            f"session-ledger projections {store.schema}".encode(), digest_size=8
+            f"session-ledger {self._purpose} {store.schema}".encode(), digest_size=8
         ).digest()
         key = int.from_bytes(digest, "big", signed=True)
         row = self._connection.execute("SELECT pg_try_advisory_lock(%s)", (key,)).fetchone()

@@ -11,16 +11,19 @@ rows: readers filter by time.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any, ClassVar
 
-from eventsourcing.persistence import StoredEvent
-
 from application.ports import UserSignIn
-from application.request_context import CONTEXT_KEY
 from domain.session import END_REASONS, Session
-from infrastructure.projections.engine import ProjectedEvent, Projection, Projector
+from infrastructure.projections.engine import (
+    Payload,
+    ProjectedEvent,
+    Projection,
+    Projector,
+    recorded_context,
+)
 from infrastructure.sql import SqlCursor, SqlDatabase
 
 COLUMNS = (
@@ -29,8 +32,6 @@ COLUMNS = (
 )  # fmt: skip
 # Events by which a session's own browser uses one of its sign-ins.
 _ACTIVITY = ("ActiveSignInSwitched", "MembershipActivated", "SignInActive")
-
-Payload = Callable[[StoredEvent], dict[str, Any]]
 
 
 class UserSignInsView(Projection):
@@ -111,10 +112,8 @@ class UserSignInsView(Projection):
 
     def _context(self, projected: ProjectedEvent) -> dict[str, str]:
         """The user agent and address recorded with the event, if a request recorded it."""
-        if projected.stored is None:
-            return {}
-        context = self._payload(projected.stored).get(CONTEXT_KEY)
-        if not isinstance(context, dict):
+        context = recorded_context(projected, self._payload)
+        if context is None:
             return {}
         return {
             "user_agent": str(context.get("user_agent", "")),
