@@ -4,7 +4,8 @@
 
 Seeds ``--sessions`` sessions (Alice and Bob signed in, a cookie token each), starts
 ``session-ledger serve`` on them (real uvicorn, one process, the projection worker on), and
-switches sign-ins over one keep-alive HTTP connection, round-robin over the sessions. After
+switches sign-ins from ``--connections`` keep-alive HTTP clients at once, each round-robin
+over its share of the sessions. After
 every thousand switches it reads the server's resident set size (VmRSS). Prints the RSS
 after each thousand, and the growth per switch over the second half of the run (the first
 half lets caches, pools and the allocator settle): a flat service shows a few bytes per
@@ -18,8 +19,10 @@ import os
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -87,6 +90,7 @@ def main() -> None:
     parser.add_argument("--store", choices=["sqlite", "postgres"], default="sqlite")
     parser.add_argument("--switches", type=int, default=30_000)
     parser.add_argument("--sessions", type=int, default=64)
+    parser.add_argument("--connections", type=int, default=4, help="concurrent clients")
     args = parser.parse_args()
     with store(args.store) as url:
         services = build_services(Settings(database_url=url))
@@ -98,23 +102,41 @@ def main() -> None:
             seeded = seed_sessions(services, args.sessions)
         finally:
             services.close()
-        with served(url) as (base, pid), httpx.Client(base_url=base, timeout=30) as http:
+        with served(url) as (base, pid):
             samples = [rss_kib(pid)]
+            done = [0]
+            lock = threading.Lock()
             started = time.monotonic()
-            for n in range(args.switches):
-                one = seeded[n % len(seeded)]
-                target = one.alice_sign_in if (n // len(seeded)) % 2 == 0 else one.bob_sign_in
-                response = http.post(
-                    "/session/switch-sign-in",
-                    params={"sign_in_id": str(target)},
-                    cookies={"session_id": one.token},
-                )
-                if response.status_code != 200:
-                    raise SystemExit(f"switch {n} answered {response.status_code}")
-                if (n + 1) % 1000 == 0:
-                    samples.append(rss_kib(pid))
+
+            def switcher(index: int) -> None:
+                mine = seeded[index :: args.connections]
+                with httpx.Client(base_url=base, timeout=60) as http:
+                    n = 0
+                    while True:
+                        with lock:
+                            if done[0] >= args.switches:
+                                return
+                            done[0] += 1
+                            if done[0] % 1000 == 0:
+                                samples.append(rss_kib(pid))
+                        one = mine[n % len(mine)]
+                        flip = (n // len(mine)) % 2 == 0
+                        target = one.alice_sign_in if flip else one.bob_sign_in
+                        n += 1
+                        response = http.post(
+                            "/session/switch-sign-in",
+                            params={"sign_in_id": str(target)},
+                            headers={"Cookie": f"session_id={one.token}"},
+                        )
+                        if response.status_code != 200:
+                            raise SystemExit(f"a switch answered {response.status_code}")
+
+            with ThreadPoolExecutor(args.connections) as pool:
+                for future in [pool.submit(switcher, i) for i in range(args.connections)]:
+                    future.result()
             elapsed = time.monotonic() - started
-    print(f"store {args.store}; {args.switches} switches over HTTP in {elapsed:.0f} s; "
+    print(f"store {args.store}; {args.switches} switches over HTTP from {args.connections} "
+          f"connections in {elapsed:.0f} s; "
           f"load {load_average()}")  # fmt: skip
     print("RSS KiB after each 1000 switches: " + " ".join(str(s) for s in samples))
     half = len(samples) // 2

@@ -261,7 +261,7 @@ def test_sign_ups_per_address_are_limited(build_stack: BuildStack) -> None:
 
 def test_without_a_trusted_proxy_x_forwarded_for_is_ignored(build_stack: BuildStack) -> None:
     # Given no trusted proxy, and at most three sign-in attempts per address
-    stack = build_stack(rate_limit_sign_ins_per_address=3, rate_limit_sign_ins_per_email=100)
+    stack = build_stack(rate_limit_sign_ins_per_address=3)
     browser = stack.browser
 
     # When one client claims a different X-Forwarded-For address on every attempt
@@ -283,7 +283,6 @@ def test_behind_trusted_proxies_the_address_they_saw_is_the_client(
     # Given proxies named by network and address, and at most three sign-in attempts per address
     stack = build_stack(
         rate_limit_sign_ins_per_address=3,
-        rate_limit_sign_ins_per_email=100,
         trusted_proxies=PROXIES,
     )
     with browser_at(stack, "10.0.0.5") as proxy:
@@ -312,7 +311,6 @@ def test_a_client_that_reaches_the_service_directly_cannot_choose_its_address(
     # Given trusted proxies, and at most three sign-in attempts per address
     stack = build_stack(
         rate_limit_sign_ins_per_address=3,
-        rate_limit_sign_ins_per_email=100,
         trusted_proxies=PROXIES,
     )
     # When a client that is not a proxy sends X-Forwarded-For with a new address each time
