@@ -1,8 +1,10 @@
-"""An app built the way Wacht's SDK works, in headless Chromium, on another origin than us.
+"""An app built the way Wacht's SDK works, in headless Chromium, on another origin than us
+or on ours.
 
 Given the service at ``http://frontend.example.test:<port>`` and an app page served from
 ``http://app.example.test:<port>`` (Chromium maps both names to 127.0.0.1: same site, two
-origins, like ``app.example.com`` and ``frontend.example.com``), when the page derives our
+origins, like ``app.example.com`` and ``frontend.example.com``), or by the service itself
+(same origin), when the page derives our
 origin from the publishable key, loads /deployment and signs two accounts in with multipart
 forms, switches accounts, organizations and workspaces, reads the membership lists, lists
 and ends a sign-in on another device, and signs out, then every step works: in production
@@ -16,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from fastapi import FastAPI
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import HTMLResponse
@@ -31,24 +34,32 @@ APP_HOST, API_HOST = "app.example.test", "frontend.example.test"
 STRANGER_HOST = "elsewhere.example.test"  # not an allowed origin
 
 
+async def _page(request: Request) -> HTMLResponse:
+    return HTMLResponse(PAGE)
+
+
 def page_server() -> Starlette:
     """The app's origin: one page and nothing else."""
-
-    async def page(request: Request) -> HTMLResponse:
-        return HTMLResponse(PAGE)
-
-    return Starlette(routes=[Route("/", page)])
+    return Starlette(routes=[Route("/", _page)])
 
 
+def _api(api: FastAPI, same_origin: bool) -> FastAPI:
+    """The service; on the same origin it also serves the app's page (at ``/``)."""
+    if same_origin:
+        api.add_route("/", _page)
+    return api
+
+
+@pytest.mark.parametrize("origin", ["cross-origin", "same-origin"])
 @pytest.mark.parametrize("mode", ["production", "staging"])
-def test_an_sdk_app_on_another_origin_works_end_to_end(
-    durable_database_url: str, mode: str
-) -> None:
+def test_an_sdk_app_works_end_to_end(durable_database_url: str, mode: str, origin: str) -> None:
     require_chromium()
     from playwright.sync_api import sync_playwright
 
     api_port, app_port = free_port(), free_port()
-    public, app = f"http://{API_HOST}:{api_port}", f"http://{APP_HOST}:{app_port}"
+    public = f"http://{API_HOST}:{api_port}"
+    same = origin == "same-origin"
+    app = public if same else f"http://{APP_HOST}:{app_port}"
     settings: dict[str, Any] = {
         "public_url": public, "frontend_url": app, "deployment_mode": mode,
         "cookie_secure": False,  # plain http in the test
@@ -57,7 +68,7 @@ def test_an_sdk_app_on_another_origin_works_end_to_end(
     rules = "--host-resolver-rules=" + ", ".join(f"MAP {host} 127.0.0.1" for host in hosts)
     with (
         services_for(durable_database_url, clock=SystemClock(), **settings) as services,
-        serving(create_app(services=services), api_port),
+        serving(_api(create_app(services=services), same), api_port),
         serving(page_server(), app_port),
         sync_playwright() as playwright,
     ):
@@ -127,7 +138,8 @@ def test_an_sdk_app_on_another_origin_works_end_to_end(
                     assert [c["name"] for c in held] == ["session_id"]
                     assert dev_session is None
                 else:
-                    assert held == []  # staging requests carry no credentials
+                    if not same:
+                        assert held == []  # cross-origin staging requests carry no credentials
                     assert dev_session
         finally:
             browser.close()
