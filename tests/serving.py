@@ -5,13 +5,15 @@ from __future__ import annotations
 import importlib.util
 import os
 import socket
+import subprocess
 import threading
 import time
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
+import httpx
 import pytest
 import uvicorn
 from starlette.types import ASGIApp
@@ -72,3 +74,27 @@ def serving(app: ASGIApp, port: int | None = None, **config: Any) -> Iterator[st
     finally:
         server.should_exit = True
         thread.join(10)
+
+
+def wait_until_answering(
+    base: str,
+    process: subprocess.Popen[Any],
+    seconds: float = 60,
+    output: Callable[[], str] = lambda: "",
+) -> None:
+    """Wait for a ``session-ledger serve`` started as ``process`` to answer at ``base``; fail,
+    showing the end of ``output()``, if it exits or ``seconds`` pass. A server still running
+    then is killed first, so reading its output cannot block on a pipe it keeps open."""
+    deadline = time.monotonic() + seconds
+    while True:
+        try:
+            httpx.get(f"{base}/openapi.json", timeout=5)
+            return
+        except httpx.TransportError:
+            if process.poll() is None and time.monotonic() < deadline:
+                time.sleep(0.1)
+                continue
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+        pytest.fail(f"the server did not start: {output()[-2000:]}")

@@ -5,10 +5,8 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -16,6 +14,7 @@ import httpx
 import pytest
 
 from tests.helpers import ALICE, BOB, DEMO_DIRECTORY
+from tests.serving import free_port, wait_until_answering
 
 EXE = shutil.which("session-ledger") or ""
 pytestmark = pytest.mark.skipif(
@@ -26,12 +25,6 @@ pytestmark = pytest.mark.skipif(
 def run(args: list[str], url: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "SESSION_LEDGER_DATABASE_URL": url}
     return subprocess.run([EXE, *args], env=env, capture_output=True, text=True, timeout=timeout)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @pytest.fixture(params=[1, 2], ids=["one-worker", "two-workers"])
@@ -53,16 +46,9 @@ def server(durable_database_url: str, request: pytest.FixtureRequest) -> Iterato
     )
     base = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                httpx.get(f"{base}/openapi.json", timeout=1)
-                break
-            except httpx.TransportError:
-                if process.poll() is not None or time.monotonic() > deadline:
-                    output = process.stdout.read() if process.stdout else ""
-                    pytest.fail(f"server did not start: {output}")
-                time.sleep(0.1)
+        wait_until_answering(
+            base, process, output=lambda: process.stdout.read() if process.stdout else ""
+        )
         yield base
     finally:
         process.terminate()

@@ -13,7 +13,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.e2e.test_cli import EXE, free_port
+from tests.e2e.test_cli import EXE
+from tests.serving import free_port, wait_until_answering
 
 pytestmark = pytest.mark.skipif(
     not EXE, reason="session-ledger is not installed (pip install -e .)"
@@ -68,15 +69,8 @@ def serve(durable_database_url: str) -> Iterator[tuple[subprocess.Popen[str], st
         text=True,
     )
     base = f"http://127.0.0.1:{port}"
-
-    def answers() -> bool:
-        try:
-            return httpx.get(f"{base}/health", timeout=1).status_code == 200
-        except httpx.TransportError:
-            return False
-
     try:
-        wait_for("serve answers", answers)
+        wait_until_answering(base, process)
         yield process, base
     finally:
         if process.poll() is None:

@@ -14,7 +14,6 @@ import re
 import shutil
 import sqlite3
 import subprocess
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -23,7 +22,7 @@ import httpx
 import pytest
 
 from tests.helpers import ALICE, CAROL
-from tests.serving import free_port
+from tests.serving import free_port, wait_until_answering
 
 EXE = shutil.which("session-ledger") or ""
 pytestmark = pytest.mark.skipif(not EXE, reason="session-ledger is not installed")
@@ -44,15 +43,9 @@ def served(url: str, output: list[str]) -> Iterator[str]:
     )
     base = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                httpx.get(f"{base}/openapi.json", timeout=1)
-                break
-            except httpx.TransportError:
-                if process.poll() is not None or time.monotonic() > deadline:
-                    pytest.fail("server did not start")
-                time.sleep(0.1)
+        wait_until_answering(
+            base, process, output=lambda: process.stdout.read() if process.stdout else ""
+        )
         yield base
     finally:
         process.terminate()

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 import subprocess
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -17,8 +16,9 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.e2e.test_cli import EXE, free_port
+from tests.e2e.test_cli import EXE
 from tests.helpers import ALICE, BOB
+from tests.serving import free_port, wait_until_answering
 from tests.webhooks.receiver import Receiver, running, wait_for
 from tests.webhooks.support import WEBHOOK_KEY, webhook_stack
 
@@ -47,15 +47,7 @@ def serving(
         )  # fmt: skip
     base = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 90
-        while True:
-            try:
-                httpx.get(f"{base}/openapi.json", timeout=5)
-                break
-            except httpx.TransportError:
-                assert process.poll() is None, f"serve exited: {log.read_text()[-2000:]}"
-                assert time.monotonic() < deadline, f"no answer: {log.read_text()[-2000:]}"
-                time.sleep(0.1)
+        wait_until_answering(base, process, 90, log.read_text)
         yield base, process
     finally:
         process.terminate()
