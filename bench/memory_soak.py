@@ -27,7 +27,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
-from tests.live import free_port
+from tests.serving import free_port
 
 from bench.common import DEFAULT_URL, fresh_schema, load_average, seed_sessions
 from infrastructure.container import build_services

@@ -22,7 +22,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 import httpx
-from tests.live import serving
+from tests.serving import serving
 
 from api.app import create_app
 from api.cli import demo_directory_text
