@@ -27,11 +27,11 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
-from tests.serving import free_port
 
 from bench.common import DEFAULT_URL, fresh_schema, load_average, seed_sessions
 from infrastructure.container import build_services
 from infrastructure.settings import Settings
+from tests.serving import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 

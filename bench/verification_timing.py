@@ -22,7 +22,6 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 import httpx
-from tests.serving import serving
 
 from api.app import create_app
 from api.cli import demo_directory_text
@@ -30,6 +29,7 @@ from bench.common import DEFAULT_URL, fresh_schema, load_average
 from infrastructure.container import build_services
 from infrastructure.directory_file import parse_directory
 from infrastructure.settings import Settings
+from tests.serving import serving
 
 KNOWN = "alice@example.com"
 UNKNOWN = "nobody-here@example.com"
