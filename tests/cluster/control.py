@@ -25,7 +25,7 @@ from tests.projections.support import console_script
 
 ROOT = Path(__file__).resolve().parents[2]
 SCRIPT = ROOT / "deploy" / "cluster"
-BASE_PORT = 56000
+BASE_PORT = 27000  # below Linux's ephemeral range (32768-60999): no outgoing socket holds it
 DB_NODES = (1, 2, 3)
 API_NODES = (1, 2)
 TOOLS = ("etcd", "etcdctl", "patroni", "patronictl", "psql", "setpriv")
@@ -62,11 +62,22 @@ class Cluster:
             # The traffic comes from one address: per-address limits would answer 429.
             "SESSION_LEDGER_RATE_LIMITS": "false",
         }
-        done = subprocess.run(
-            [str(SCRIPT), *args], env=env, capture_output=True, text=True, timeout=timeout
-        )
+        try:
+            done = subprocess.run(
+                [str(SCRIPT), *args], env=env, capture_output=True, text=True, timeout=timeout
+            )
+        except subprocess.TimeoutExpired:
+            pytest.fail(f"deploy/cluster {' '.join(args)} took over {timeout}s\n{self.logs()}")
         assert done.returncode == 0, f"deploy/cluster {' '.join(args)}:\n{done.stderr}"
         return done.stdout
+
+    def logs(self, lines: int = 15) -> str:
+        """The last lines of every process's log, to say why the cluster misbehaved."""
+        tails = []
+        for log in sorted((self.directory / "logs").glob("*.log")):
+            tail = log.read_text(errors="replace").splitlines()[-lines:]
+            tails.append(f"== {log.name}\n" + "\n".join(tail))
+        return "\n".join(tails)
 
     def settings(self) -> dict[str, str]:
         """The API nodes' ``SESSION_LEDGER_*`` settings."""
