@@ -9,6 +9,7 @@ from __future__ import annotations
 import math
 import os
 import secrets
+import tempfile
 import uuid
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -26,6 +27,18 @@ from infrastructure.container import Services
 
 DEFAULT_URL = "postgresql://postgres@127.0.0.1:5432/test"
 ALICE, BOB = USERS[0], USERS[1]
+
+
+@contextmanager
+def fresh_store(kind: str) -> Iterator[str]:
+    """A fresh store of ``kind``: a new schema on the default PostgreSQL server (dropped after)
+    or a SQLite file in a temporary directory; yields its URL."""
+    if kind == "postgres":
+        with fresh_schema(DEFAULT_URL) as url:
+            yield url
+        return
+    with tempfile.TemporaryDirectory() as directory:
+        yield f"sqlite:///{directory}/bench.db"
 
 
 @contextmanager

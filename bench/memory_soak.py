@@ -28,23 +28,12 @@ from pathlib import Path
 
 import httpx
 
-from bench.common import DEFAULT_URL, fresh_schema, load_average, seed_sessions
+from bench.common import fresh_store, load_average, seed_sessions
 from infrastructure.container import build_services
 from infrastructure.settings import Settings
 from tests.serving import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
-
-
-@contextmanager
-def store(kind: str) -> Iterator[str]:
-    """A fresh store of the kind asked for."""
-    if kind == "postgres":
-        with fresh_schema(DEFAULT_URL) as url:
-            yield url
-        return
-    with tempfile.TemporaryDirectory() as directory:
-        yield f"sqlite:///{directory}/soak.db"
 
 
 def rss_kib(pid: int) -> int:
@@ -92,7 +81,7 @@ def main() -> None:
     parser.add_argument("--sessions", type=int, default=64)
     parser.add_argument("--connections", type=int, default=4, help="concurrent clients")
     args = parser.parse_args()
-    with store(args.store) as url:
+    with fresh_store(args.store) as url:
         services = build_services(Settings(database_url=url))
         try:
             from api.cli import demo_directory_text

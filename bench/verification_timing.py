@@ -16,16 +16,13 @@ from __future__ import annotations
 import argparse
 import random
 import statistics
-import tempfile
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 
 import httpx
 
 from api.app import create_app
 from api.cli import demo_directory_text
-from bench.common import DEFAULT_URL, fresh_schema, load_average
+from bench.common import fresh_store, load_average
 from infrastructure.container import build_services
 from infrastructure.directory_file import parse_directory
 from infrastructure.settings import Settings
@@ -33,16 +30,6 @@ from tests.serving import serving
 
 KNOWN = "alice@example.com"
 UNKNOWN = "nobody-here@example.com"
-
-
-@contextmanager
-def store(kind: str) -> Iterator[str]:
-    if kind == "postgres":
-        with fresh_schema(DEFAULT_URL) as url:
-            yield url
-        return
-    with tempfile.TemporaryDirectory() as directory:
-        yield f"sqlite:///{directory}/bench.db"
 
 
 def open_attempt(http: httpx.Client, email: str) -> str:
@@ -74,7 +61,7 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=1)
     args = parser.parse_args()
     rng = random.Random(args.seed)
-    with store(args.store) as url:
+    with fresh_store(args.store) as url:
         settings = Settings(database_url=url, rate_limits=False, cookie_secure=False)
         services = build_services(settings)
         services.directory.load(parse_directory(demo_directory_text()))
