@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import pwd
 import shutil
+import socket
 import subprocess
 import tempfile
 from collections.abc import Iterator
@@ -21,6 +22,11 @@ import pytest
 from tests.conftest import IN_CI
 
 BIN = Path(os.environ.get("SESSION_LEDGER_TEST_PG_BIN", "/usr/lib/postgresql/15/bin"))
+
+# Below the kernel's ephemeral range (32768-60999 by default), so no client socket of the
+# suite's own connections can be holding the port when the server binds it; apart from the
+# Patroni cluster's ports (27000 up).
+PORTS = range(26500, 26540)
 
 
 class PrivateCluster:
@@ -37,6 +43,13 @@ class PrivateCluster:
         if os.geteuid() == 0:
             command = ["runuser", "-u", "postgres", "--", *command]
         subprocess.run(command, check=True, capture_output=True, timeout=120)
+
+    def log(self) -> str:
+        """The server's log so far (empty when it never wrote one)."""
+        try:
+            return (self.directory / "log").read_text(errors="replace")
+        except FileNotFoundError:
+            return ""
 
     def init(self) -> None:
         """Create the cluster's files (trust authentication, loopback only)."""
@@ -77,9 +90,36 @@ def _problem() -> str:
     return ""
 
 
+def _free(port: int) -> bool:
+    with socket.socket() as probe:
+        try:
+            probe.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+def _start_on_a_free_port(cluster: PrivateCluster) -> None:
+    """Start on the first port of PORTS that binds; a port taken meanwhile means the next."""
+    for port in PORTS:
+        if not _free(port):
+            continue
+        cluster.port = port
+        cluster.url = f"postgresql://postgres@127.0.0.1:{port}/postgres"
+        try:
+            cluster.start()
+            return
+        except subprocess.CalledProcessError as failed:
+            log = cluster.log()
+            if "could not bind" in log or "already in use" in log:
+                continue
+            raise AssertionError(f"the private cluster did not start:\n{log}") from failed
+    pytest.fail(f"no free port for the private cluster in {PORTS}")
+
+
 @contextmanager
-def private_cluster(port: int) -> Iterator[PrivateCluster]:
-    """A started private cluster on ``port``; stopped and deleted afterwards."""
+def private_cluster() -> Iterator[PrivateCluster]:
+    """A started private cluster on a free port; stopped and deleted afterwards."""
     problem = _problem()
     if problem:
         if IN_CI:
@@ -88,10 +128,10 @@ def private_cluster(port: int) -> Iterator[PrivateCluster]:
     directory = Path(tempfile.mkdtemp(prefix="session-ledger-pg-"))
     if os.geteuid() == 0:
         shutil.chown(directory, "postgres", "postgres")
-    cluster = PrivateCluster(directory, port)
+    cluster = PrivateCluster(directory, PORTS[0])
     try:
         cluster.init()
-        cluster.start()
+        _start_on_a_free_port(cluster)
         yield cluster
     finally:
         if cluster.running():

@@ -26,22 +26,11 @@ from tests.serving import serving
 # so a hang (as before: 30-50 s) fails the test, while a slow machine does not.
 TIMEOUT = 2
 CLIENT_TIMEOUT = 4 * TIMEOUT + 10
-CLUSTER_PORTS = range(55410, 55430)
-
-
-def _cluster_port() -> int:
-    import socket
-
-    for port in CLUSTER_PORTS:
-        with socket.socket() as probe:
-            if probe.connect_ex(("127.0.0.1", port)) != 0:
-                return port
-    pytest.fail("no free port for the private cluster")
 
 
 @pytest.fixture
 def cluster() -> Iterator[PrivateCluster]:
-    with private_cluster(_cluster_port()) as made:
+    with private_cluster() as made:
         yield made
 
 
