@@ -8,7 +8,9 @@ transaction), so the seals are written, or rolled back, with the events.
 from __future__ import annotations
 
 import hashlib
+import random
 import threading
+import time
 from collections import OrderedDict
 from collections.abc import Sequence
 from typing import Any
@@ -24,7 +26,6 @@ from eventsourcing.persistence import (
 )
 from eventsourcing.postgres import PostgresApplicationRecorder
 from eventsourcing.sqlite import SQLiteCursor
-from eventsourcing.utils import retry
 from psycopg import Cursor, Rollback
 from psycopg.rows import DictRow
 from psycopg.sql import SQL, Identifier
@@ -127,6 +128,8 @@ $body$
 
 _UNKNOWN: Any = object()
 SPECULATIONS = 3  # one-round-trip tries with fresh heads before the careful path
+INSERT_ATTEMPTS = 10  # as the library's recorder: tries of an append over lost connections
+INSERT_RETRY_WAIT = 0.2  # seconds between them
 
 
 class _KnownHeads:
@@ -221,6 +224,15 @@ class SealingPostgresApplicationRecorder(Sealing, PostgresApplicationRecorder):
             table=Identifier(self.events_table_name),
             event_type=Identifier(self.stored_event_type_name),
         )
+        self._select_recorded = SQL(
+            "SELECT e.originator_id, e.originator_version, e.topic, e.state, e.notification_id "
+            "FROM {schema}.{table} e JOIN unnest(%s::{id_type}[], %s::bigint[]) AS k(i, v) "
+            "ON e.originator_id = k.i AND e.originator_version = k.v"
+        ).format(
+            schema=Identifier(schema),
+            table=Identifier(self.events_table_name),
+            id_type=SQL("uuid" if self._uuid_ids else "text"),
+        )
         chain = SQL(self.chain_table)
         self._select_heads = SQL(
             "SELECT NULL::text AS originator_id, "
@@ -268,11 +280,53 @@ class SealingPostgresApplicationRecorder(Sealing, PostgresApplicationRecorder):
         curs.execute("SELECT pg_advisory_xact_lock(%s)", (self._ddl_lock_key,))
         super()._create_table(curs)
 
-    @retry((InterfaceError, OperationalError), max_attempts=10, wait=0.2)
     def insert_events(
         self, stored_events: Sequence[StoredEvent], **kwargs: Any
     ) -> Sequence[int] | None:
-        """Append atomically, sharing the transaction with concurrent appends."""
+        """Append atomically, sharing the transaction with concurrent appends.
+
+        A lost connection is retried (as the library's recorder does). When it was lost
+        while the append was under way, the server may have committed it without the
+        answer arriving (a failover, a network cut): the retry first looks for the append's
+        own events, byte for byte, and takes them as committed rather than failing with a
+        conflict against itself.
+        """
+        attempts = 0
+        while True:
+            try:
+                if attempts:
+                    recorded = self._recorded_already(stored_events)
+                    if recorded is not None:
+                        return recorded
+                return self._insert_events_once(stored_events, **kwargs)
+            except (InterfaceError, OperationalError):
+                attempts += 1
+                if attempts >= INSERT_ATTEMPTS:
+                    raise
+                time.sleep(INSERT_RETRY_WAIT * (1 + 0.1 * (random.random() - 0.5)))
+
+    def _recorded_already(self, stored_events: Sequence[StoredEvent]) -> list[int] | None:
+        """The positions of ``stored_events`` if every one is recorded exactly as given."""
+        if not stored_events:
+            return None
+        events = self._as_stored(stored_events)
+        with self.datastore.get_connection() as conn, conn.cursor() as curs:
+            curs.execute(
+                self._select_recorded,
+                ([e.originator_id for e in events], [e.originator_version for e in events]),
+            )
+            found = {(r["originator_id"], r["originator_version"]): r for r in curs.fetchall()}
+        positions = []
+        for e in events:
+            row = found.get((e.originator_id, e.originator_version))
+            if row is None or row["topic"] != e.topic or bytes(row["state"]) != e.state:
+                return None
+            positions.append(int(row["notification_id"]))
+        return positions
+
+    def _insert_events_once(
+        self, stored_events: Sequence[StoredEvent], **kwargs: Any
+    ) -> Sequence[int] | None:
         if not stored_events or any(value is not None for value in kwargs.values()):
             # Tracking records and empty appends take the library's own path. (Applications
             # always pass ``tracking``, as None when there is nothing to track.)

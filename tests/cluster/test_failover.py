@@ -127,11 +127,6 @@ def under_traffic(
 
 
 SERVICE_UNAVAILABLE = "503 SERVICE_UNAVAILABLE"
-# A known limitation (docs/cluster.md): a sign-in whose commit reached the synchronous standby
-# while its primary died is appended again by the event store's retry on the new primary,
-# which finds the event already there; the command, reloaded, answers USER_ALREADY_SIGNED_IN.
-# Nothing is lost or doubled (the checks below), but that client got no 2xx for its sign-in.
-AMBIGUOUS_COMMIT = "400 USER_ALREADY_SIGNED_IN"
 
 
 def test_the_primary_dies_and_its_synchronous_standby_takes_over(harness: Harness) -> None:
@@ -148,7 +143,7 @@ def test_the_primary_dies_and_its_synchronous_standby_takes_over(harness: Harnes
         f"SIGKILL the primary's postmaster (db{old})",
         lambda: cluster.kill_postmaster(old),
         promoted,
-        {SERVICE_UNAVAILABLE, AMBIGUOUS_COMMIT},
+        {SERVICE_UNAVAILABLE},
     )
     # The old primary comes back by itself, rewound, as a replica of the new one.
     cluster.wait_until(f"db{old} rejoining as a replica", cluster.healthy, timeout=180)
@@ -198,7 +193,7 @@ def test_the_new_primary_dies_too_after_the_old_one_rejoined(harness: Harness) -
         f"SIGKILL the new primary's postmaster (db{old})",
         lambda: cluster.kill_postmaster(old),
         lambda: cluster.primary() not in (None, old),
-        {SERVICE_UNAVAILABLE, AMBIGUOUS_COMMIT},
+        {SERVICE_UNAVAILABLE},
     )
     cluster.wait_until(f"db{old} rejoining as a replica", cluster.healthy, timeout=180)
 
@@ -244,7 +239,7 @@ def test_no_database_node_answers_clean_503s_then_recovery(harness: Harness) -> 
         f"every PostgreSQL node stopped for {outage:.0f}s",
         every_database_node_away,
         cluster.healthy,
-        {SERVICE_UNAVAILABLE, AMBIGUOUS_COMMIT},
+        {SERVICE_UNAVAILABLE},
     )
     # Nothing was writable, and the service said so: 503s with Retry-After, /health 503.
     assert ledger.failures()[SERVICE_UNAVAILABLE] >= 1
