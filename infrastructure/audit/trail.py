@@ -25,6 +25,7 @@ from domain.errors import SessionLedgerError
 from domain.ids import aggregate_uuid
 from domain.session import Session
 from infrastructure.audit.chain import CHAIN_TABLE, GENESIS, originator_key
+from infrastructure.audit.sources import HistorySources
 from infrastructure.audit.verify import Verifier, VerifyReport
 from infrastructure.projections.replica_reads import ReplicaReads
 from infrastructure.sql import SqlDatabase
@@ -152,8 +153,8 @@ class AuditTrail:
         self.db = db
         self.views = views
         self.replica = replica
-        chain = getattr(sessions.recorder, "chain", None)  # memory:// keeps no seals
-        self.verifier = Verifier(sessions, db, chain) if chain is not None else None
+        self.sources = HistorySources(sessions, db, views, replica)
+        self.chain = getattr(sessions.recorder, "chain", None)  # memory:// keeps no seals
 
     # Reading ----------------------------------------------------------------------------
 
@@ -178,12 +179,12 @@ class AuditTrail:
             context=context,
         )
 
-    def _positions(self, originator_id: UUID) -> dict[int, int]:
-        if self.verifier is None:
+    def _positions(self, db: SqlDatabase, originator_id: UUID) -> dict[int, int]:
+        if self.chain is None:
             return {}
-        with self.db.transaction(commit=False) as cursor:
+        with db.transaction(commit=False) as cursor:
             cursor.execute(
-                f"SELECT position, originator_version FROM {self.db.table(CHAIN_TABLE)} "
+                f"SELECT position, originator_version FROM {db.table(CHAIN_TABLE)} "
                 "WHERE originator_id = %(o)s",
                 {"o": originator_key(originator_id)},
             )
@@ -192,10 +193,11 @@ class AuditTrail:
     def history(self, session_id: int) -> list[AuditEvent]:
         """Every event of a session, in order, with its position and request context."""
         originator = aggregate_uuid(session_id)
-        stored = self.sessions.recorder.select_events(originator)
+        source = self.sources.current()
+        stored = source.recorder.select_events(originator)
         if not stored:
             raise UnknownSession
-        positions = self._positions(originator)
+        positions = self._positions(source.db, originator)
         return [self._audit_event(s, positions.get(s.originator_version)) for s in stored]
 
     def state(
@@ -204,7 +206,7 @@ class AuditTrail:
         """The session as it was at ``version`` or at time ``at``; and that version."""
         originator = aggregate_uuid(session_id)
         # From the events alone: snapshots are verified, never trusted.
-        history: list[Any] = list(self.sessions.events.get(originator))
+        history: list[Any] = list(self.sources.current().events.get(originator))
         if not history:
             raise UnknownSession
         if at is not None:
@@ -258,9 +260,10 @@ class AuditTrail:
 
     def verify(self, expected_head: str | None = None) -> VerifyReport:
         """Verify the whole store."""
-        if self.verifier is None:
+        if self.chain is None:
             return VerifyReport(problem="this store (memory://) keeps no seals to verify")
-        return self.verifier.verify(expected_head)
+        source = self.sources.current()
+        return Verifier(source, source.db, self.chain).verify(expected_head)
 
     # Export and import ------------------------------------------------------------------
 
@@ -295,7 +298,7 @@ class AuditTrail:
             position = batch[-1].id
 
     def _seal_hashes(self) -> dict[int, str]:
-        if self.verifier is None:
+        if self.chain is None:
             return {}
         with self.db.transaction(commit=False) as cursor:
             cursor.execute(f"SELECT position, global_hash FROM {self.db.table(CHAIN_TABLE)}")
@@ -309,7 +312,7 @@ class AuditTrail:
         """
         if self.sessions.recorder.max_notification_id():
             raise StoreNotEmpty
-        events = _read_export(lines, self.verifier.chain if self.verifier else None)
+        events = _read_export(lines, self.chain)
         if events:
             self.sessions.recorder.insert_events(events)
         return len(events)
