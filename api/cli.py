@@ -33,6 +33,7 @@ from api.projection_process import projection_process
 from api.serving import run_workers
 from domain.errors import SessionLedgerError
 from domain.ids import parse_id
+from infrastructure.allocator import limit_malloc_arenas
 from infrastructure.container import Services, StoreUnavailable, build_services
 from infrastructure.directory_file import DirectoryFileError, parse_directory
 from infrastructure.settings import Settings
@@ -336,6 +337,7 @@ def serve(
     workers: Annotated[int, typer.Option(help="Worker processes", min=1, max=64)] = 1,
 ) -> None:
     """Run the HTTP API with uvicorn (in several processes with --workers)."""
+    limit_malloc_arenas()  # before any thread starts; children inherit it
     settings = load_settings()
     if workers > 1 and settings.database_url.startswith("memory://"):
         raise _fail("--workers needs a shared store: memory:// lives inside one process")

@@ -74,9 +74,14 @@ class WorkerLease:
 
     def release(self) -> None:
         """Give the lease up (closing its connection or file frees it)."""
-        self.held = False
+        held, self.held = self.held, False
         if self._connection is not None:
             with contextlib.suppress(psycopg.Error):
+                if held and not self._connection.closed:
+                    # Unlock before closing: a closed connection's server process frees its
+                    # locks only when it exits, a moment later, so the next worker would
+                    # find the lease still taken.
+                    self._connection.execute("SELECT pg_advisory_unlock_all()")
                 self._connection.close()
             self._connection = None
         if self._file is not None:

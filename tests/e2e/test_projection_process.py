@@ -90,6 +90,11 @@ def test_the_child_projects_comes_back_and_leaves_with_serve(
     # Given serve with its projection worker in a child process
     wait_for("a projections child runs", lambda: len(projection_children(process.pid)) == 1)
     first = projection_children(process.pid)[0]
+    # with glibc's malloc arenas capped, as serve sets them for itself and its children
+    # (infrastructure/allocator.py), unless the operator chose a number
+    environment = Path(f"/proc/{first}/environ").read_bytes().split(b"\0")
+    chosen = os.environ.get("MALLOC_ARENA_MAX", "2").encode()
+    assert b"MALLOC_ARENA_MAX=" + chosen in environment
 
     # When a session starts (a write; nothing reads the session back)
     assert httpx.get(f"{base}/session").status_code == 200
