@@ -8,6 +8,11 @@ analytics, writes from other processes, and recovery after a crash.
 
 When several processes serve one store, only the worker holding the lease (see
 ``lease``) works; the others wait to take over.
+
+A wake-up can be lost (a NOTIFY sent while the listening connection was being replaced at a
+failover): the worker never waits on one subscription longer than ``recheck_seconds``, then
+catches up from the log and subscribes again, so a missed wake-up delays a view by that
+much at most instead of until the next write.
 """
 
 from __future__ import annotations
@@ -27,6 +32,7 @@ logger = logging.getLogger(__name__)
 
 RETRY_SECONDS = 1.0
 LEASE_RETRY_SECONDS = 2.0
+RECHECK_SECONDS = 5.0
 
 
 class ProjectionWorker:
@@ -37,8 +43,10 @@ class ProjectionWorker:
         app: Application[Any],
         projectors: Sequence[Projector],
         lease: WorkerLease | None = None,
+        recheck_seconds: float = RECHECK_SECONDS,
     ) -> None:
         self.app = app
+        self.recheck_seconds = recheck_seconds
         self.projectors = list(projectors)
         self.lease = lease
         self.last_error: str | None = None
@@ -69,11 +77,17 @@ class ProjectionWorker:
                         self._subscription = subscription
                     if self._stopping.is_set():
                         break
-                    for notification in subscription:
-                        if self.lease is not None and not self.lease.still_held():
-                            break
-                        if notification.id > done:
-                            done = self.catch_up()
+                    recheck = threading.Timer(self.recheck_seconds, subscription.stop)
+                    recheck.daemon = True
+                    recheck.start()
+                    try:
+                        for notification in subscription:
+                            if self.lease is not None and not self.lease.still_held():
+                                break
+                            if notification.id > done:
+                                done = self.catch_up()
+                    finally:
+                        recheck.cancel()
             except Exception as error:
                 self.last_error = f"{type(error).__name__}: {error}"
                 if store_unavailable(error):  # an outage: one line a second, not a traceback
