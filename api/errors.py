@@ -162,16 +162,17 @@ def render_error(request: Request, error: Exception) -> JSONResponse:
     elif answer is FAILED:
         logger.error("unhandled %s on %s", type(error).__name__, where, exc_info=error)
     session = _session_info(request) if answer.shows_session else None
-    message = answer.message or str(error)
-    response = failure(answer.status, answer.code, message, session)
+    response = failure(answer.status, answer.code, answer.message or str(error), session)
+    services = getattr(request.app.state, "services", None)
+    token: str = getattr(request.state, "new_token", None) or ""
+    settings = services.settings if services is not None and token else None
+    if settings is not None and session is not None:  # a refusal: with the session shown
+        set_session_cookie(response, settings, token)
     response.headers.update(answer.headers)
     if answer.retry_after is not None:
         response.headers["Retry-After"] = str(answer.retry_after(request, error))
-    services = getattr(request.app.state, "services", None)
-    new_token = getattr(request.state, "new_token", None)
-    shown = session is not None or answer.status >= 500
-    if services is not None and new_token and shown:
-        set_session_cookie(response, services.settings, new_token)
+    if settings is not None and answer.status >= 500:  # a failure: whatever else goes
+        set_session_cookie(response, settings, token)
     return response
 
 
