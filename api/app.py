@@ -12,8 +12,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from api import routes_admin, routes_auth, routes_me, routes_ops, routes_session, routes_webhooks
 from api.context import audit_context, refuse_cross_site, request_id
 from api.cors import CredentialedCors
-from api.envelope import install_error_handlers
-from api.failures import install_store_error_handlers, render_failure
+from api.errors import install_error_handlers, render_error
 from api.logs import REQUEST_ID
 from api.openapi_contract import document_contract
 from application.request_context import current_request
@@ -61,7 +60,7 @@ class RequestContextMiddleware:
             # store outage's 503) carries the request id like every other answer.
             if started:
                 raise
-            await render_failure(request, error)(scope, receive, send_with_id)
+            await render_error(request, error)(scope, receive, send_with_id)
         finally:
             current_request.reset(context)
             REQUEST_ID.reset(logged)
@@ -116,7 +115,6 @@ def create_app(
         dependencies=[Depends(refuse_cross_site)],  # CSRF: every state-changing route
     )
     install_error_handlers(app)
-    install_store_error_handlers(app)
     document_contract(app)
 
     app.add_middleware(RequestContextMiddleware)

@@ -31,10 +31,11 @@ from rich.table import Table
 from api.cli_webhooks import webhook_child, webhooks_app
 from api.projection_process import projection_process
 from api.serving import run_workers
+from application.errors import StoreUnavailable
 from domain.errors import SessionLedgerError
 from domain.ids import parse_id
 from infrastructure.allocator import limit_malloc_arenas
-from infrastructure.container import Services, StoreUnavailable, build_services
+from infrastructure.container import Services, build_services
 from infrastructure.directory_file import DirectoryFileError, parse_directory
 from infrastructure.settings import Settings
 

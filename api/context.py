@@ -12,8 +12,8 @@ from urllib.parse import urlsplit
 
 from fastapi import Depends, Request
 
+from application.errors import ForbiddenOrigin
 from application.ports import RequestContext
-from domain.errors import ForbiddenOrigin
 from infrastructure.deployment import allowed_origins
 from infrastructure.settings import Settings
 

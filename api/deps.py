@@ -9,8 +9,8 @@ from typing import Annotated
 from fastapi import Depends, Request, Response
 from fastapi.security import APIKeyCookie
 
+from application.errors import Unauthorized
 from application.sessions import SessionsApp
-from domain.errors import Unauthorized
 from infrastructure.container import Services
 from infrastructure.deployment import (
     DEV_SESSION_HEADER,

@@ -1,5 +1,5 @@
 """The OpenAPI document states the contract exactly: id patterns, and every status a route
-can answer, each with the envelope's schema.
+can answer, each with the envelope's schema (and none FastAPI adds that the API never gives).
 
 Routes declare what is theirs (200, their 400 codes, 401 where a cookie is required, 429 on
 rate-limited routes); the answers any route can give are added here once: 400 for a
@@ -45,6 +45,9 @@ def document_contract(app: FastAPI) -> None:
         for path_item in schema.get("paths", {}).values():
             for method, operation in path_item.items():
                 responses = operation.setdefault("responses", {})
+                # FastAPI's automatic 422: a malformed request is a 400 INVALID_REQUEST in
+                # the envelope (``api.errors``), never a 422.
+                responses.pop("422", None)
                 shared = dict(_ANY_ROUTE)
                 if method not in ("get", "head", "options"):
                     shared.update(_STATE_CHANGING)
@@ -54,6 +57,8 @@ def document_contract(app: FastAPI) -> None:
                         {"description": description,
                          "content": {"application/json": {"schema": _ERROR}}},
                     )  # fmt: skip
+        for name in ("HTTPValidationError", "ValidationError"):
+            schema.get("components", {}).get("schemas", {}).pop(name, None)
         return schema
 
     app.openapi = openapi  # type: ignore[method-assign]

@@ -17,7 +17,7 @@ from fastapi.responses import HTMLResponse, JSONResponse
 from api.deps import ServicesDep
 from api.envelope import ErrorEnvelope, success
 from api.timeline import render_timeline
-from domain.errors import AdminUnauthorized, InvalidRequest
+from application.errors import AdminUnauthorized, InvalidRequest
 from domain.ids import parse_id
 from infrastructure.container import Services
 

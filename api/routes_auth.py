@@ -13,8 +13,8 @@ from api.envelope import Envelope, ErrorEnvelope
 from api.forms import SignInForm, SignUpForm, VerificationForm
 from api.openapi_contract import id_query
 from api.rendering import render
+from application.errors import UnsupportedStrategy
 from application.read_model import SessionDocument
-from domain.errors import InvalidRequest, UnsupportedStrategy
 from domain.values import SignInMethod
 from infrastructure.container import Services
 
@@ -69,8 +69,6 @@ def sign_in(
     """
     if form.strategy not in (SignInMethod.PLAIN_EMAIL, SignInMethod.EMAIL_OTP):
         raise UnsupportedStrategy
-    if form.strategy == SignInMethod.PLAIN_EMAIL and form.password is None:
-        raise InvalidRequest("The field 'password' is required.")
     session_id, token, started = _session(request, services, caller)
     if form.strategy == SignInMethod.EMAIL_OTP:
         result = services.auth.start_email_code_sign_in(session_id, form.email, context)

@@ -19,8 +19,8 @@ from api.deps import (
 from api.envelope import Envelope, ErrorEnvelope, success
 from api.openapi_contract import id_query
 from api.rendering import render
+from application.errors import TemplateNotFound
 from application.read_model import SessionDocument
-from domain.errors import TemplateNotFound
 from infrastructure.container import Services
 
 router = APIRouter(prefix="/session", tags=["Sessions"])

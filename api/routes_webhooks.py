@@ -13,7 +13,7 @@ from pydantic import BaseModel, Field
 from api.deps import ServicesDep
 from api.envelope import ErrorEnvelope, success
 from api.routes_admin import require_admin
-from domain.errors import InvalidRequest
+from application.errors import InvalidRequest
 from domain.ids import parse_id
 
 router = APIRouter(

@@ -15,6 +15,7 @@ from datetime import datetime, timedelta
 
 from eventsourcing.domain import Aggregate
 
+from application.errors import RateLimited, UnsupportedStrategy
 from application.ports import (
     AccountCreator,
     Mailer,
@@ -30,10 +31,7 @@ from domain.errors import (
     InvalidAttempt,
     InvalidCode,
     InvalidCredentials,
-    InvalidRequest,
-    RateLimited,
     SessionLedgerError,
-    UnsupportedStrategy,
     WeakPassword,
 )
 from domain.ids import parse_id
@@ -43,7 +41,6 @@ from domain.values import AttemptKind, SignInMethod, SignInStep, normalise_email
 CODE_DIGITS = 6
 DISCARDED = "nobody@invalid"  # the address on an unknown email's discarded code
 MIN_PASSWORD_LENGTH = 8
-_EMAIL = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s]+")
 _CODE = re.compile(r"[0-9]{6}")
 
 
@@ -314,16 +311,9 @@ class Authenticator:
         context: RequestContext = RequestContext(),  # noqa: B008 - immutable
     ) -> CommandResult:
         """Start creating an account; it exists once its email is verified with a code."""
+        # The fields were validated where the request was parsed (api.forms).
         values = {name: (fields.get(name) or "").strip() for name in _SIGN_UP_FIELDS}
-        for name in _SIGN_UP_FIELDS:
-            raw = fields.get(name)
-            if raw is None or raw.strip() == "":
-                raise InvalidRequest(f"The field '{name}' is required.")
-            if len(raw) > 256:
-                raise InvalidRequest(f"The field '{name}' is too long.")
         password = fields.get("password") or ""
-        if _EMAIL.fullmatch(values["email"]) is None:
-            raise InvalidRequest("The field 'email' is not a valid email address.")
         if len(password) < MIN_PASSWORD_LENGTH:
             raise WeakPassword
         self._limit("sign-up-address", context.client_address, self.policy.sign_ups_per_address)

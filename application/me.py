@@ -11,6 +11,7 @@ from datetime import datetime
 
 from eventsourcing.domain import Aggregate
 
+from application.errors import InvalidRequest
 from application.me_documents import (
     OrganizationDoc,
     OrganizationMembershipEntry,
@@ -23,7 +24,7 @@ from application.me_documents import (
 from application.ports import Group, UserSignIn, UserSignIns
 from application.read_model import SignInDoc, rfc3339, user_doc
 from application.sessions import CommandResult, SessionsApp
-from domain.errors import InvalidRequest, InvalidSignInId, NoActiveSignIn
+from domain.errors import InvalidSignInId, NoActiveSignIn
 from domain.ids import parse_id
 from domain.session import Session
 

@@ -2,7 +2,7 @@
 
 Every command runs through :meth:`SessionsApp._run`, which reloads and retries when another
 writer saved the same session first (two tabs switching at once), within a bound, and then
-gives up with :class:`~domain.errors.ConcurrentModification` rather than losing an update.
+gives up with :class:`~application.errors.ConcurrentModification` rather than losing an update.
 """
 
 from __future__ import annotations
@@ -29,6 +29,7 @@ from eventsourcing.persistence import (
 )
 from eventsourcing.utils import Environment, EnvType
 
+from application.errors import ConcurrentModification, Unauthorized
 from application.ports import (
     Clock,
     Digester,
@@ -42,13 +43,7 @@ from application.ports import (
 from application.read_model import SessionDocument, SessionInfo, rfc3339, session_document
 from application.request_context import ContextMapper
 from application.transcodings import DataclassAsDict
-from domain.errors import (
-    ConcurrentModification,
-    InvalidSignInId,
-    NotAMember,
-    SessionLedgerError,
-    Unauthorized,
-)
+from domain.errors import InvalidSignInId, NotAMember, SessionLedgerError
 from domain.ids import aggregate_uuid, parse_id
 from domain.session import Session
 from domain.tokens import SessionToken

@@ -11,6 +11,7 @@ from eventsourcing.persistence import InfrastructureFactory, PersistenceError
 from eventsourcing.utils import Environment
 
 from application.authentication import Authenticator, AuthPolicy
+from application.errors import StoreUnavailable
 from application.me import MyAccount
 from application.ports import Clock
 from application.request_context import ContextMapper
@@ -53,10 +54,6 @@ from infrastructure.settings import Settings
 from infrastructure.signing_keys import SigningKeys
 from infrastructure.sql import SqlDatabase
 from infrastructure.webhooks.service import WebhookService
-
-
-class StoreUnavailable(RuntimeError):
-    """Raised when the configured store cannot be opened; the message is one printable line."""
 
 
 @dataclass

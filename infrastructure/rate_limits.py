@@ -14,8 +14,8 @@ import hashlib
 import math
 import random
 
+from application.errors import RateLimited
 from application.ports import Clock, Recent
-from domain.errors import RateLimited
 from infrastructure.sql import SqlCursor, SqlDatabase
 
 SWEEP_PROBABILITY = 0.01

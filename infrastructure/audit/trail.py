@@ -18,10 +18,10 @@ from uuid import UUID
 
 from eventsourcing.persistence import Notification, StoredEvent
 
+from application.errors import InvalidExport, StoreNotEmpty, UnknownSession
 from application.read_model import SessionDocument, rfc3339, session_document
 from application.request_context import CONTEXT_KEY
 from application.sessions import SessionsApp
-from domain.errors import SessionLedgerError
 from domain.ids import aggregate_uuid
 from domain.session import Session
 from infrastructure.audit.chain import CHAIN_TABLE, GENESIS, originator_key
@@ -31,20 +31,6 @@ from infrastructure.projections.replica_reads import ReplicaReads
 from infrastructure.sql import SqlDatabase
 
 EXPORT_FORMAT = "session-ledger-audit/1"
-
-
-class UnknownSession(SessionLedgerError):
-    """Raised when an audit asks for a session the store has never seen."""
-
-    code = "UNKNOWN_SESSION"
-    message = "No such session."
-
-
-class StoreNotEmpty(SessionLedgerError):
-    """Raised when an import would mix with events already in the store."""
-
-    code = "STORE_NOT_EMPTY"
-    message = "Import needs an empty store."
 
 
 @dataclass(frozen=True)
@@ -72,13 +58,6 @@ class AuditEvent:
             "data": self.data,
             "context": self.context,
         }
-
-
-class InvalidExport(SessionLedgerError):
-    """Raised when an export file is malformed, partial or does not match its own chain."""
-
-    code = "INVALID_EXPORT"
-    message = "The export cannot be imported."
 
 
 def _to_ms(moment: datetime) -> datetime:

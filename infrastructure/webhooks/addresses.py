@@ -15,16 +15,9 @@ import socket
 from dataclasses import dataclass
 from urllib.parse import SplitResult, urlsplit
 
-from domain.errors import SessionLedgerError
+from application.errors import InvalidWebhookUrl
 
 IpAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
-
-
-class InvalidWebhookUrl(SessionLedgerError):
-    """Raised when an endpoint URL is not an http(s) URL on an allowed address."""
-
-    code = "INVALID_WEBHOOK_URL"
-    message = "The webhook URL must be an http(s) URL on a public address."
 
 
 class AddressRefused(Exception):

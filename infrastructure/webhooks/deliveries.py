@@ -15,8 +15,9 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from application.errors import UnknownEndpoint
 from infrastructure.sql import Row, SqlDatabase
-from infrastructure.webhooks.endpoints import UnknownEndpoint, now_ms, time_of
+from infrastructure.webhooks.endpoints import now_ms, time_of
 from infrastructure.webhooks.http import Outcome
 from infrastructure.webhooks.tables import ATTEMPTS, DELIVERIES, ENDPOINTS, MESSAGES, to_ms
 

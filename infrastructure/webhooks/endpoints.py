@@ -13,21 +13,14 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from application.errors import InvalidRequest, UnknownEndpoint
 from application.read_model import rfc3339
-from domain.errors import InvalidRequest, SessionLedgerError
 from infrastructure.ids import SnowflakeGenerator
 from infrastructure.sql import Row, SqlDatabase
 from infrastructure.webhooks.addresses import parse_url
 from infrastructure.webhooks.catalogue import EVENT_TYPES
 from infrastructure.webhooks.signing import SecretBox, new_secret
 from infrastructure.webhooks.tables import ENDPOINTS, from_ms
-
-
-class UnknownEndpoint(SessionLedgerError):
-    """Raised when an endpoint id names no webhook endpoint."""
-
-    code = "UNKNOWN_ENDPOINT"
-    message = "No such webhook endpoint."
 
 
 def now_ms() -> int:

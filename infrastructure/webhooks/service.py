@@ -8,7 +8,7 @@ from typing import Any
 
 from eventsourcing.application import Application
 
-from domain.errors import InvalidRequest
+from application.errors import InvalidRequest, WebhooksNotConfigured
 from infrastructure.projections.engine import Payload, Projector
 from infrastructure.projections.lease import WorkerLease
 from infrastructure.settings import Settings
@@ -17,7 +17,7 @@ from infrastructure.webhooks.deliveries import DeliveryStore, RetryPolicy
 from infrastructure.webhooks.endpoints import Endpoint, EndpointStore, now_ms
 from infrastructure.webhooks.examples import catalogue
 from infrastructure.webhooks.follower import WebhookProjection
-from infrastructure.webhooks.signing import SecretBox, WebhooksNotConfigured
+from infrastructure.webhooks.signing import SecretBox
 from infrastructure.webhooks.worker import SendPolicy, WebhookSender, WebhookWorker
 
 

@@ -19,17 +19,10 @@ from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from standardwebhooks.webhooks import Webhook
 
-from domain.errors import SessionLedgerError
+from application.errors import WebhooksNotConfigured
 
 PREFIX = "whsec_"
 _VERSION = "v1:"
-
-
-class WebhooksNotConfigured(SessionLedgerError):
-    """Raised when endpoints are managed without SESSION_LEDGER_WEBHOOK_KEY set."""
-
-    code = "WEBHOOKS_NOT_CONFIGURED"
-    message = "Set SESSION_LEDGER_WEBHOOK_KEY (kept outside the database) to use webhooks."
 
 
 class SecretUnreadable(RuntimeError):

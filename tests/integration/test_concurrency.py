@@ -19,9 +19,10 @@ from eventsourcing.application import Repository
 from fastapi.testclient import TestClient
 
 from api.app import create_app
+from application.errors import ConcurrentModification
 from application.read_model import SessionDocument
 from application.sessions import CommandResult, SessionsApp
-from domain.errors import ConcurrentModification, UserAlreadySignedIn
+from domain.errors import UserAlreadySignedIn
 from domain.ids import aggregate_uuid
 from domain.session import Session
 from domain.user_context import UserContext, user_context_uuid

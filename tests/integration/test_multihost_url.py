@@ -12,7 +12,8 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from infrastructure.container import StoreUnavailable, build_services
+from application.errors import StoreUnavailable
+from infrastructure.container import build_services
 from infrastructure.multihost import parse_postgres_url
 from infrastructure.replication import replication_status
 from infrastructure.settings import Settings

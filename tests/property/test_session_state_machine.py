@@ -31,6 +31,7 @@ from hypothesis.stateful import (
     rule,
 )
 
+from application.errors import Unauthorized
 from application.read_model import SessionDocument, session_document
 from application.sessions import SessionsApp
 from domain.errors import (
@@ -40,7 +41,6 @@ from domain.errors import (
     NoActiveSignIn,
     NotAMember,
     SessionLedgerError,
-    Unauthorized,
     UserAlreadySignedIn,
 )
 from domain.ids import aggregate_uuid

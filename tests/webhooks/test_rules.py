@@ -7,7 +7,8 @@ import random
 
 import pytest
 
-from infrastructure.webhooks.addresses import InvalidWebhookUrl, allowed, parse_url
+from application.errors import InvalidWebhookUrl
+from infrastructure.webhooks.addresses import allowed, parse_url
 from infrastructure.webhooks.deliveries import RetryPolicy
 
 
