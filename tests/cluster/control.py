@@ -68,7 +68,9 @@ class Cluster:
             )
         except subprocess.TimeoutExpired:
             pytest.fail(f"deploy/cluster {' '.join(args)} took over {timeout}s\n{self.logs()}")
-        assert done.returncode == 0, f"deploy/cluster {' '.join(args)}:\n{done.stderr}"
+        assert done.returncode == 0, (
+            f"deploy/cluster {' '.join(args)}:\n{done.stderr}\n{self.logs()}"
+        )
         return done.stdout
 
     def logs(self, lines: int = 15) -> str:
