@@ -18,7 +18,7 @@ from application.request_context import ContextMapper
 from application.sessions import SessionPolicy, SessionsApp
 from domain.session import Session
 from infrastructure.audit.chain import Chain
-from infrastructure.audit.recorders import Sealing
+from infrastructure.audit.sealing import Sealing
 from infrastructure.audit.trail import AuditTrail
 from infrastructure.clock import SystemClock
 from infrastructure.deployment import token_issuer
@@ -118,7 +118,7 @@ def build_services(
         factory = InfrastructureFactory.construct(Environment(SessionsApp.name, env))
         _prepare(settings, getattr(factory, "datastore", None), env.get(TARGET_SESSION_ATTRS, ""))
         sql = sql_database_for(factory)
-        migrate(sql)
+        migrate(sql, "store")
         secrets = ServerSecrets(sql)
         directory = SqlDirectory(sql)
         the_clock = clock or SystemClock()

@@ -39,9 +39,8 @@ from application.ports import (
 from domain.errors import EmailTaken
 from domain.values import OrganizationMembershipFact, WorkspaceMembershipFact
 from infrastructure.clock import SystemClock
-from infrastructure.sql import Row, SqlCursor, SqlDatabase
+from infrastructure.sql import Row, SqlCursor, SqlDatabase, select_in
 
-_CHUNK = 500  # ids per IN (...) list, well under SQLite's limit on parameters
 _TABLES = ("users", "organizations", "organization_roles", "workspaces", "workspace_roles",
            "organization_memberships", "workspace_memberships")  # fmt: skip
 # Only memberships whose workspace belongs to the parent membership's organization count.
@@ -227,14 +226,9 @@ class SqlDirectory(DirectoryTables):
 
 
 def where_in(cur: SqlCursor, sql: str, values: Iterable[str]) -> list[Row]:
-    """Rows of ``sql`` (which ends in a column) whose column is among the values."""
-    unique = list(dict.fromkeys(values))
-    rows: list[Row] = []
-    for start in range(0, len(unique), _CHUNK):
-        params = {f"v{i}": value for i, value in enumerate(unique[start : start + _CHUNK])}
-        cur.execute(sql + " IN (" + ", ".join(f"%({name})s" for name in params) + ")", params)
-        rows.extend(cur.fetchall())
-    return rows
+    """Rows of ``sql`` (which ends in ``WHERE column``) whose column is among the values."""
+    select, column = sql.rsplit(" WHERE ", 1)
+    return select_in(cur, select, column, values)
 
 
 def _profile(row: Row) -> UserProfile:

@@ -11,33 +11,44 @@ engine, which rebuilds them.
 
 from __future__ import annotations
 
-import zlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Literal
 
-from infrastructure.schema_baseline import baseline
-from infrastructure.sql import SqlCursor, SqlDatabase
+from infrastructure.schema_baseline import store_baseline, views_baseline
+from infrastructure.sql import SqlCursor, SqlDatabase, advisory_key
+
+# "store": the event store's database; "views": where projections and webhooks live (the
+# same database unless SESSION_LEDGER_VIEWS_DATABASE_URL names another).
+Database = Literal["store", "views"]
 
 
 @dataclass(frozen=True)
 class Migration:
-    """One step of the schema: its statements for a database's dialect (``db.dialect``)."""
+    """One step of the schema of one database: its statements for that database's dialect
+    (``db.dialect``) and table names (``db.table``)."""
 
     version: int
+    database: Database
     description: str
     statements: Callable[[SqlDatabase], Sequence[str]]
 
 
 MIGRATIONS: tuple[Migration, ...] = (
-    Migration(1, "tables of the releases before versioned migrations", baseline),
+    Migration(1, "store", "tables of the releases before versioned migrations", store_baseline),
+    Migration(2, "views", "tables of the releases before versioned migrations", views_baseline),
 )
 
 VERSION_TABLE = "schema_version"
 
 
-def migrate(db: SqlDatabase, migrations: Sequence[Migration] = MIGRATIONS) -> list[int]:
-    """Apply the migrations ``db`` has not had yet, in order; the versions applied."""
+def migrate(
+    db: SqlDatabase, database: Database, migrations: Sequence[Migration] = MIGRATIONS
+) -> list[int]:
+    """Apply the migrations of ``database`` that ``db`` has not had yet, in order; return
+    the versions applied. Versions are unique across databases, so one database can serve
+    as both."""
     versions = [m.version for m in migrations]
     if versions != sorted(set(versions)):
         msg = f"migration versions must increase: {versions}"
@@ -46,14 +57,16 @@ def migrate(db: SqlDatabase, migrations: Sequence[Migration] = MIGRATIONS) -> li
     applied: list[int] = []
     with db.transaction(immediate=True) as cursor:
         if db.dialect == "postgres":
-            cursor.execute("SELECT pg_advisory_xact_lock(%(key)s)", {"key": _lock_key(table)})
+            # One key per schema: another schema migrates independently.
+            key = advisory_key(f"session-ledger migrations {table}")
+            cursor.execute("SELECT pg_advisory_xact_lock(%(key)s)", {"key": key})
         cursor.execute(
             f"CREATE TABLE IF NOT EXISTS {table} (version INTEGER PRIMARY KEY, "
             "description TEXT NOT NULL, applied_at TEXT NOT NULL)"
         )
         done = _applied(cursor, table)
         for migration in migrations:
-            if migration.version in done:
+            if migration.database != database or migration.version in done:
                 continue
             for statement in migration.statements(db):
                 cursor.execute(statement)
@@ -79,8 +92,3 @@ def schema_versions(db: SqlDatabase) -> list[int]:
 def _applied(cursor: SqlCursor, table: str) -> set[int]:
     cursor.execute(f"SELECT version FROM {table}")
     return {int(row["version"]) for row in cursor.fetchall()}
-
-
-def _lock_key(table: str) -> int:
-    # A stable 32-bit key per schema: another schema migrates independently.
-    return zlib.crc32(f"session-ledger migrations {table}".encode())

@@ -1,4 +1,4 @@
-"""Migration 1: the tables as the releases before versioned migrations created them.
+"""Migrations 1 and 2: the tables as the releases before versioned migrations made them.
 
 Every statement says ``IF NOT EXISTS``, so on an install made by those releases (tables
 there, no ``schema_version`` table yet) this migration changes nothing and is only
@@ -11,6 +11,14 @@ from __future__ import annotations
 
 from infrastructure.audit.chain import CHAIN_TABLE
 from infrastructure.sql import SqlDatabase
+from infrastructure.webhooks.tables import (
+    ATTEMPTS,
+    DELIVERIES,
+    ENDPOINTS,
+    MESSAGES,
+    SESSIONS,
+    SIGN_INS,
+)
 
 _DIRECTORY = (
     "CREATE TABLE IF NOT EXISTS {users} (id TEXT PRIMARY KEY, email TEXT NOT NULL UNIQUE,"
@@ -36,8 +44,8 @@ _DIRECTORY_TABLES = ("users", "organizations", "workspaces", "organization_membe
                      "workspace_memberships")  # fmt: skip
 
 
-def baseline(db: SqlDatabase) -> list[str]:
-    """Today's tables of the event store's database, in either dialect."""
+def store_baseline(db: SqlDatabase) -> list[str]:
+    """The tables of the event store's database, in either dialect."""
     postgres = db.dialect == "postgres"
     timestamp = "TIMESTAMPTZ" if postgres else "TEXT"
     real = "DOUBLE PRECISION" if postgres else "REAL"
@@ -52,8 +60,7 @@ def baseline(db: SqlDatabase) -> list[str]:
         f"created_at {timestamp} NOT NULL, retired_at {timestamp})",
         f"CREATE TABLE IF NOT EXISTS {t('rate_limit_events')} "
         f"(bucket TEXT NOT NULL, at {real} NOT NULL)",
-        f"CREATE INDEX IF NOT EXISTS ix_rate_limit_events ON {t('rate_limit_events')} "
-        "(bucket, at)",
+        f"CREATE INDEX IF NOT EXISTS ix_rate_limit_events ON {t('rate_limit_events')} (bucket, at)",
         f"CREATE TABLE IF NOT EXISTS {t('pending_sign_ups')} (attempt_id TEXT PRIMARY KEY, "
         "user_id TEXT NOT NULL, email TEXT NOT NULL, first_name TEXT NOT NULL, "
         "last_name TEXT NOT NULL, password_hash TEXT NOT NULL, "
@@ -74,3 +81,45 @@ def _directory(db: SqlDatabase) -> list[str]:
         for ddl in _ROLES
     ]
     return [ddl.format_map(names) for ddl in _DIRECTORY] + roles
+
+
+def views_baseline(db: SqlDatabase) -> list[str]:
+    """The tables of the views database besides projection generations: the projections'
+    positions and the webhook tables."""
+    t = db.table
+    index = "CREATE INDEX IF NOT EXISTS"
+    return [
+        f"CREATE TABLE IF NOT EXISTS {t('projection_state')} (name TEXT PRIMARY KEY, "
+        "generation INTEGER NOT NULL, position BIGINT NOT NULL, "
+        "version INTEGER NOT NULL DEFAULT 0)",
+        f"CREATE TABLE IF NOT EXISTS {t(ENDPOINTS)} (id BIGINT PRIMARY KEY, url TEXT NOT NULL, "
+        "event_types TEXT NOT NULL, enabled INTEGER NOT NULL, created_at BIGINT NOT NULL, "
+        "since_position BIGINT NOT NULL, secret TEXT NOT NULL, previous_secret TEXT, "
+        "previous_until BIGINT, disabled_at BIGINT, disabled_reason TEXT, "
+        "failure_streak INTEGER NOT NULL DEFAULT 0, streak_since BIGINT, "
+        "attempts_total BIGINT NOT NULL DEFAULT 0, failures_total BIGINT NOT NULL DEFAULT 0, "
+        "delivered_total BIGINT NOT NULL DEFAULT 0)",
+        f"CREATE TABLE IF NOT EXISTS {t(MESSAGES)} (id TEXT PRIMARY KEY, "
+        "position BIGINT NOT NULL, type TEXT NOT NULL, occurred_at BIGINT NOT NULL, "
+        "body TEXT NOT NULL)",
+        f"{index} webhook_messages_position ON {t(MESSAGES)} (position)",
+        f"{index} webhook_messages_occurred ON {t(MESSAGES)} (occurred_at)",
+        f"CREATE TABLE IF NOT EXISTS {t(DELIVERIES)} (endpoint_id BIGINT NOT NULL, "
+        "message_id TEXT NOT NULL, position BIGINT NOT NULL, status TEXT NOT NULL, "
+        "attempts INTEGER NOT NULL DEFAULT 0, tries INTEGER NOT NULL DEFAULT 0, "
+        "created_at BIGINT NOT NULL, next_attempt_at BIGINT NOT NULL, finished_at BIGINT, "
+        "PRIMARY KEY (endpoint_id, message_id))",
+        f"{index} webhook_deliveries_due ON {t(DELIVERIES)} (endpoint_id, status, next_attempt_at)",
+        f"CREATE TABLE IF NOT EXISTS {t(ATTEMPTS)} (endpoint_id BIGINT NOT NULL, "
+        "message_id TEXT NOT NULL, seq INTEGER NOT NULL, attempted_at BIGINT NOT NULL, "
+        "address TEXT, status_code INTEGER, latency_ms INTEGER NOT NULL, outcome TEXT NOT NULL, "
+        "error TEXT, response TEXT, next_attempt_at BIGINT, "
+        "PRIMARY KEY (endpoint_id, message_id, seq))",
+        f"CREATE TABLE IF NOT EXISTS {t(SESSIONS)} (session_id BIGINT PRIMARY KEY, "
+        "created_at BIGINT NOT NULL, updated_at BIGINT NOT NULL, active_sign_in_id BIGINT)",
+        f"CREATE TABLE IF NOT EXISTS {t(SIGN_INS)} (id BIGINT PRIMARY KEY, "
+        "session_id BIGINT NOT NULL, user_id BIGINT NOT NULL, method TEXT NOT NULL, "
+        "created_at BIGINT NOT NULL, expires_at BIGINT NOT NULL, "
+        "organization_membership_id BIGINT, workspace_membership_id BIGINT)",
+        f"{index} webhook_sign_ins_session ON {t(SIGN_INS)} (session_id)",
+    ]

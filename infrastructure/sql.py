@@ -10,6 +10,7 @@ comparisons in SQL work).
 
 from __future__ import annotations
 
+import hashlib
 import re
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -41,6 +42,12 @@ class SqlCursor(Protocol):
 
     def fetchall(self) -> list[Row]:
         """All remaining rows."""
+
+
+def advisory_key(name: str) -> int:
+    """A PostgreSQL advisory lock key (signed 64-bit) for a lock's name."""
+    digest = hashlib.blake2b(name.encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big", signed=True)
 
 
 def _adapt(params: Mapping[str, Any] | None) -> dict[str, Any]:

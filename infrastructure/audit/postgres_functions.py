@@ -3,10 +3,15 @@
 The chain heads are read, and seals written, by exactly one function each; every append
 path calls them (the one-round-trip append function from inside the server, the careful
 and the library's paths from the client), so there is one spelling of each.
-Templates are filled by :mod:`psycopg.sql` in the recorder (identifiers quoted there).
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
+
+from psycopg.sql import SQL, Composed, Identifier
+
+from infrastructure.audit.chain import CHAIN_TABLE
 
 # Global head first, then each originator's head (NULL where it has no seal yet), in the
 # order given, so callers can compare arrays.
@@ -75,3 +80,55 @@ BEGIN
 END
 $body$
 """
+
+
+@dataclass(frozen=True)
+class SealingFunctions:
+    """The functions of one events table: the statements that create them, and the calls
+    (rendered once: composing SQL on every call costs more than the call itself)."""
+
+    create: list[Composed]
+    select_heads: bytes  # (originators) -> rows (originator_id, hash), the global one first
+    write_seals: bytes  # (positions, originators, versions, event, session, global hashes)
+    append_sealed: bytes  # see APPEND_SEALED_FUNCTION
+
+
+def sealing_functions(
+    schema: str, events_table: str, channel: str, *, id_type: str, lock_timeout: int
+) -> SealingFunctions:
+    """The functions the recorder of ``schema.events_table`` appends and seals with."""
+    chain = SQL("{schema}.{table}").format(schema=Identifier(schema), table=Identifier(CHAIN_TABLE))
+    names = {
+        kind: SQL("{schema}.{name}").format(
+            schema=Identifier(schema), name=Identifier(f"{events_table}_{kind}")
+        )
+        for kind in ("heads", "write_seals", "append_sealed")
+    }
+    create = [
+        SQL(CHAIN_HEADS_FUNCTION).format(function=names["heads"], chain=chain),
+        SQL(WRITE_SEALS_FUNCTION).format(function=names["write_seals"], chain=chain),
+        SQL(APPEND_SEALED_FUNCTION).format(
+            function=names["append_sealed"],
+            id_type=SQL(id_type),
+            lock_timeout=SQL(str(lock_timeout)),
+            events=SQL("{schema}.{table}").format(
+                schema=Identifier(schema), table=Identifier(events_table)
+            ),
+            channel=Identifier(channel),
+            heads=names["heads"],
+            write_seals=names["write_seals"],
+        ),
+    ]
+    calls = {
+        "heads": "SELECT originator_id, hash FROM {function}(%s::text[])",
+        "write_seals": "SELECT {function}(%s::bigint[], %s::text[], %s::bigint[], %s::text[], "
+        "%s::text[], %s::text[])",
+        "append_sealed": "SELECT * FROM {function}(%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
+    }
+    rendered = {
+        kind: SQL(call).format(function=names[kind]).as_string(None).encode()
+        for kind, call in calls.items()
+    }
+    return SealingFunctions(
+        create, rendered["heads"], rendered["write_seals"], rendered["append_sealed"]
+    )

@@ -1,13 +1,9 @@
-"""Application recorders that seal each appended event into the audit chains, atomically.
-
-They extend the library's recorders only at the point where an append has its positions
-and is still inside its transaction (after PostgreSQL's table lock, inside SQLite's write
-transaction), so the seals are written, or rolled back, with the events.
-"""
+"""The PostgreSQL recorder that seals each appended event into the audit chains,
+atomically, and group-commits concurrent appends (see :mod:`infrastructure.audit.sealing`
+for what it shares with the SQLite recorder)."""
 
 from __future__ import annotations
 
-import hashlib
 import random
 import time
 from collections.abc import Sequence
@@ -24,53 +20,15 @@ from eventsourcing.persistence import (
     StoredEvent,
 )
 from eventsourcing.postgres import PostgresApplicationRecorder
-from eventsourcing.sqlite import SQLiteCursor
 from psycopg import Cursor, Rollback
 from psycopg.rows import DictRow
-from psycopg.sql import SQL, Composable, Composed, Identifier
+from psycopg.sql import SQL, Identifier
 
-from infrastructure.audit.chain import CHAIN_TABLE, GENESIS, Chain, Seal, originator_key
+from infrastructure.audit.chain import Seal, originator_key
 from infrastructure.audit.group_commit import Append, GroupCommit
-from infrastructure.audit.postgres_functions import (
-    APPEND_SEALED_FUNCTION,
-    CHAIN_HEADS_FUNCTION,
-    WRITE_SEALS_FUNCTION,
-)
-from infrastructure.migrations import migrate
-from infrastructure.sql import SqlDatabase
-from infrastructure.sqlite_subscription import SubscribableSQLiteApplicationRecorder
-
-
-class Sealing:
-    """What both recorders share: the chain that computes seals, and creating our tables
-    (see :mod:`infrastructure.migrations`) before the library's."""
-
-    chain = Chain()
-    datastore: Any
-
-    def create_table(self) -> None:
-        """Our tables (the seals among them) first, then the library's."""
-        migrate(SqlDatabase(self.datastore))
-        super().create_table()  # type: ignore[misc]
-
-    def _seal_from(
-        self,
-        events: Sequence[StoredEvent],
-        positions: Sequence[int],
-        heads: dict[str | None, str | None],
-        digests: Sequence[bytes] | None = None,
-    ) -> list[Seal]:
-        """Seals continuing from heads as the chain table spells them (hex, or None), the
-        global head under the key None."""
-        global_head = heads.get(None)
-        return self.chain.seal(
-            events,
-            positions,
-            bytes.fromhex(global_head) if global_head else GENESIS,
-            {o: bytes.fromhex(h) for o, h in heads.items() if o is not None and h},
-            digests=digests,
-        )
-
+from infrastructure.audit.postgres_functions import sealing_functions
+from infrastructure.audit.sealing import Sealing, seal_row
+from infrastructure.sql import advisory_key
 
 _UNKNOWN: Any = object()
 SPECULATIONS = 3  # one-round-trip tries with fresh heads before the careful path
@@ -110,51 +68,6 @@ def _conflict(events: Sequence[StoredEvent]) -> IntegrityError:
     )
 
 
-def _row(seal: Seal) -> tuple[object, ...]:
-    return (
-        seal.position,
-        seal.originator_id,
-        seal.originator_version,
-        seal.event_hash.hex(),
-        seal.session_hash.hex(),
-        seal.global_hash.hex(),
-    )
-
-
-class SealingSQLiteApplicationRecorder(Sealing, SubscribableSQLiteApplicationRecorder):
-    """SQLite: seals in the same write transaction as the events."""
-
-    def _insert_events(
-        self, c: SQLiteCursor, stored_events: Sequence[StoredEvent], **kwargs: Any
-    ) -> Sequence[int] | None:
-        ids = super()._insert_events(c, stored_events, **kwargs)
-        if ids:
-            heads = self._read_heads(c, {originator_key(e.originator_id) for e in stored_events})
-            seals = self._seal_from(stored_events, ids, heads)
-            c.executemany(
-                f"INSERT INTO {CHAIN_TABLE} (position, originator_id, originator_version, "
-                "event_hash, session_hash, global_hash) VALUES (?, ?, ?, ?, ?, ?)",
-                [_row(s) for s in seals],
-            )
-        return ids
-
-    @staticmethod
-    def _read_heads(c: SQLiteCursor, originators: set[str]) -> dict[str | None, str | None]:
-        """The global head (under None) and each originator's, as the table spells them."""
-        c.execute(f"SELECT global_hash FROM {CHAIN_TABLE} ORDER BY position DESC LIMIT 1")
-        row = c.fetchone()
-        heads: dict[str | None, str | None] = {None: row["global_hash"] if row else None}
-        for originator in originators:
-            c.execute(
-                f"SELECT session_hash FROM {CHAIN_TABLE} WHERE originator_id = ? "
-                "ORDER BY originator_version DESC LIMIT 1",
-                (originator,),
-            )
-            found = c.fetchone()
-            heads[originator] = found["session_hash"] if found else None
-        return heads
-
-
 class SealingPostgresApplicationRecorder(Sealing, PostgresApplicationRecorder):
     """PostgreSQL: seals after the table lock, inside the append's transaction.
 
@@ -192,61 +105,20 @@ class SealingPostgresApplicationRecorder(Sealing, PostgresApplicationRecorder):
             table=Identifier(self.events_table_name),
             id_type=SQL("uuid" if self._uuid_ids else "text"),
         )
-        functions = self._define_functions(events)
-        # Rendered once: composing SQL on every call costs more than the call itself.
-        self._select_heads = (
-            SQL("SELECT originator_id, hash FROM {function}(%s::text[])")
-            .format(function=functions["heads"])
-            .as_string(None)
-            .encode()
+        functions = sealing_functions(
+            schema,
+            self.events_table_name,
+            self.channel_name,
+            id_type="uuid" if self._uuid_ids else "text",
+            lock_timeout=int(self.datastore.lock_timeout),
         )
-        self._write_seals_call = (
-            SQL(
-                "SELECT {function}(%s::bigint[], %s::text[], %s::bigint[], %s::text[], "
-                "%s::text[], %s::text[])"
-            )
-            .format(function=functions["write_seals"])
-            .as_string(None)
-            .encode()
-        )
-        self._call_append_sealed = (
-            SQL("SELECT * FROM {function}(%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)")
-            .format(function=functions["append_sealed"])
-            .as_string(None)
-            .encode()
-        )
+        self.sql_create_statements.extend(functions.create)  # replaced at every start
+        self._select_heads = functions.select_heads
+        self._write_seals_call = functions.write_seals
+        self._call_append_sealed = functions.append_sealed
         self._heads = _KnownHeads()
-        digest = hashlib.blake2b(f"session-ledger ddl {schema}".encode(), digest_size=8)
-        self._ddl_lock_key = int.from_bytes(digest.digest(), "big", signed=True)
+        self._ddl_lock_key = advisory_key(f"session-ledger ddl {schema}")
         self.group = GroupCommit(self._commit_batch)
-
-    def _define_functions(self, events: Composable) -> dict[str, Composed]:
-        """Add the server-side functions to the statements that create the tables
-        (replaced at every start), and return their names."""
-        schema = Identifier(self.datastore.schema)
-        chain = SQL("{schema}.{table}").format(schema=schema, table=Identifier(CHAIN_TABLE))
-        names = {
-            kind: SQL("{schema}.{name}").format(
-                schema=schema, name=Identifier(f"{self.events_table_name}_{kind}")
-            )
-            for kind in ("heads", "write_seals", "append_sealed")
-        }
-        self.sql_create_statements.extend(
-            [
-                SQL(CHAIN_HEADS_FUNCTION).format(function=names["heads"], chain=chain),
-                SQL(WRITE_SEALS_FUNCTION).format(function=names["write_seals"], chain=chain),
-                SQL(APPEND_SEALED_FUNCTION).format(
-                    function=names["append_sealed"],
-                    id_type=SQL("uuid" if self._uuid_ids else "text"),
-                    lock_timeout=SQL(str(int(self.datastore.lock_timeout))),
-                    events=events,
-                    channel=Identifier(self.channel_name),
-                    heads=names["heads"],
-                    write_seals=names["write_seals"],
-                ),
-            ]
-        )
-        return names
 
     def _create_table(self, curs: Cursor[DictRow]) -> None:
         # Every process replaces the append function when it starts; two processes starting
@@ -487,28 +359,13 @@ class SealingPostgresApplicationRecorder(Sealing, PostgresApplicationRecorder):
                 raise Rollback
             ids = [positions[key] for key in keys]
             heads = _heads(heads_cursor.fetchall())
-            seals = self._seals_in_log_order(events, ids, heads, digests)
+            seals = self._seal_from(events, ids, heads, digests)
             self._heads.forget()  # learnt again below, once committed
             self._write_seals(curs, seals)
         if conflicted:
             return conflicted
         self._settle(live, ids, seals)
         return []
-
-    def _seals_in_log_order(
-        self,
-        events: Sequence[StoredEvent],
-        ids: Sequence[int],
-        heads: dict[str | None, str | None],
-        digests: Sequence[bytes] | None = None,
-    ) -> list[Seal]:
-        order = sorted(range(len(events)), key=ids.__getitem__)
-        return self._seal_from(
-            [events[i] for i in order],
-            [ids[i] for i in order],
-            heads,
-            None if digests is None else [digests[i] for i in order],
-        )
 
     def _read_heads(
         self, curs: Cursor[DictRow], originators: Sequence[str]
@@ -519,7 +376,7 @@ class SealingPostgresApplicationRecorder(Sealing, PostgresApplicationRecorder):
 
     def _write_seals(self, curs: Cursor[DictRow], seals: Sequence[Seal]) -> None:
         """Insert seals through the one function that writes them."""
-        columns = [list(column) for column in zip(*map(_row, seals), strict=True)]
+        columns = [list(column) for column in zip(*map(seal_row, seals), strict=True)]
         curs.execute(self._write_seals_call, columns, prepare=True)
 
     def _fetch_ids_after_insert_events(
@@ -531,7 +388,7 @@ class SealingPostgresApplicationRecorder(Sealing, PostgresApplicationRecorder):
             originators = sorted({originator_key(e.originator_id) for e in stored_events})
             heads = self._read_heads(curs, originators)
             self._heads.forget()
-            self._write_seals(curs, self._seals_in_log_order(stored_events, ids, heads))
+            self._write_seals(curs, self._seal_from(stored_events, ids, heads))
         return ids
 
 

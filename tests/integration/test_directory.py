@@ -54,8 +54,8 @@ def db(durable_database_url: str) -> Iterator[SqlDatabase]:
 
 @pytest.fixture
 def directory(db: SqlDatabase) -> SqlDirectory:
-    migrate(db)
-    migrate(db)  # idempotent
+    migrate(db, "store")
+    migrate(db, "store")  # idempotent
     return SqlDirectory(db)
 
 

@@ -17,6 +17,7 @@ from infrastructure.sql import SqlDatabase
 FIXTURES = Path(__file__).parent / "fixtures"
 NICKNAME = Migration(
     len(MIGRATIONS) + 1,
+    "store",
     "test only: users gain a nickname",
     lambda db: [f"ALTER TABLE {db.table('directory_users')} ADD COLUMN nickname TEXT"],
 )
@@ -30,7 +31,8 @@ def db(durable_database_url: str) -> Iterator[SqlDatabase]:
 
 
 def create_as_before_migrations(db: SqlDatabase) -> None:
-    """The tables exactly as the code before migrations created them, and a user."""
+    """The tables exactly as the code before migrations created them (the event store and
+    the views in one database, the default), with a user and a webhook endpoint."""
     text = (FIXTURES / f"before-migrations.{db.dialect}.sql").read_text()
     code = "\n".join(line for line in text.splitlines() if not line.startswith("--"))
     schema = getattr(db.datastore, "schema", "")
@@ -42,6 +44,11 @@ def create_as_before_migrations(db: SqlDatabase) -> None:
             "password_hash, created_at) VALUES ('1', 'ann@example.com', 'Ann', 'Lee', NULL, "
             "'2026-01-01T00:00:00+00:00')"
         )
+        cursor.execute(
+            f"INSERT INTO {db.table('webhook_endpoints')} (id, url, event_types, enabled, "
+            "created_at, since_position, secret) VALUES (7, 'https://example.com/hook', '[]', 1, "
+            "0, 0, 'whsec')"
+        )
 
 
 def users(db: SqlDatabase) -> list[dict[str, object]]:
@@ -50,21 +57,41 @@ def users(db: SqlDatabase) -> list[dict[str, object]]:
         return [dict(row) for row in cursor.fetchall()]
 
 
+def versions(database: str) -> list[int]:
+    return [m.version for m in MIGRATIONS if m.database == database]
+
+
 def test_a_fresh_store_gets_every_migration_once(db: SqlDatabase) -> None:
-    assert migrate(db) == [m.version for m in MIGRATIONS]
-    assert migrate(db) == []
+    assert migrate(db, "store") == versions("store")
+    assert migrate(db, "store") == []
+    assert migrate(db, "views") == versions("views")
+    assert migrate(db, "views") == []
 
     assert schema_versions(db) == [m.version for m in MIGRATIONS]
     assert users(db) == []
 
 
+def test_a_separate_views_database_gets_only_its_own_migrations(db: SqlDatabase) -> None:
+    migrate(db, "views")
+
+    assert schema_versions(db) == versions("views")
+    with db.transaction(commit=False) as cursor:
+        cursor.execute(f"SELECT count(*) AS n FROM {db.table('webhook_endpoints')}")
+        assert cursor.fetchone() == {"n": 0}
+
+
 def test_a_store_made_before_migrations_is_adopted_and_then_migrated(db: SqlDatabase) -> None:
     create_as_before_migrations(db)
 
-    assert migrate(db) == [1]  # the baseline finds every table there and changes nothing
+    # The baselines find every table there and change nothing.
+    assert migrate(db, "store") == versions("store")
+    assert migrate(db, "views") == versions("views")
     assert [u["email"] for u in users(db)] == ["ann@example.com"]
+    with db.transaction(commit=False) as cursor:
+        cursor.execute(f"SELECT url FROM {db.table('webhook_endpoints')}")
+        assert cursor.fetchall() == [{"url": "https://example.com/hook"}]
 
-    assert migrate(db, [*MIGRATIONS, NICKNAME]) == [NICKNAME.version]
+    assert migrate(db, "store", [*MIGRATIONS, NICKNAME]) == [NICKNAME.version]
 
     assert schema_versions(db) == [*(m.version for m in MIGRATIONS), NICKNAME.version]
     [ann] = users(db)
@@ -72,7 +99,8 @@ def test_a_store_made_before_migrations_is_adopted_and_then_migrated(db: SqlData
     with db.transaction() as cursor:
         cursor.execute(f"UPDATE {db.table('directory_users')} SET nickname = 'annie'")
     assert users(db)[0]["nickname"] == "annie"
-    assert migrate(db, [*MIGRATIONS, NICKNAME]) == []
+    assert migrate(db, "store", [*MIGRATIONS, NICKNAME]) == []
+    assert migrate(db, "views", [*MIGRATIONS, NICKNAME]) == []
 
 
 def test_the_services_start_on_a_store_made_before_migrations(
@@ -83,6 +111,7 @@ def test_the_services_start_on_a_store_made_before_migrations(
     services = build_services(Settings(database_url=durable_database_url))
     try:
         assert services.directory.find_user_by_email("ANN@example.com") is not None
+        assert services.webhooks.endpoint(7).url == "https://example.com/hook"
         assert schema_versions(db) == [m.version for m in MIGRATIONS]
     finally:
         services.close()
@@ -90,6 +119,6 @@ def test_the_services_start_on_a_store_made_before_migrations(
 
 def test_migration_versions_must_increase(db: SqlDatabase) -> None:
     with pytest.raises(ValueError, match="must increase"):
-        migrate(db, [NICKNAME, *MIGRATIONS])
+        migrate(db, "store", [NICKNAME, *MIGRATIONS])
     with pytest.raises(ValueError, match="must increase"):
-        migrate(db, [*MIGRATIONS, *MIGRATIONS])
+        migrate(db, "store", [*MIGRATIONS, *MIGRATIONS])
