@@ -11,6 +11,7 @@ import pytest
 from infrastructure.container import build_services
 from infrastructure.migrations import MIGRATIONS, Migration, migrate, schema_versions
 from infrastructure.persistence import open_sql_database, store_config
+from infrastructure.schema_baseline import store_baseline, views_baseline
 from infrastructure.settings import Settings
 from infrastructure.sql import SqlDatabase
 
@@ -30,14 +31,20 @@ def db(durable_database_url: str) -> Iterator[SqlDatabase]:
     database.close()
 
 
+def statements_before_migrations(dialect: str) -> list[str]:
+    """The DDL the code before migrations ran, ``{schema}`` standing for the schema."""
+    text = (FIXTURES / f"before-migrations.{dialect}.sql").read_text()
+    code = "\n".join(line for line in text.splitlines() if not line.startswith("--"))
+    return [s.strip().rstrip(";") for s in code.split(";\n") if s.strip()]
+
+
 def create_as_before_migrations(db: SqlDatabase) -> None:
     """The tables exactly as the code before migrations created them (the event store and
     the views in one database, the default), with a user and a webhook endpoint."""
-    text = (FIXTURES / f"before-migrations.{db.dialect}.sql").read_text()
-    code = "\n".join(line for line in text.splitlines() if not line.startswith("--"))
     schema = getattr(db.datastore, "schema", "")
-    statements = [s.strip().replace("{schema}", schema) for s in code.split(";\n")]
-    db.execute_script([s for s in statements if s])
+    db.execute_script(
+        [s.replace("{schema}", schema) for s in statements_before_migrations(db.dialect)]
+    )
     with db.transaction() as cursor:
         cursor.execute(
             f"INSERT INTO {db.table('directory_users')} (id, email, first_name, last_name, "
@@ -115,6 +122,17 @@ def test_the_services_start_on_a_store_made_before_migrations(
         assert schema_versions(db) == [m.version for m in MIGRATIONS]
     finally:
         services.close()
+
+
+def test_the_baselines_are_the_ddl_of_the_releases_before_migrations(db: SqlDatabase) -> None:
+    schema = getattr(db.datastore, "schema", "")
+    ours = [*store_baseline(db), *views_baseline(db)]
+    if schema:
+        ours = [s.replace(f"{schema}.", "{schema}.") for s in ours]
+    # The seals' table was named with a quoted schema then, the same table.
+    before = [s.replace('"{schema}"', "{schema}") for s in statements_before_migrations(db.dialect)]
+
+    assert ours == before
 
 
 def test_migration_versions_must_increase(db: SqlDatabase) -> None:
