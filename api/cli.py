@@ -87,7 +87,7 @@ def demo_directory_text() -> str:
 
 def _load(services: Services, text: str, source: str) -> None:
     try:
-        report = services.directory.load(parse_directory(text))
+        report = services.directory_loader.load(parse_directory(text))
     except DirectoryFileError as error:
         raise _fail(f"{source}: {error}") from None
     out.print(f"Loaded {source}: {report}", markup=False, highlight=False)

@@ -18,13 +18,15 @@ from application.request_context import ContextMapper
 from application.sessions import SessionPolicy, SessionsApp
 from domain.session import Session
 from infrastructure.audit.chain import Chain
-from infrastructure.audit.recorders import Sealing
+from infrastructure.audit.sealing import Sealing
 from infrastructure.audit.trail import AuditTrail
 from infrastructure.clock import SystemClock
 from infrastructure.deployment import token_issuer
+from infrastructure.directory_loading import DirectoryLoader
 from infrastructure.directory_store import SqlDirectory
 from infrastructure.ids import SnowflakeGenerator
 from infrastructure.mail import LogTransport, Outbox, SmtpSettings, SmtpTransport
+from infrastructure.migrations import migrate
 from infrastructure.multihost import replace_all_after_failover, target_writable
 from infrastructure.outage import harden_datastore
 from infrastructure.passwords import Argon2Passwords
@@ -63,6 +65,7 @@ class Services:
     settings: Settings
     sessions: SessionsApp
     directory: SqlDirectory
+    directory_loader: DirectoryLoader
     sql: SqlDatabase
     views: SqlDatabase
     projectors: list[Projector]
@@ -115,13 +118,12 @@ def build_services(
         factory = InfrastructureFactory.construct(Environment(SessionsApp.name, env))
         _prepare(settings, getattr(factory, "datastore", None), env.get(TARGET_SESSION_ATTRS, ""))
         sql = sql_database_for(factory)
+        migrate(sql, "store")
         secrets = ServerSecrets(sql)
-        secrets.create_table()
-        directory = SqlDirectory(sql, passwords)
-        directory.create_tables()
+        directory = SqlDirectory(sql)
         the_clock = clock or SystemClock()
         keys = SigningKeys(sql, the_clock, timedelta(seconds=settings.token_lifetime_seconds))
-        keys.create_table()
+        keys.ensure_active_key()
         views = _views_database(settings, sql)
         replica = _replica_reads(settings)
         read_model = _LateReadModel()
@@ -164,9 +166,7 @@ def build_services(
         webhooks = WebhookService(settings, sessions, views, _context_mapper(sessions).payload)
         webhooks.ensure()
         limiter = SqlRateLimiter(sql, the_clock, enabled=settings.rate_limits)
-        limiter.create_table()
         pending = SqlPendingSignUps(sql, the_clock)
-        pending.create_table()
         outbox = _outbox(settings)
         auth = Authenticator(
             sessions,
@@ -186,6 +186,7 @@ def build_services(
         settings=settings,
         sessions=sessions,
         directory=directory,
+        directory_loader=DirectoryLoader(sql, passwords),
         sql=sql,
         views=views,
         projectors=projectors,

@@ -1,4 +1,4 @@
-"""The directory in SQL: users, organizations, workspaces, roles and memberships.
+"""The directory in SQL, as requests read it: users, memberships, groups, permissions.
 
 Ids are canonical decimal TEXT, since unsigned 64-bit ids overflow PostgreSQL's BIGINT::
 
@@ -16,18 +16,15 @@ Emails are stored lowercase; ``created_at`` is ISO 8601 text. ``permissions`` an
 ``role_ids`` are JSON arrays of strings in file order. Role assignments are JSON rather than
 link tables because a membership is always read and written whole; reads keep only the ids
 that are still roles of the membership's own organization or workspace, so removing a role
-never has to touch memberships outside the file.
+never has to touch memberships outside the file. The tables are created by
+:mod:`infrastructure.migrations`; directory files are loaded by
+:mod:`infrastructure.directory_loading`.
 """
 
 from __future__ import annotations
 
 import json
-import sqlite3
-from collections.abc import Collection, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
-from typing import Any
-
-import psycopg
+from collections.abc import Iterable
 
 from application.ports import (
     Clock,
@@ -42,39 +39,10 @@ from application.ports import (
 from domain.errors import EmailTaken
 from domain.values import OrganizationMembershipFact, WorkspaceMembershipFact
 from infrastructure.clock import SystemClock
-from infrastructure.directory_file import DirectoryFile, DirectoryFileError, RoleEntry, UserEntry
-from infrastructure.passwords import Argon2Passwords
-from infrastructure.sql import Row, SqlCursor, SqlDatabase
+from infrastructure.sql import Row, SqlCursor, SqlDatabase, select_in
 
-Rows = dict[str, dict[str, Any]]  # column values by id, as stored
-_CHUNK = 500  # ids per IN (...) list, well under SQLite's limit on parameters
 _TABLES = ("users", "organizations", "organization_roles", "workspaces", "workspace_roles",
            "organization_memberships", "workspace_memberships")  # fmt: skip
-_DDL = (
-    "CREATE TABLE IF NOT EXISTS {users} (id TEXT PRIMARY KEY, email TEXT NOT NULL UNIQUE,"
-    " first_name TEXT NOT NULL, last_name TEXT NOT NULL, password_hash TEXT,"
-    " created_at TEXT NOT NULL)",
-    "CREATE TABLE IF NOT EXISTS {organizations} (id TEXT PRIMARY KEY, name TEXT NOT NULL)",
-    "CREATE TABLE IF NOT EXISTS {workspaces} (id TEXT PRIMARY KEY,"
-    " organization_id TEXT NOT NULL, name TEXT NOT NULL)",
-    "CREATE TABLE IF NOT EXISTS {organization_memberships} (id TEXT PRIMARY KEY,"
-    " organization_id TEXT NOT NULL, user_id TEXT NOT NULL, role_ids TEXT NOT NULL,"
-    " UNIQUE (user_id, organization_id))",
-    "CREATE TABLE IF NOT EXISTS {workspace_memberships} (id TEXT PRIMARY KEY,"
-    " workspace_id TEXT NOT NULL, organization_membership_id TEXT NOT NULL,"
-    " role_ids TEXT NOT NULL, UNIQUE (organization_membership_id, workspace_id))",
-)
-_ROLES_DDL = (  # once for organization roles, once for workspace roles
-    "CREATE TABLE IF NOT EXISTS {t} (id TEXT PRIMARY KEY, {owner} TEXT NOT NULL,"
-    " position INTEGER NOT NULL, name TEXT NOT NULL, permissions TEXT NOT NULL)",
-    "CREATE INDEX IF NOT EXISTS directory_roles_by_{owner} ON {t} ({owner})",
-)
-_ROLE_TABLES = {"organization_roles": "organization_id", "workspace_roles": "workspace_id"}
-_TAKEN = {
-    "users": "its email was just taken by another user",
-    "organization_memberships": "another stored membership has this user and organization",
-    "workspace_memberships": "another stored membership has this parent and workspace",
-}
 # Only memberships whose workspace belongs to the parent membership's organization count.
 _WORKSPACE_MEMBERSHIPS = (
     "SELECT w.*, o.user_id, o.organization_id FROM {workspace_memberships} w"
@@ -87,80 +55,22 @@ class DuplicateEmail(EmailTaken, ValueError):
     """Raised when a new user's email already belongs to a user (compared lowercase)."""
 
 
-@dataclass
-class Tally:
-    """How many entries of one kind a load created, updated or left unchanged."""
+class DirectoryTables:
+    """The directory's table names, and SQL templates that use them."""
 
-    created: int = 0
-    updated: int = 0
-    unchanged: int = 0
-
-    def __str__(self) -> str:
-        return f"{self.created} created, {self.updated} updated, {self.unchanged} unchanged"
-
-
-@dataclass
-class LoadReport:
-    """What loading a directory file did; roles and memberships count both levels."""
-
-    users: Tally = field(default_factory=Tally)
-    organizations: Tally = field(default_factory=Tally)
-    workspaces: Tally = field(default_factory=Tally)
-    roles: Tally = field(default_factory=Tally)
-    memberships: Tally = field(default_factory=Tally)
-    roles_removed: int = 0
-
-    def tallies(self) -> dict[str, Tally]:
-        """The tally of each kind of entry, by kind."""
-        return {"users": self.users, "organizations": self.organizations,
-                "workspaces": self.workspaces, "roles": self.roles,
-                "memberships": self.memberships}  # fmt: skip
-
-    @property
-    def changed(self) -> int:
-        """Entries created, updated or removed."""
-        tallies = self.tallies().values()
-        return self.roles_removed + sum(t.created + t.updated for t in tallies)
-
-    def __str__(self) -> str:
-        kinds = "; ".join(f"{kind} {tally}" for kind, tally in self.tallies().items())
-        return f"{kinds}; {self.roles_removed} roles removed"
-
-
-class SqlDirectory:
-    """The application's ``Directory``, plus loading directory files and creating users."""
-
-    def __init__(
-        self, db: SqlDatabase, passwords: Argon2Passwords, *, clock: Clock | None = None
-    ) -> None:
+    def __init__(self, db: SqlDatabase, clock: Clock | None = None) -> None:
         self._db = db
-        self._passwords = passwords
         self._clock = clock or SystemClock()
         self._tables = {name: db.table(f"directory_{name}") for name in _TABLES}
 
     def _q(self, template: str, **names: str) -> str:
-        # Table and column names come only from this module; values always travel as
+        # Table and column names come only from these modules; values always travel as
         # parameters, never in the SQL text.
         return template.format_map({**self._tables, **names})
 
-    def create_tables(self) -> None:
-        """Create the tables and indexes that are missing."""
-        roles = [
-            self._q(ddl, t=self._tables[table], owner=owner)
-            for table, owner in _ROLE_TABLES.items()
-            for ddl in _ROLES_DDL
-        ]
-        self._db.execute_script([self._q(ddl) for ddl in _DDL] + roles)
 
-    def load(self, directory: DirectoryFile) -> LoadReport:
-        """Make the stored directory agree with ``directory``, in one transaction."""
-        new_hashes = self._new_password_hashes(directory.users)
-        report = LoadReport()
-        with self._db.transaction() as cur:
-            self._load_users(cur, directory.users, new_hashes, report)
-            self._load_organizations(cur, directory, report)
-            self._load_memberships(cur, directory, report)
-        return report
+class SqlDirectory(DirectoryTables):
+    """The application's ``Directory``: the queries of the request path, and new users."""
 
     def create_user(
         self, user_id: int, email: str, first_name: str, last_name: str, password_hash: str | None
@@ -191,7 +101,7 @@ class SqlDirectory:
         if not ids:
             return {}
         with self._db.read() as cur:
-            rows = _where_in(cur, self._q("SELECT * FROM {users} WHERE id"), ids)
+            rows = where_in(cur, self._q("SELECT * FROM {users} WHERE id"), ids)
         return {int(row["id"]): _profile(row) for row in rows}
 
     def organization_membership_of(
@@ -270,7 +180,7 @@ class SqlDirectory:
         found: GroupsById = {"organizations": {}, "workspaces": {}}
         with self._db.transaction(commit=False) as cur:
             for kind, ids in (("organizations", organization_ids), ("workspaces", workspace_ids)):
-                for r in _where_in(cur, self._q(sql[kind]), map(str, ids)):
+                for r in where_in(cur, self._q(sql[kind]), map(str, ids)):
                     parent = int(r["organization_id"]) if r["organization_id"] else None
                     found[kind][int(r["id"])] = Group(
                         int(r["id"]), r["name"], int(r["members"]), parent
@@ -300,11 +210,11 @@ class SqlDirectory:
         if not membership_ids:  # most sessions have none active: no transaction for nothing
             return [], {}
         with self._db.transaction(commit=False) as cur:
-            memberships = _where_in(cur, self._q(sql), map(str, membership_ids))
+            memberships = where_in(cur, self._q(sql), map(str, membership_ids))
             assigned = {m["id"]: json.loads(m["role_ids"]) for m in memberships}
             wanted = [role_id for ids in assigned.values() for role_id in ids]
             roles_sql = self._q("SELECT * FROM {t} WHERE id", t=self._tables[table])
-            found = {r["id"]: r for r in _where_in(cur, roles_sql, wanted)}
+            found = {r["id"]: r for r in where_in(cur, roles_sql, wanted)}
         return memberships, {
             m["id"]: tuple(
                 Role(int(r["id"]), r["name"], tuple(json.loads(r["permissions"])))
@@ -314,150 +224,11 @@ class SqlDirectory:
             for m in memberships
         }
 
-    def _new_password_hashes(self, users: Sequence[UserEntry]) -> dict[str, str]:
-        """Hashes to store, by user id; made before the write transaction, as Argon2 is slow.
 
-        A stored hash that already matches is kept, so loading a file again changes nothing.
-        """
-        with self._db.transaction(commit=False) as cur:
-            sql = self._q("SELECT id, password_hash FROM {users} WHERE id")
-            stored = {r["id"]: r["password_hash"] for r in _where_in(cur, sql, _ids(users))}
-        hashes: dict[str, str] = {}
-        for user in users:
-            if user.password is None:
-                continue
-            password, old = user.password.get_secret_value(), stored.get(str(user.id))
-            if old is None or not self._passwords.matches(old, password):
-                hashes[str(user.id)] = self._passwords.hash(password)
-        return hashes
-
-    def _load_users(
-        self, cur: SqlCursor, users: Sequence[UserEntry], hashes: Mapping[str, str],
-        report: LoadReport,
-    ) -> None:  # fmt: skip
-        self._free_emails(cur, users)
-        rows: Rows = {
-            str(u.id): {"email": u.email, "first_name": u.first_name, "last_name": u.last_name}
-            for u in users
-        }
-        for user_id, password_hash in hashes.items():
-            rows[user_id]["password_hash"] = password_hash
-        now = self._clock.now().isoformat()
-        self._sync(cur, "users", rows, report.users, {"password_hash": None, "created_at": now})
-
-    def _free_emails(self, cur: SqlCursor, users: Sequence[UserEntry]) -> None:
-        """Refuse emails held by users outside the file; park those moving between its users."""
-        wanted = {user.email: (i, str(user.id)) for i, user in enumerate(users)}
-        in_file = set(_ids(users))
-        problems = []
-        for row in _where_in(cur, self._q("SELECT id, email FROM {users} WHERE email"), wanted):
-            index, user_id = wanted[row["email"]]
-            if row["id"] == user_id:
-                continue
-            if row["id"] not in in_file:
-                problems.append(f"users[{index}].email: already the email of user {row['id']}")
-            else:  # its owner takes another email from the file; "#id" is never an email
-                parked = self._q("UPDATE {users} SET email = %(parked)s WHERE id = %(id)s")
-                cur.execute(parked, {"parked": f"#{row['id']}", "id": row["id"]})
-        if problems:
-            raise DirectoryFileError(problems)
-
-    def _load_organizations(self, cur: SqlCursor, d: DirectoryFile, report: LoadReport) -> None:
-        orgs: Rows = {str(o.id): {"name": o.name} for o in d.organizations}
-        self._sync(cur, "organizations", orgs, report.organizations)
-        owned = [(str(o.id), w) for o in d.organizations for w in o.workspaces]
-        workspaces: Rows = {str(w.id): {"organization_id": o, "name": w.name} for o, w in owned}
-        self._sync(cur, "workspaces", workspaces, report.workspaces)
-        org_roles = _role_rows("organization_id", [(str(o.id), o.roles) for o in d.organizations])
-        self._sync_roles(cur, "organization_roles", "organization_id", org_roles, orgs, report)
-        ws_roles = _role_rows("workspace_id", [(str(w.id), w.roles) for _, w in owned])
-        self._sync_roles(cur, "workspace_roles", "workspace_id", ws_roles, workspaces, report)
-
-    def _sync_roles(
-        self, cur: SqlCursor, table: str, owner: str, rows: Rows, owners: Collection[str],
-        report: LoadReport,
-    ) -> None:  # fmt: skip
-        """Make the roles of each owner in the file exactly the file's."""
-        sql = self._q("SELECT id FROM {t} WHERE {owner}", t=self._tables[table], owner=owner)
-        delete = self._q("DELETE FROM {t} WHERE id = %(id)s", t=self._tables[table])
-        for stale in [r["id"] for r in _where_in(cur, sql, owners) if r["id"] not in rows]:
-            cur.execute(delete, {"id": stale})
-            report.roles_removed += 1
-        self._sync(cur, table, rows, report.roles)
-
-    def _load_memberships(self, cur: SqlCursor, d: DirectoryFile, report: LoadReport) -> None:
-        org_rows: Rows = {
-            str(m.id): {"organization_id": str(m.organization_id), "user_id": str(m.user_id),
-                        "role_ids": _json(m.role_ids)}
-            for m in d.organization_memberships
-        }  # fmt: skip
-        self._sync(cur, "organization_memberships", org_rows, report.memberships)
-        ws_rows: Rows = {
-            str(m.id): {"workspace_id": str(m.workspace_id), "role_ids": _json(m.role_ids),
-                        "organization_membership_id": str(m.organization_membership_id)}
-            for m in d.workspace_memberships
-        }  # fmt: skip
-        self._sync(cur, "workspace_memberships", ws_rows, report.memberships)
-
-    def _sync(
-        self, cur: SqlCursor, table: str, rows: Rows, tally: Tally,
-        insert_only: Mapping[str, Any] | None = None,
-    ) -> None:  # fmt: skip
-        """Insert or update ``rows`` by id, writing only those that differ from the store."""
-        sql = self._q("SELECT * FROM {t} WHERE id", t=self._tables[table])
-        stored = {r["id"]: r for r in _where_in(cur, sql, rows)}
-        for index, (key, row) in enumerate(rows.items()):
-            old = stored.get(key)
-            if old is not None and all(old[column] == value for column, value in row.items()):
-                tally.unchanged += 1
-                continue
-            params = {**(insert_only or {}), **row, "id": key}
-            upsert = self._q(
-                "INSERT INTO {t} ({columns}) VALUES ({values})"
-                " ON CONFLICT (id) DO UPDATE SET {set}",
-                t=self._tables[table],
-                columns=", ".join(params),
-                values=", ".join(f"%({column})s" for column in params),
-                set=", ".join(f"{column} = excluded.{column}" for column in row),
-            )
-            try:
-                cur.execute(upsert, params)
-            except (sqlite3.IntegrityError, psycopg.IntegrityError):
-                # A row outside the file holds the same unique place; the load rolls back.
-                problem = _TAKEN.get(table, "conflicts with a stored entry")
-                raise DirectoryFileError([f"{table}[{index}]: {problem}"]) from None
-            if old is None:
-                tally.created += 1
-            else:
-                tally.updated += 1
-
-
-def _where_in(cur: SqlCursor, sql: str, values: Iterable[str]) -> list[Row]:
-    """Rows of ``sql`` (which ends in a column) whose column is among the values."""
-    unique = list(dict.fromkeys(values))
-    rows: list[Row] = []
-    for start in range(0, len(unique), _CHUNK):
-        params = {f"v{i}": value for i, value in enumerate(unique[start : start + _CHUNK])}
-        cur.execute(sql + " IN (" + ", ".join(f"%({name})s" for name in params) + ")", params)
-        rows.extend(cur.fetchall())
-    return rows
-
-
-def _ids(users: Iterable[UserEntry]) -> list[str]:
-    return [str(user.id) for user in users]
-
-
-def _json(values: Iterable[object]) -> str:
-    return json.dumps([str(value) for value in values])
-
-
-def _role_rows(owner: str, owned: Iterable[tuple[str, Sequence[RoleEntry]]]) -> Rows:
-    return {
-        str(role.id): {owner: owner_id, "position": position, "name": role.name,
-                       "permissions": _json(role.permissions)}
-        for owner_id, roles in owned
-        for position, role in enumerate(roles)
-    }  # fmt: skip
+def where_in(cur: SqlCursor, sql: str, values: Iterable[str]) -> list[Row]:
+    """Rows of ``sql`` (which ends in ``WHERE column``) whose column is among the values."""
+    select, column = sql.rsplit(" WHERE ", 1)
+    return select_in(cur, select, column, values)
 
 
 def _profile(row: Row) -> UserProfile:

@@ -22,18 +22,6 @@ class SqlPendingSignUps:
         self._clock = clock
         self._table = db.table("pending_sign_ups")
 
-    def create_table(self) -> None:
-        """Create the table if it is missing."""
-        timestamp = "TIMESTAMPTZ" if self._db.dialect == "postgres" else "TEXT"
-        self._db.execute_script(
-            [
-                f"CREATE TABLE IF NOT EXISTS {self._table} (attempt_id TEXT PRIMARY KEY, "
-                "user_id TEXT NOT NULL, email TEXT NOT NULL, first_name TEXT NOT NULL, "
-                "last_name TEXT NOT NULL, password_hash TEXT NOT NULL, "
-                f"expires_at {timestamp} NOT NULL)"
-            ]
-        )
-
     def put(self, pending: PendingSignUp, expires_at: datetime) -> None:
         """Keep a pending sign-up until it is verified or expires."""
         with self._db.transaction() as cursor:

@@ -66,7 +66,7 @@ def _sqlite_config(url: str, settings: Settings) -> StoreConfig:
         "SQLITE_DBNAME": str(path),
         "SQLITE_LOCK_TIMEOUT": str(settings.database_timeout_seconds),
         "APPLICATION_RECORDER_TOPIC": (
-            "infrastructure.audit.recorders:SealingSQLiteApplicationRecorder"
+            "infrastructure.audit.sealing:SealingSQLiteApplicationRecorder"
         ),
     }
     return StoreConfig("sqlite", env, f"SQLite file {path}")

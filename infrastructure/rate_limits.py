@@ -31,17 +31,6 @@ class SqlRateLimiter:
         self._enabled = enabled
         self._table = db.table("rate_limit_events")
 
-    def create_table(self) -> None:
-        """Create the table (and its index) if missing."""
-        real = "DOUBLE PRECISION" if self._db.dialect == "postgres" else "REAL"
-        self._db.execute_script(
-            [
-                f"CREATE TABLE IF NOT EXISTS {self._table} "
-                f"(bucket TEXT NOT NULL, at {real} NOT NULL)",
-                f"CREATE INDEX IF NOT EXISTS ix_rate_limit_events ON {self._table} (bucket, at)",
-            ]
-        )
-
     def hit(self, key: str, limit: int, window_seconds: int) -> None:
         """Count one hit; RateLimited, without counting it, when the last ``window_seconds``
         already hold ``limit`` hits."""

@@ -20,15 +20,6 @@ class ServerSecrets:
         self._db = db
         self._table = db.table("server_secrets")
 
-    def create_table(self) -> None:
-        """Create the table if it is missing."""
-        self._db.execute_script(
-            [
-                f"CREATE TABLE IF NOT EXISTS {self._table} "
-                "(name TEXT PRIMARY KEY, value TEXT NOT NULL)"
-            ]
-        )
-
     def get_or_create(self, name: str, nbytes: int = 32) -> bytes:
         """The secret called ``name``, generating it the first time it is asked for."""
         with self._db.transaction() as cursor:

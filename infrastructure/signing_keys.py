@@ -34,16 +34,8 @@ class SigningKeys:
         self._table = db.table("signing_keys")
         self._loaded: dict[str, Any] = {}  # kid -> private key object (parsing PEM is slow)
 
-    def create_table(self) -> None:
-        """Create the table, and the first key if there is none."""
-        timestamp = "TIMESTAMPTZ" if self._db.dialect == "postgres" else "TEXT"
-        self._db.execute_script(
-            [
-                f"CREATE TABLE IF NOT EXISTS {self._table} (kid TEXT PRIMARY KEY, "
-                f"private_pem TEXT NOT NULL, public_jwk TEXT NOT NULL, "
-                f"created_at {timestamp} NOT NULL, retired_at {timestamp})"
-            ]
-        )
+    def ensure_active_key(self) -> None:
+        """Create the first key if there is none (the table is a migration's)."""
         with self._db.transaction(immediate=True) as cursor:
             self._lock(cursor)
             if self._active(cursor) is None:

@@ -10,14 +10,17 @@ comparisons in SQL work).
 
 from __future__ import annotations
 
+import hashlib
 import re
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any, Literal, Protocol
 
 from eventsourcing.postgres import PostgresDatastore
 from eventsourcing.sqlite import SQLiteDatastore
+
+from application.read_model import rfc3339
 
 Row = Mapping[str, Any]
 Params = Mapping[str, Any] | None
@@ -41,16 +44,15 @@ class SqlCursor(Protocol):
         """All remaining rows."""
 
 
-def sqlite_timestamp(moment: datetime) -> str:
-    """How SQLite tables store a time: RFC 3339, UTC, milliseconds, ``Z``."""
-    utc = moment.astimezone(UTC)
-    return utc.strftime("%Y-%m-%dT%H:%M:%S.") + f"{utc.microsecond // 1000:03d}Z"
+def advisory_key(name: str) -> int:
+    """A PostgreSQL advisory lock key (signed 64-bit) for a lock's name."""
+    digest = hashlib.blake2b(name.encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big", signed=True)
 
 
 def _adapt(params: Mapping[str, Any] | None) -> dict[str, Any]:
-    return {
-        k: sqlite_timestamp(v) if isinstance(v, datetime) else v for k, v in (params or {}).items()
-    }
+    # SQLite tables store a time as the wire does: RFC 3339, UTC, milliseconds, ``Z``.
+    return {k: rfc3339(v) if isinstance(v, datetime) else v for k, v in (params or {}).items()}
 
 
 class _SqliteCursor:

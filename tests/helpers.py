@@ -51,7 +51,7 @@ def services_for(
     )
     try:
         if load_demo:
-            built.directory.load(parse_directory(DEMO_DIRECTORY.read_text()))
+            built.directory_loader.load(parse_directory(DEMO_DIRECTORY.read_text()))
         yield built
     finally:
         built.close()

@@ -1,21 +1,16 @@
-"""Application recorders that seal each appended event into the audit chains, atomically.
-
-They extend the library's recorders only at the point where an append has its positions
-and is still inside its transaction (after PostgreSQL's table lock, inside SQLite's write
-transaction), so the seals are written, or rolled back, with the events.
-"""
+"""The PostgreSQL recorder that seals each appended event into the audit chains,
+atomically, and group-commits concurrent appends (see :mod:`infrastructure.audit.sealing`
+for what it shares with the SQLite recorder)."""
 
 from __future__ import annotations
 
-import hashlib
 import random
-import threading
 import time
-from collections import OrderedDict
 from collections.abc import Sequence
 from typing import Any
 from uuid import UUID
 
+from eventsourcing.application import LRUCache
 from eventsourcing.persistence import (
     DataError,
     IntegrityError,
@@ -25,106 +20,15 @@ from eventsourcing.persistence import (
     StoredEvent,
 )
 from eventsourcing.postgres import PostgresApplicationRecorder
-from eventsourcing.sqlite import SQLiteCursor
 from psycopg import Cursor, Rollback
 from psycopg.rows import DictRow
 from psycopg.sql import SQL, Identifier
 
-from infrastructure.audit.chain import CHAIN_TABLE, GENESIS, Chain, Seal, originator_key
+from infrastructure.audit.chain import Seal, originator_key
 from infrastructure.audit.group_commit import Append, GroupCommit
-from infrastructure.sqlite_subscription import SubscribableSQLiteApplicationRecorder
-
-
-def chain_ddl(table: str, id_type: str) -> list[str]:
-    """The seals table and its index."""
-    return [
-        f"CREATE TABLE IF NOT EXISTS {table} (position {id_type} PRIMARY KEY, "
-        "originator_id TEXT NOT NULL, originator_version BIGINT NOT NULL, "
-        "event_hash TEXT NOT NULL, session_hash TEXT NOT NULL, global_hash TEXT NOT NULL)",
-        f"CREATE INDEX IF NOT EXISTS {table.split('.')[-1]}_originator_idx "
-        f"ON {table} (originator_id, originator_version)",
-    ]
-
-
-class Sealing:
-    """What both recorders share: read the heads, compute, insert the seals."""
-
-    chain = Chain()
-
-    def _seal(
-        self, cursor: Any, table: str, mark: str, events: Sequence[StoredEvent], ids: Sequence[int]
-    ) -> None:
-        cursor.execute(f"SELECT global_hash FROM {table} ORDER BY position DESC LIMIT 1")
-        row = cursor.fetchone()
-        head = bytes.fromhex(row["global_hash"]) if row else GENESIS
-        heads: dict[str, bytes] = {}
-        for originator in {originator_key(e.originator_id) for e in events}:
-            cursor.execute(
-                f"SELECT session_hash FROM {table} WHERE originator_id = {mark} "
-                "ORDER BY originator_version DESC LIMIT 1",
-                (originator,),
-            )
-            found = cursor.fetchone()
-            if found:
-                heads[originator] = bytes.fromhex(found["session_hash"])
-        seals = self.chain.seal(events, ids, head, heads)
-        cursor.executemany(
-            f"INSERT INTO {table} (position, originator_id, originator_version, event_hash, "
-            f"session_hash, global_hash) VALUES ({', '.join([mark] * 6)})",
-            [_row(s) for s in seals],
-        )
-
-
-APPEND_SEALED_FUNCTION = """
-CREATE OR REPLACE FUNCTION {function}(
-    originators text[], expected_global text, expected_sessions text[],
-    ids {id_type}[], versions bigint[], topics text[], states bytea[],
-    seal_originators text[], event_hashes text[], session_hashes text[], global_hashes text[]
-) RETURNS TABLE (ok boolean, g text, s text[], positions bigint[])
-LANGUAGE plpgsql AS $body$
-DECLARE
-    current_global text;
-    current_sessions text[];
-BEGIN
-    PERFORM set_config('lock_timeout', '{lock_timeout}s', true);
-    -- The library's lock: positions are issued in commit order (see eventsourcing.postgres).
-    LOCK TABLE {events} IN EXCLUSIVE MODE;
-    NOTIFY {channel};
-    SELECT c.global_hash INTO current_global FROM {chain} c ORDER BY c.position DESC LIMIT 1;
-    current_sessions := ARRAY(
-        SELECT (SELECT c.session_hash FROM {chain} c WHERE c.originator_id = o.id
-                ORDER BY c.originator_version DESC LIMIT 1)
-        FROM unnest(originators) WITH ORDINALITY AS o(id, n) ORDER BY o.n);
-    IF current_global IS DISTINCT FROM expected_global
-       OR current_sessions IS DISTINCT FROM expected_sessions THEN
-        RETURN QUERY SELECT false, current_global, current_sessions, NULL::bigint[];
-        RETURN;
-    END IF;
-    -- Rows are inserted, and positions drawn, in the arrays' order: the order the seals
-    -- were chained in.
-    RETURN QUERY
-    WITH inserted AS (
-        INSERT INTO {events} (originator_id, originator_version, topic, state)
-        SELECT * FROM unnest(ids, versions, topics, states)
-        RETURNING notification_id
-    ), numbered AS (
-        SELECT notification_id, row_number() OVER (ORDER BY notification_id) AS n
-        FROM inserted
-    ), sealed AS (
-        INSERT INTO {chain} (position, originator_id, originator_version, event_hash,
-                             session_hash, global_hash)
-        SELECT numbered.notification_id, x.o, x.v, x.e, x.s, x.g
-        FROM numbered JOIN unnest(seal_originators, versions, event_hashes, session_hashes,
-                                  global_hashes) WITH ORDINALITY AS x(o, v, e, s, g, n)
-        ON x.n = numbered.n
-        RETURNING position
-    )
-    SELECT true, NULL::text, NULL::text[],
-           ARRAY(SELECT notification_id FROM numbered ORDER BY notification_id)
-    FROM (SELECT count(*) FROM sealed) AS done;
-END
-$body$
-"""
+from infrastructure.audit.postgres_functions import sealing_functions
+from infrastructure.audit.sealing import Sealing, seal_row
+from infrastructure.sql import advisory_key
 
 _UNKNOWN: Any = object()
 SPECULATIONS = 3  # one-round-trip tries with fresh heads before the careful path
@@ -138,27 +42,22 @@ class _KnownHeads:
     wrong seal."""
 
     def __init__(self, size: int = 65_536) -> None:
-        self._size = size
-        self._lock = threading.Lock()
         self.global_head: str | None = _UNKNOWN
-        self._sessions: OrderedDict[str, str | None] = OrderedDict()
+        self._sessions: LRUCache[str, str | None] = LRUCache(maxsize=size)
 
     def session(self, originator: str) -> str | None:
-        with self._lock:
-            return self._sessions.get(originator, _UNKNOWN)
+        try:
+            return self._sessions.get(originator)
+        except KeyError:
+            return _UNKNOWN  # type: ignore[no-any-return]
 
     def learn(self, global_head: str | None, sessions: dict[str, str | None]) -> None:
-        with self._lock:
-            self.global_head = global_head
-            for originator, head in sessions.items():
-                self._sessions[originator] = head
-                self._sessions.move_to_end(originator)
-            while len(self._sessions) > self._size:
-                self._sessions.popitem(last=False)
+        self.global_head = global_head
+        for originator, head in sessions.items():
+            self._sessions.put(originator, head)
 
     def forget(self) -> None:
-        with self._lock:
-            self.global_head = _UNKNOWN
+        self.global_head = _UNKNOWN
 
 
 def _conflict(events: Sequence[StoredEvent]) -> IntegrityError:
@@ -167,33 +66,6 @@ def _conflict(events: Sequence[StoredEvent]) -> IntegrityError:
         f"an event of {first.originator_id} at one of versions "
         f"{[e.originator_version for e in events]} is already recorded"
     )
-
-
-def _row(seal: Seal) -> tuple[object, ...]:
-    return (
-        seal.position,
-        seal.originator_id,
-        seal.originator_version,
-        seal.event_hash.hex(),
-        seal.session_hash.hex(),
-        seal.global_hash.hex(),
-    )
-
-
-class SealingSQLiteApplicationRecorder(Sealing, SubscribableSQLiteApplicationRecorder):
-    """SQLite: seals in the same write transaction as the events."""
-
-    def construct_create_table_statements(self) -> list[str]:
-        """The library's tables, plus the seals."""
-        return [*super().construct_create_table_statements(), *chain_ddl(CHAIN_TABLE, "INTEGER")]
-
-    def _insert_events(
-        self, c: SQLiteCursor, stored_events: Sequence[StoredEvent], **kwargs: Any
-    ) -> Sequence[int] | None:
-        ids = super()._insert_events(c, stored_events, **kwargs)
-        if ids:
-            self._seal(c, CHAIN_TABLE, "?", stored_events, ids)
-        return ids
 
 
 class SealingPostgresApplicationRecorder(Sealing, PostgresApplicationRecorder):
@@ -210,18 +82,18 @@ class SealingPostgresApplicationRecorder(Sealing, PostgresApplicationRecorder):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         schema = self.datastore.schema
-        self.chain_table = f'"{schema}".{CHAIN_TABLE}'
-        statements: list[Any] = [SQL(s) for s in chain_ddl(self.chain_table, "BIGINT")]
-        self.sql_create_statements.extend(statements)
         self._uuid_ids = self.datastore.originator_id_type == "uuid"
+        events = SQL("{schema}.{table}").format(
+            schema=Identifier(schema), table=Identifier(self.events_table_name)
+        )
         self._insert_batch = SQL(
-            "INSERT INTO {schema}.{table} AS t (originator_id, originator_version, topic, state) "
+            "INSERT INTO {events} AS t (originator_id, originator_version, topic, state) "
             "SELECT originator_id, originator_version, topic, state "
             "FROM unnest(%s::{schema}.{event_type}[]) "
             "ON CONFLICT DO NOTHING RETURNING originator_id, originator_version, notification_id"
         ).format(
+            events=events,
             schema=Identifier(schema),
-            table=Identifier(self.events_table_name),
             event_type=Identifier(self.stored_event_type_name),
         )
         self._select_recorded = SQL(
@@ -233,45 +105,19 @@ class SealingPostgresApplicationRecorder(Sealing, PostgresApplicationRecorder):
             table=Identifier(self.events_table_name),
             id_type=SQL("uuid" if self._uuid_ids else "text"),
         )
-        chain = SQL(self.chain_table)
-        self._select_heads = SQL(
-            "SELECT NULL::text AS originator_id, "
-            "(SELECT global_hash FROM {chain} ORDER BY position DESC LIMIT 1) AS hash "
-            "UNION ALL "
-            "SELECT o, (SELECT session_hash FROM {chain} c WHERE c.originator_id = o "
-            "ORDER BY originator_version DESC LIMIT 1) FROM unnest(%s::text[]) AS o"
-        ).format(chain=chain)
-        self._insert_seals = SQL(
-            "INSERT INTO {chain} (position, originator_id, originator_version, event_hash, "
-            "session_hash, global_hash) SELECT * FROM unnest(%s::bigint[], %s::text[], "
-            "%s::bigint[], %s::text[], %s::text[], %s::text[])"
-        ).format(chain=chain)
-        id_type = "uuid" if self._uuid_ids else "text"
-        function = SQL("{schema}.{name}").format(
-            schema=Identifier(schema), name=Identifier(f"{self.events_table_name}_append_sealed")
+        functions = sealing_functions(
+            schema,
+            self.events_table_name,
+            self.channel_name,
+            id_type="uuid" if self._uuid_ids else "text",
+            lock_timeout=int(self.datastore.lock_timeout),
         )
-        self.sql_create_statements.append(
-            SQL(APPEND_SEALED_FUNCTION).format(
-                function=function,
-                id_type=SQL(id_type),
-                lock_timeout=SQL(str(int(self.datastore.lock_timeout))),
-                events=SQL("{schema}.{table}").format(
-                    schema=Identifier(schema), table=Identifier(self.events_table_name)
-                ),
-                channel=Identifier(self.channel_name),
-                chain=chain,
-            )
-        )
-        # Rendered once: composing SQL on every call costs more than the call itself.
-        self._call_append_sealed = (
-            SQL("SELECT * FROM {function}(%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)")
-            .format(function=function)
-            .as_string(None)
-            .encode()
-        )
+        self.sql_create_statements.extend(functions.create)  # replaced at every start
+        self._select_heads = functions.select_heads
+        self._write_seals_call = functions.write_seals
+        self._call_append_sealed = functions.append_sealed
         self._heads = _KnownHeads()
-        digest = hashlib.blake2b(f"session-ledger ddl {schema}".encode(), digest_size=8)
-        self._ddl_lock_key = int.from_bytes(digest.digest(), "big", signed=True)
+        self._ddl_lock_key = advisory_key(f"session-ledger ddl {schema}")
         self.group = GroupCommit(self._commit_batch)
 
     def _create_table(self, curs: Cursor[DictRow]) -> None:
@@ -401,7 +247,7 @@ class SealingPostgresApplicationRecorder(Sealing, PostgresApplicationRecorder):
         global_head, session_heads = self._expected_heads(events, originators)
         # Positions are not hashed, so the seals can be made before they are known.
         seals = self._seal_from(
-            events, list(range(len(events))), digests, global_head, session_heads
+            events, range(len(events)), {None: global_head, **session_heads}, digests
         )
         params = (
             originators,
@@ -449,14 +295,14 @@ class SealingPostgresApplicationRecorder(Sealing, PostgresApplicationRecorder):
 
     def _expected_heads(
         self, events: list[StoredEvent], originators: list[str]
-    ) -> tuple[str | None, dict[str, str | None]]:
+    ) -> tuple[str | None, dict[str | None, str | None]]:
         """The heads this process last saw, looked up (without any lock) where unknown."""
         first_versions: dict[str, int] = {}
         for e in events:
             key = originator_key(e.originator_id)
             first_versions.setdefault(key, e.originator_version)
             first_versions[key] = min(first_versions[key], e.originator_version)
-        heads: dict[str, str | None] = {}
+        heads: dict[str | None, str | None] = {}
         unknown = []
         for originator in originators:
             known = self._heads.session(originator)
@@ -469,8 +315,7 @@ class SealingPostgresApplicationRecorder(Sealing, PostgresApplicationRecorder):
         global_head = self._heads.global_head
         if unknown or global_head is _UNKNOWN:
             with self.datastore.get_connection() as conn, conn.cursor() as curs:
-                curs.execute(self._select_heads, (unknown,), prepare=True)
-                found = {r["originator_id"]: r["hash"] for r in curs.fetchall()}
+                found = self._read_heads(curs, unknown)
             global_head = found.pop(None, None)
             heads.update(found)
         return global_head, heads
@@ -513,54 +358,39 @@ class SealingPostgresApplicationRecorder(Sealing, PostgresApplicationRecorder):
                 ]
                 raise Rollback
             ids = [positions[key] for key in keys]
-            heads = {r["originator_id"]: r["hash"] for r in heads_cursor.fetchall()}
-            seals = self._seals_in_log_order(events, ids, digests, heads)
+            heads = _heads(heads_cursor.fetchall())
+            seals = self._seal_from(events, ids, heads, digests)
             self._heads.forget()  # learnt again below, once committed
-            columns = [list(column) for column in zip(*map(_row, seals), strict=True)]
-            curs.execute(self._insert_seals, columns, prepare=True)
+            self._write_seals(curs, seals)
         if conflicted:
             return conflicted
         self._settle(live, ids, seals)
         return []
 
-    def _seals_in_log_order(
-        self,
-        events: list[StoredEvent],
-        ids: list[int],
-        digests: list[bytes],
-        heads: dict[str | None, str | None],
-    ) -> list[Seal]:
-        order = sorted(range(len(events)), key=ids.__getitem__)
-        global_head = heads.pop(None, None)
-        return self._seal_from(
-            [events[i] for i in order],
-            [ids[i] for i in order],
-            [digests[i] for i in order],
-            global_head,
-            {o: h for o, h in heads.items() if o is not None},
-        )
+    def _read_heads(
+        self, curs: Cursor[DictRow], originators: Sequence[str]
+    ) -> dict[str | None, str | None]:
+        """The global head (under None) and each originator's, from the heads function."""
+        curs.execute(self._select_heads, (list(originators),), prepare=True)
+        return _heads(curs.fetchall())
 
-    def _seal_from(
-        self,
-        events: list[StoredEvent],
-        positions: list[int],
-        digests: list[bytes],
-        global_head: str | None,
-        session_heads: dict[str, str | None],
-    ) -> list[Seal]:
-        """Seals continuing from heads as the chain table spells them (hex, or None)."""
-        return self.chain.seal(
-            events,
-            positions,
-            bytes.fromhex(global_head) if global_head else GENESIS,
-            {o: bytes.fromhex(h) for o, h in session_heads.items() if h},
-            digests=digests,
-        )
+    def _write_seals(self, curs: Cursor[DictRow], seals: Sequence[Seal]) -> None:
+        """Insert seals through the one function that writes them."""
+        columns = [list(column) for column in zip(*map(seal_row, seals), strict=True)]
+        curs.execute(self._write_seals_call, columns, prepare=True)
 
     def _fetch_ids_after_insert_events(
         self, curs: Cursor[DictRow], stored_events: Sequence[StoredEvent], **kwargs: Any
     ) -> Sequence[int] | None:
+        # The library's own append (with tracking): seal inside its transaction.
         ids = super()._fetch_ids_after_insert_events(curs, stored_events, **kwargs)
         if ids:
-            self._seal(curs, self.chain_table, "%s", stored_events, ids)
+            originators = sorted({originator_key(e.originator_id) for e in stored_events})
+            heads = self._read_heads(curs, originators)
+            self._heads.forget()
+            self._write_seals(curs, self._seal_from(stored_events, ids, heads))
         return ids
+
+
+def _heads(rows: Sequence[DictRow]) -> dict[str | None, str | None]:
+    return {row["originator_id"]: row["hash"] for row in rows}

@@ -11,7 +11,7 @@ from collections.abc import Iterable, Sequence
 from typing import Any, ClassVar
 
 from domain.session import END_REASONS, Session
-from infrastructure.projections.engine import ProjectedEvent, Projection
+from infrastructure.projections.engine import ProjectedEvent, Projection, Write
 from infrastructure.sql import SqlCursor, SqlDatabase, bulk_insert, select_in
 
 Row = dict[str, Any]
@@ -181,21 +181,15 @@ class AnalyticsProjection(Projection):
         ]  # fmt: skip
         return views
 
-    def apply(
-        self,
-        cursor: SqlCursor,
-        db: SqlDatabase,
-        generation: int,
-        batch: Sequence[ProjectedEvent],
-        memo: dict[str, Any],
-    ) -> None:
+    def apply(self, write: Write, batch: Sequence[ProjectedEvent]) -> None:
         """Fold a batch of session events into the fact tables."""
         events = [p for p in batch if isinstance(p.event, Session.Event)]
         if not events:
             return
-        fold: _Fold = memo.get("fold") or _Fold(db, generation)
+        memo = write.memo
+        fold: _Fold = memo.get("fold") or _Fold(write.db, write.generation)
         memo["fold"] = fold
-        fold.cursor = cursor
+        fold.cursor = write.cursor
         fold.complete = bool(memo.get("complete"))
         fold.load("analytics_sessions", {str(p.event.originator_id.int) for p in events})
         fold.load("analytics_sign_ins", _sign_in_ids(events))
@@ -203,20 +197,18 @@ class AnalyticsProjection(Projection):
         for projected in events:
             _apply_one(fold, projected.position, projected.event)
         if not memo.get("defer") or fold.size() > MEMO_LIMIT:
-            self.flush(cursor, db, generation, memo)
+            self.flush(write)
 
-    def flush(
-        self, cursor: SqlCursor, db: SqlDatabase, generation: int, memo: dict[str, Any]
-    ) -> None:
+    def flush(self, write: Write) -> None:
         """Write the rows the fold holds back; start a fresh fold if it has grown large."""
-        fold: _Fold | None = memo.get("fold")
+        fold: _Fold | None = write.memo.get("fold")
         if fold is None:
             return
-        fold.cursor = cursor
+        fold.cursor = write.cursor
         fold.write()
         if fold.size() > MEMO_LIMIT:
-            memo["fold"] = _Fold(db, generation)
-            memo["complete"] = False
+            write.memo["fold"] = _Fold(write.db, write.generation)
+            write.memo["complete"] = False
 
 
 def _sign_in_ids(events: Sequence[ProjectedEvent]) -> set[str]:

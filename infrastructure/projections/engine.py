@@ -28,6 +28,7 @@ from eventsourcing.application import Application
 from eventsourcing.persistence import Notification, StoredEvent
 
 from application.request_context import CONTEXT_KEY
+from infrastructure.migrations import migrate
 from infrastructure.sql import SqlCursor, SqlDatabase
 
 BATCH_SIZE = 500  # live catch-up: small, so a request never waits on a long transaction
@@ -61,6 +62,22 @@ def recorded_context(projected: ProjectedEvent, payload: Payload) -> dict[str, A
     return context if isinstance(context, dict) else None
 
 
+@dataclass(frozen=True)
+class Write:
+    """Where a projection writes a batch: the transaction's cursor, the database, the
+    generation being written, and the memo that survives from batch to batch while one
+    writer owns the generation (see :meth:`Projection.apply`)."""
+
+    cursor: SqlCursor
+    db: SqlDatabase
+    generation: int
+    memo: dict[str, Any]
+
+    def table(self, name: str) -> str:
+        """The physical name of one of the projection's tables in this generation."""
+        return _physical(self.db, name, self.generation)
+
+
 class Projection(ABC):
     """What a projection needs to say: its tables, its views, and how events change them."""
 
@@ -74,22 +91,16 @@ class Projection(ABC):
     def create_statements(self, db: SqlDatabase, generation: int) -> list[str]:
         """DDL creating this generation's tables and indexes (IF NOT EXISTS)."""
 
-    @abstractmethod
     def view_statements(self, db: SqlDatabase, generation: int) -> list[tuple[str, str]]:
-        """``(view name, SELECT)`` pairs of the stable views, in dependency order."""
+        """``(view name, SELECT)`` pairs of the stable views, in dependency order: by
+        default one view per table, under the table's own name."""
+        return [(t, f"SELECT * FROM {self.physical(db, t, generation)}") for t in self.tables]
 
     @abstractmethod
-    def apply(
-        self,
-        cursor: SqlCursor,
-        db: SqlDatabase,
-        generation: int,
-        batch: Sequence[ProjectedEvent],
-        memo: dict[str, Any],
-    ) -> None:
+    def apply(self, write: Write, batch: Sequence[ProjectedEvent]) -> None:
         """Change this generation's tables for a batch of events, in the caller's transaction.
 
-        ``memo`` survives from batch to batch while one writer owns the generation (a
+        ``write.memo`` survives from batch to batch while one writer owns the generation (a
         rebuild), so rows written by an earlier batch need not be read back; for live
         catch-ups it is empty every time. When ``memo["defer"]`` is true the projection may
         hold its writes back until :meth:`flush` (nobody reads a generation being rebuilt,
@@ -97,15 +108,14 @@ class Projection(ABC):
         memo holds every row of the generation, so there is nothing to read back.
         """
 
-    @abstractmethod
-    def flush(
-        self, cursor: SqlCursor, db: SqlDatabase, generation: int, memo: dict[str, Any]
-    ) -> None:
-        """Write what ``apply`` deferred (a rebuild defers writes until the swap)."""
+    def flush(self, write: Write) -> None:
+        """Write what ``apply`` deferred (a rebuild defers writes until the swap); by
+        default nothing is deferred."""
+        return
 
     def physical(self, db: SqlDatabase, table: str, generation: int) -> str:
         """The physical name of one of the projection's tables in a generation."""
-        return db.table(f"{table}_g{generation}")
+        return _physical(db, table, generation)
 
 
 @dataclass(frozen=True)
@@ -148,18 +158,15 @@ class Projector:
     # Set-up -----------------------------------------------------------------------------
 
     def ensure(self) -> None:
-        """Create the state table, the live generation's tables and the views, if missing."""
+        """Migrate the views database (the state table is a migration's), then create the
+        live generation's tables and the views, if missing."""
+        migrate(self.db, "views")
         with self.db.transaction(immediate=True) as cursor:
             if self.db.dialect == "postgres":
                 # Concurrent CREATE … IF NOT EXISTS can still collide in PostgreSQL's catalog.
                 cursor.execute(
                     "SELECT pg_advisory_xact_lock(%(key)s)", {"key": _lock_key(self._state)}
                 )
-            cursor.execute(
-                f"CREATE TABLE IF NOT EXISTS {self._state} (name TEXT PRIMARY KEY, "
-                "generation INTEGER NOT NULL, position BIGINT NOT NULL, "
-                "version INTEGER NOT NULL DEFAULT 0)"
-            )
             cursor.execute(
                 f"INSERT INTO {self._state} (name, generation, position, version) "
                 "VALUES (%(name)s, 1, 0, %(version)s) ON CONFLICT (name) DO NOTHING",
@@ -314,7 +321,8 @@ class Projector:
         if not fresh:
             return position
         batch = self._decode(fresh)
-        self.projection.apply(cursor, self.db, generation, batch, {} if memo is None else memo)
+        memo = {} if memo is None else memo
+        self.projection.apply(Write(cursor, self.db, generation, memo), batch)
         cursor.execute(
             f"UPDATE {self._state} SET position = %(position)s WHERE name = %(name)s",
             {"position": fresh[-1].id, "name": state_name},
@@ -350,7 +358,7 @@ class Projector:
             _, position = self._read_state(cursor, rebuild_name, lock=True)
             while notifications := self._read_within(cursor, position):
                 position = self._apply(rebuild_name, notifications, cursor, memo)
-            self.projection.flush(cursor, self.db, generation, memo)
+            self.projection.flush(Write(cursor, self.db, generation, memo))
             cursor.execute(
                 f"UPDATE {self._state} SET generation = %(g)s, position = %(p)s, "
                 "version = %(v)s WHERE name = %(name)s",
@@ -389,3 +397,7 @@ class Projector:
 
 def _lock_key(name: str) -> int:
     return zlib.crc32(name.encode())
+
+
+def _physical(db: SqlDatabase, table: str, generation: int) -> str:
+    return db.table(f"{table}_g{generation}")

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
-import hashlib
 import logging
 import os
 import time
@@ -26,6 +25,8 @@ from typing import IO, Any
 import psycopg
 from eventsourcing.postgres import PostgresDatastore
 from eventsourcing.sqlite import SQLiteDatastore
+
+from infrastructure.sql import advisory_key
 
 logger = logging.getLogger(__name__)
 
@@ -94,10 +95,7 @@ class WorkerLease:
             given: dict[str, Any] = (raw() if callable(raw) else raw) or {}
             params = {k: v for k, v in given.items() if k != "row_factory" and v}
             self._connection = psycopg.connect(**params, autocommit=True)
-        digest = hashlib.blake2b(
-            f"session-ledger {self._purpose} {store.schema}".encode(), digest_size=8
-        ).digest()
-        key = int.from_bytes(digest, "big", signed=True)
+        key = advisory_key(f"session-ledger {self._purpose} {store.schema}")
         row = self._connection.execute("SELECT pg_try_advisory_lock(%s)", (key,)).fetchone()
         return bool(row and row[0])
 

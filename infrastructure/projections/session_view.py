@@ -17,7 +17,7 @@ from eventsourcing.utils import get_topic
 
 from domain.ids import aggregate_uuid
 from domain.session import Session
-from infrastructure.projections.engine import ProjectedEvent, Projection
+from infrastructure.projections.engine import ProjectedEvent, Projection, Write
 from infrastructure.projections.replica_reads import ReplicaReads
 from infrastructure.sql import SqlCursor, SqlDatabase, bulk_insert, select_in
 
@@ -77,30 +77,18 @@ class SessionView(Projection):
             f"version INTEGER NOT NULL, updated_at {timestamp} NOT NULL, state TEXT NOT NULL)"
         ]
 
-    def view_statements(self, db: SqlDatabase, generation: int) -> list[tuple[str, str]]:
-        """The stable name readers use."""
-        table = self.physical(db, "read_sessions", generation)
-        return [("read_sessions", f"SELECT session_id, version, updated_at, state FROM {table}")]
-
-    def apply(
-        self,
-        cursor: SqlCursor,
-        db: SqlDatabase,
-        generation: int,
-        batch: Sequence[ProjectedEvent],
-        memo: dict[str, Any],
-    ) -> None:
+    def apply(self, write: Write, batch: Sequence[ProjectedEvent]) -> None:
         """Fold the batch's session events into the touched sessions; write each once."""
         events = [p.event for p in batch if isinstance(p.event, Session.Event)]
         if not events:
             return
+        memo = write.memo
         sessions: dict[int, Session] = memo.setdefault("sessions", {})
         stored: set[int] = memo.setdefault("stored", set())
         dirty: set[int] = memo.setdefault("dirty", set())
         touched = {e.originator_id.int for e in events}
-        table = self.physical(db, "read_sessions", generation)
         missing = set() if memo.get("complete") else touched - sessions.keys()
-        loaded = self._load(cursor, table, missing)
+        loaded = self._load(write.cursor, write.table("read_sessions"), missing)
         sessions.update(loaded)
         stored.update(loaded)
         for event in events:
@@ -110,16 +98,14 @@ class SessionView(Projection):
             sessions[key] = mutated
         dirty.update(touched)
         if not memo.get("defer") or len(sessions) > MEMO_LIMIT:
-            self.flush(cursor, db, generation, memo)
+            self.flush(write)
 
-    def flush(
-        self, cursor: SqlCursor, db: SqlDatabase, generation: int, memo: dict[str, Any]
-    ) -> None:
+    def flush(self, write: Write) -> None:
         """Insert new sessions in bulk and update changed ones."""
+        memo, cursor, table = write.memo, write.cursor, write.table("read_sessions")
         sessions: dict[int, Session] = memo.get("sessions", {})
         stored: set[int] = memo.get("stored", set())
         dirty: set[int] = memo.get("dirty", set())
-        table = self.physical(db, "read_sessions", generation)
         rows = {
             key: {
                 "session_id": str(key),
@@ -130,7 +116,11 @@ class SessionView(Projection):
             for key in dirty
         }
         bulk_insert(
-            cursor, db.dialect, table, COLUMNS, [r for k, r in rows.items() if k not in stored]
+            cursor,
+            write.db.dialect,
+            table,
+            COLUMNS,
+            [r for k, r in rows.items() if k not in stored],
         )
         updated = [r for k, r in rows.items() if k in stored]
         if updated:

@@ -22,9 +22,10 @@ from infrastructure.projections.engine import (
     ProjectedEvent,
     Projection,
     Projector,
+    Write,
     recorded_context,
 )
-from infrastructure.sql import SqlCursor, SqlDatabase
+from infrastructure.sql import SqlDatabase
 
 COLUMNS = (
     "sign_in_id", "user_id", "session_id", "created_at", "expires_at", "last_active_at",
@@ -55,21 +56,9 @@ class UserSignInsView(Projection):
             f"ON {table} (user_id)",
         ]
 
-    def view_statements(self, db: SqlDatabase, generation: int) -> list[tuple[str, str]]:
-        """The stable name readers use."""
-        table = self.physical(db, "read_user_sign_ins", generation)
-        return [("read_user_sign_ins", f"SELECT {', '.join(COLUMNS)} FROM {table}")]
-
-    def apply(
-        self,
-        cursor: SqlCursor,
-        db: SqlDatabase,
-        generation: int,
-        batch: Sequence[ProjectedEvent],
-        memo: dict[str, Any],
-    ) -> None:
+    def apply(self, write: Write, batch: Sequence[ProjectedEvent]) -> None:
         """Insert, touch or delete each sign-in's row, event by event (order matters)."""
-        table = self.physical(db, "read_user_sign_ins", generation)
+        cursor, table = write.cursor, write.table("read_user_sign_ins")
         for projected in batch:
             if not isinstance(projected.event, Session.Event):
                 continue
@@ -104,11 +93,6 @@ class UserSignInsView(Projection):
                     f"DELETE FROM {table} WHERE sign_in_id = %(id)s",
                     [{"id": str(i)} for i in ended],
                 )
-
-    def flush(
-        self, cursor: SqlCursor, db: SqlDatabase, generation: int, memo: dict[str, Any]
-    ) -> None:
-        """Nothing is held back: ``apply`` writes as it goes."""
 
     def _context(self, projected: ProjectedEvent) -> dict[str, str]:
         """The user agent and address recorded with the event, if a request recorded it."""

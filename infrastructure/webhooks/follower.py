@@ -28,6 +28,7 @@ from infrastructure.projections.engine import (
     Payload,
     ProjectedEvent,
     Projection,
+    Write,
     recorded_context,
 )
 from infrastructure.sql import SqlCursor, SqlDatabase, select_in
@@ -65,28 +66,14 @@ class WebhookProjection(Projection):
         self._payload = payload  # the request context of sign-in events goes into payloads
 
     def create_statements(self, db: SqlDatabase, generation: int) -> list[str]:
-        """The webhook tables (shared by every generation; there is only ever one)."""
-        return tables.create_statements(db)
-
-    def view_statements(self, db: SqlDatabase, generation: int) -> list[tuple[str, str]]:
-        """No views: the tables are read directly."""
+        """Nothing per generation: the webhook tables are a migration's, and read directly
+        (no views)."""
         return []
 
-    def flush(
-        self, cursor: SqlCursor, db: SqlDatabase, generation: int, memo: dict[str, Any]
-    ) -> None:
-        """Nothing is deferred."""
-
-    def apply(
-        self,
-        cursor: SqlCursor,
-        db: SqlDatabase,
-        generation: int,
-        batch: Sequence[ProjectedEvent],
-        memo: dict[str, Any],
-    ) -> None:
+    def apply(self, write: Write, batch: Sequence[ProjectedEvent]) -> None:
         """Fold the batch, write the messages, their deliveries and the follower's state."""
         events = [p for p in batch if isinstance(p.event, Session.Event)]
+        cursor, db = write.cursor, write.db
         states = _load(cursor, db, {snowflake_of(p.event.originator_id) for p in events})
         touched: dict[int, SessionState] = {}
         messages: list[Message] = []

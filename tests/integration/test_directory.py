@@ -14,7 +14,9 @@ from eventsourcing.sqlite import SQLiteDatastore
 from application.ports import Role
 from domain.values import OrganizationMembershipFact, WorkspaceMembershipFact
 from infrastructure.directory_file import DirectoryFile, DirectoryFileError, parse_directory
+from infrastructure.directory_loading import DirectoryLoader
 from infrastructure.directory_store import DuplicateEmail, SqlDirectory
+from infrastructure.migrations import migrate
 from infrastructure.passwords import Argon2Passwords
 from infrastructure.persistence import store_config
 from infrastructure.settings import Settings
@@ -52,10 +54,14 @@ def db(durable_database_url: str) -> Iterator[SqlDatabase]:
 
 @pytest.fixture
 def directory(db: SqlDatabase) -> SqlDirectory:
-    store = SqlDirectory(db, PASSWORDS)
-    store.create_tables()
-    store.create_tables()  # idempotent
-    return store
+    migrate(db, "store")
+    migrate(db, "store")  # idempotent
+    return SqlDirectory(db)
+
+
+@pytest.fixture
+def loader(db: SqlDatabase, directory: SqlDirectory) -> DirectoryLoader:
+    return DirectoryLoader(db, PASSWORDS)
 
 
 def demo(edit: Callable[[dict[str, Any]], None] | None = None) -> DirectoryFile:
@@ -75,8 +81,8 @@ def dump(db: SqlDatabase) -> dict[str, list[dict[str, Any]]]:
         return tables
 
 
-def test_the_demo_file_loads(directory: SqlDirectory) -> None:
-    report = directory.load(demo())
+def test_the_demo_file_loads(directory: SqlDirectory, loader: DirectoryLoader) -> None:
+    report = loader.load(demo())
 
     assert (report.users.created, report.organizations.created) == (3, 2)
     assert (report.workspaces.created, report.roles.created, report.memberships.created) == (
@@ -86,12 +92,12 @@ def test_the_demo_file_loads(directory: SqlDirectory) -> None:
 
 
 def test_loading_the_same_file_again_changes_nothing(
-    directory: SqlDirectory, db: SqlDatabase
+    directory: SqlDirectory, loader: DirectoryLoader, db: SqlDatabase
 ) -> None:
-    directory.load(demo())
+    loader.load(demo())
     before = dump(db)
 
-    report = directory.load(demo())
+    report = loader.load(demo())
 
     assert report.changed == 0
     assert report.users.unchanged == 3
@@ -100,9 +106,9 @@ def test_loading_the_same_file_again_changes_nothing(
 
 
 def test_a_changed_file_updates_names_roles_permissions_and_assignments(
-    directory: SqlDirectory, db: SqlDatabase
+    directory: SqlDirectory, loader: DirectoryLoader, db: SqlDatabase
 ) -> None:
-    directory.load(demo())
+    loader.load(demo())
     owner_id = 300000000000000004
 
     def edit(data: dict[str, Any]) -> None:
@@ -116,7 +122,7 @@ def test_a_changed_file_updates_names_roles_permissions_and_assignments(
         data["organization_memberships"][2]["role_ids"] = []
         data["users"][1]["first_name"] = "Robert"
 
-    report = directory.load(demo(edit))
+    report = loader.load(demo(edit))
 
     assert report.organizations.updated == 1
     assert (report.roles.created, report.roles.updated, report.roles_removed) == (1, 1, 1)
@@ -133,9 +139,9 @@ def test_a_changed_file_updates_names_roles_permissions_and_assignments(
 
 
 def test_a_file_failing_mid_load_leaves_every_table_as_it_was(
-    directory: SqlDirectory, db: SqlDatabase
+    directory: SqlDirectory, loader: DirectoryLoader, db: SqlDatabase
 ) -> None:
-    directory.load(demo())
+    loader.load(demo())
     # A membership the file does not know holds Bob's place in Globex.
     with db.transaction() as cur:
         cur.execute(
@@ -155,15 +161,15 @@ def test_a_file_failing_mid_load_leaves_every_table_as_it_was(
 
     expected = r"organization_memberships\[3\]: another stored membership has this user and"
     with pytest.raises(DirectoryFileError, match=expected):
-        directory.load(demo(edit))
+        loader.load(demo(edit))
     assert dump(db) == before
 
 
 def test_an_email_of_a_user_outside_the_file_is_refused_cleanly(
-    directory: SqlDirectory, db: SqlDatabase
+    directory: SqlDirectory, loader: DirectoryLoader, db: SqlDatabase
 ) -> None:
     directory.create_user(900000000000000001, "dave@example.com", "Dave", "Doe", None)
-    directory.load(demo())
+    loader.load(demo())
     before = dump(db)
 
     def edit(data: dict[str, Any]) -> None:
@@ -171,26 +177,26 @@ def test_an_email_of_a_user_outside_the_file_is_refused_cleanly(
         data["users"][2]["email"] = "Dave@Example.com"
 
     with pytest.raises(DirectoryFileError) as caught:
-        directory.load(demo(edit))
+        loader.load(demo(edit))
     assert str(caught.value) == "users[2].email: already the email of user 900000000000000001"
     assert dump(db) == before
 
 
 def test_a_bad_reference_in_the_last_entry_loads_nothing(
-    directory: SqlDirectory, db: SqlDatabase
+    directory: SqlDirectory, loader: DirectoryLoader, db: SqlDatabase
 ) -> None:
     data = json.loads(DEMO.read_text())
     data["workspace_memberships"][-1]["role_ids"] = ["500000000000000009"]
 
     with pytest.raises(DirectoryFileError, match=r"workspace_memberships\[2\]\.role_ids\[0\]"):
-        directory.load(parse_directory(json.dumps(data)))
+        loader.load(parse_directory(json.dumps(data)))
     assert all(rows == [] for rows in dump(db).values())
 
 
 def test_passwords_are_stored_only_as_argon2_hashes(
-    directory: SqlDirectory, db: SqlDatabase
+    directory: SqlDirectory, loader: DirectoryLoader, db: SqlDatabase
 ) -> None:
-    directory.load(demo())
+    loader.load(demo())
 
     everything = json.dumps(dump(db), default=str)
     assert "demo-password" not in everything
@@ -205,15 +211,16 @@ def test_passwords_are_stored_only_as_argon2_hashes(
 
 def test_a_changed_password_is_rehashed_and_a_missing_one_keeps_the_stored_hash(
     directory: SqlDirectory,
+    loader: DirectoryLoader,
 ) -> None:
-    directory.load(demo())
+    loader.load(demo())
     bob_before = directory.find_user_by_email("bob@example.com")
 
     def edit(data: dict[str, Any]) -> None:
         data["users"][0]["password"] = "a-new-password"
         del data["users"][1]["password"]
 
-    report = directory.load(demo(edit))
+    report = loader.load(demo(edit))
 
     alice = directory.find_user_by_email("alice@example.com")
     assert alice is not None
@@ -222,14 +229,16 @@ def test_a_changed_password_is_rehashed_and_a_missing_one_keeps_the_stored_hash(
     assert (report.users.updated, report.users.unchanged) == (1, 2)
 
 
-def test_users_in_the_file_may_swap_emails(directory: SqlDirectory) -> None:
-    directory.load(demo())
+def test_users_in_the_file_may_swap_emails(
+    directory: SqlDirectory, loader: DirectoryLoader
+) -> None:
+    loader.load(demo())
 
     def edit(data: dict[str, Any]) -> None:
         alice, bob = data["users"][0], data["users"][1]
         alice["email"], bob["email"] = bob["email"], alice["email"]
 
-    directory.load(demo(edit))
+    loader.load(demo(edit))
 
     bob = directory.find_user_by_email("bob@example.com")
     assert bob is not None
@@ -237,8 +246,10 @@ def test_users_in_the_file_may_swap_emails(directory: SqlDirectory) -> None:
     assert directory.user_profiles([BOB])[BOB].email == "alice@example.com"
 
 
-def test_lookups_return_the_directory_dataclasses(directory: SqlDirectory) -> None:
-    directory.load(demo())
+def test_lookups_return_the_directory_dataclasses(
+    directory: SqlDirectory, loader: DirectoryLoader
+) -> None:
+    loader.load(demo())
 
     found = directory.find_user_by_email("ALICE@Example.COM")
     assert found is not None
@@ -264,11 +275,13 @@ def test_lookups_return_the_directory_dataclasses(directory: SqlDirectory) -> No
     assert bob_web.roles == (Role(500000000000000002, "Viewer", ("workspace:read",)),)
 
 
-def test_roles_come_in_the_membership_s_order(directory: SqlDirectory) -> None:
+def test_roles_come_in_the_membership_s_order(
+    directory: SqlDirectory, loader: DirectoryLoader
+) -> None:
     def edit(data: dict[str, Any]) -> None:
         data["organization_memberships"][0]["role_ids"] = [str(MEMBER), str(ADMIN)]
 
-    directory.load(demo(edit))
+    loader.load(demo(edit))
 
     roles = directory.organization_memberships([600000000000000001])[600000000000000001].roles
     assert [role.name for role in roles] == ["Member", "Admin"]
@@ -277,13 +290,14 @@ def test_roles_come_in_the_membership_s_order(directory: SqlDirectory) -> None:
 
 def test_create_user_refuses_a_taken_email_and_survives_reloads(
     directory: SqlDirectory,
+    loader: DirectoryLoader,
 ) -> None:
-    directory.load(demo())
+    loader.load(demo())
 
     with pytest.raises(DuplicateEmail):
         directory.create_user(900000000000000001, "Alice@example.com", "A", "B", None)
     dave = directory.create_user(900000000000000002, "Dave@Example.com", "Dave", "Doe", "h")
-    directory.load(demo())
+    loader.load(demo())
 
     assert dave.email == "dave@example.com"
     assert directory.user_profiles([dave.id]) == {dave.id: dave}

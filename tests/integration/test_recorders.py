@@ -20,10 +20,8 @@ from eventsourcing.tests.persistence import (
 )
 
 from infrastructure.audit.chain import Chain
-from infrastructure.audit.recorders import (
-    SealingPostgresApplicationRecorder,
-    SealingSQLiteApplicationRecorder,
-)
+from infrastructure.audit.recorders import SealingPostgresApplicationRecorder
+from infrastructure.audit.sealing import SealingSQLiteApplicationRecorder
 from infrastructure.audit.verify import Verifier
 from infrastructure.sql import SqlDatabase
 from tests.conftest import POSTGRES_URL, require_postgres

@@ -20,9 +20,10 @@ from typing import Any
 
 import psycopg
 
+from application.read_model import rfc3339
 from domain.session import Session
 from infrastructure.container import Services
-from infrastructure.sql import SqlDatabase, sqlite_timestamp
+from infrastructure.sql import SqlDatabase
 from tests.conftest import POSTGRES_URL, require_postgres
 
 # Far in the future, so no sign-in is ever past its lifetime by the database's clock and
@@ -127,7 +128,7 @@ def stored_time(db: SqlDatabase, moment: datetime | None) -> Any:
     """A time as a projection table gives it back on this store."""
     if moment is None or db.dialect == "postgres":
         return moment
-    return sqlite_timestamp(moment)
+    return rfc3339(moment)
 
 
 def day_of(moment: datetime) -> str:

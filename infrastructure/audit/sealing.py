@@ -1,0 +1,99 @@
+"""Sealing each appended event into the audit chains, atomically: what both stores'
+recorders share, and the SQLite recorder (the PostgreSQL one is in
+:mod:`infrastructure.audit.recorders`).
+
+They extend the library's recorders only at the point where an append has its positions
+and is still inside its transaction (after PostgreSQL's table lock, inside SQLite's write
+transaction), so the seals are written, or rolled back, with the events.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from eventsourcing.persistence import StoredEvent
+from eventsourcing.sqlite import SQLiteCursor
+
+from infrastructure.audit.chain import CHAIN_TABLE, GENESIS, Chain, Seal, originator_key
+from infrastructure.migrations import migrate
+from infrastructure.sql import SqlDatabase
+from infrastructure.sqlite_subscription import SubscribableSQLiteApplicationRecorder
+
+
+class Sealing:
+    """What both recorders share: the chain that computes seals, and creating our tables
+    (see :mod:`infrastructure.migrations`) before the library's."""
+
+    chain = Chain()
+    datastore: Any
+
+    def create_table(self) -> None:
+        """Our tables (the seals among them) first, then the library's."""
+        migrate(SqlDatabase(self.datastore), "store")
+        super().create_table()  # type: ignore[misc]
+
+    def _seal_from(
+        self,
+        events: Sequence[StoredEvent],
+        positions: Sequence[int],
+        heads: dict[str | None, str | None],
+        digests: Sequence[bytes] | None = None,
+    ) -> list[Seal]:
+        """Seals, in log order, continuing from heads as the chain table spells them (hex,
+        or None; the global head under the key None)."""
+        order = sorted(range(len(events)), key=positions.__getitem__)
+        global_head = heads.get(None)
+        return self.chain.seal(
+            [events[i] for i in order],
+            [positions[i] for i in order],
+            bytes.fromhex(global_head) if global_head else GENESIS,
+            {o: bytes.fromhex(h) for o, h in heads.items() if o is not None and h},
+            digests=None if digests is None else [digests[i] for i in order],
+        )
+
+
+def seal_row(seal: Seal) -> tuple[object, ...]:
+    """A seal as a row of the chain table."""
+    return (
+        seal.position,
+        seal.originator_id,
+        seal.originator_version,
+        seal.event_hash.hex(),
+        seal.session_hash.hex(),
+        seal.global_hash.hex(),
+    )
+
+
+class SealingSQLiteApplicationRecorder(Sealing, SubscribableSQLiteApplicationRecorder):
+    """SQLite: seals in the same write transaction as the events."""
+
+    def _insert_events(
+        self, c: SQLiteCursor, stored_events: Sequence[StoredEvent], **kwargs: Any
+    ) -> Sequence[int] | None:
+        ids = super()._insert_events(c, stored_events, **kwargs)
+        if ids:
+            heads = self._read_heads(c, {originator_key(e.originator_id) for e in stored_events})
+            seals = self._seal_from(stored_events, ids, heads)
+            c.executemany(
+                f"INSERT INTO {CHAIN_TABLE} (position, originator_id, originator_version, "
+                "event_hash, session_hash, global_hash) VALUES (?, ?, ?, ?, ?, ?)",
+                [seal_row(s) for s in seals],
+            )
+        return ids
+
+    @staticmethod
+    def _read_heads(c: SQLiteCursor, originators: set[str]) -> dict[str | None, str | None]:
+        """The global head (under None) and each originator's, as the table spells them."""
+        c.execute(f"SELECT global_hash FROM {CHAIN_TABLE} ORDER BY position DESC LIMIT 1")
+        row = c.fetchone()
+        heads: dict[str | None, str | None] = {None: row["global_hash"] if row else None}
+        for originator in originators:
+            c.execute(
+                f"SELECT session_hash FROM {CHAIN_TABLE} WHERE originator_id = ? "
+                "ORDER BY originator_version DESC LIMIT 1",
+                (originator,),
+            )
+            found = c.fetchone()
+            heads[originator] = found["session_hash"] if found else None
+        return heads
