@@ -11,6 +11,7 @@ from typing import Any
 from hypothesis import HealthCheck, settings
 from hypothesis.stateful import run_state_machine_as_test
 
+from application.authentication import random_code
 from application.ports import Clock
 from infrastructure.clock import SettableClock
 from infrastructure.container import Services, build_services
@@ -36,11 +37,25 @@ def cheap_passwords() -> Argon2Passwords:
     return Argon2Passwords(time_cost=1, memory_cost=8192, parallelism=1)
 
 
+class SequentialCodes:
+    """One-time codes a test can predict: 100000, 100002, 100004, … Two codes never match by
+    chance, and no code plus one (a test's usual wrong code) is ever sent."""
+
+    def __init__(self) -> None:
+        self.sent: list[str] = []
+
+    def __call__(self) -> str:
+        code = f"{100_000 + 2 * len(self.sent):06d}"
+        self.sent.append(code)
+        return code
+
+
 @contextmanager
 def services_for(
     database_url: str,
     clock: Clock | None = None,
     load_demo: bool = True,
+    new_code: Callable[[], str] = random_code,
     **settings: object,
 ) -> Iterator[Services]:
     """Services on ``database_url`` with the demo directory loaded; closed afterwards."""
@@ -48,6 +63,7 @@ def services_for(
         Settings(database_url=database_url, **settings),  # type: ignore[arg-type]
         clock=clock or SettableClock(),
         passwords=cheap_passwords(),
+        new_code=new_code,
     )
     try:
         if load_demo:
