@@ -11,9 +11,11 @@ import os
 import uuid
 import warnings
 from collections.abc import Iterator
+from contextlib import contextmanager
 
 import psycopg
 import pytest
+from eventsourcing.postgres import PostgresDatastore
 
 POSTGRES_URL = os.environ.get(
     "SESSION_LEDGER_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test"
@@ -47,17 +49,63 @@ def require_postgres() -> None:
     pytest.skip(f"SKIPPED LOUDLY: {problem}")
 
 
-@pytest.fixture
-def postgres_url() -> Iterator[str]:
-    """A PostgreSQL URL whose ``schema`` is fresh and dropped after the test."""
+def schema_url(schema: str) -> str:
+    """The test server's URL naming ``schema``."""
+    separator = "&" if "?" in POSTGRES_URL else "?"
+    return f"{POSTGRES_URL}{separator}schema={schema}"
+
+
+@contextmanager
+def fresh_schema(prefix: str = "t") -> Iterator[str]:
+    """The name of a new, empty schema on the test server, dropped with all it holds after.
+
+    The one way the tests make a PostgreSQL store of their own: the fixtures below use it,
+    and so do state machines (a schema per example) and tests that need a second store."""
     require_postgres()
-    schema = f"t_{uuid.uuid4().hex[:12]}"
+    schema = f"{prefix}_{uuid.uuid4().hex[:12]}"
     with psycopg.connect(POSTGRES_URL, autocommit=True) as conn:
         conn.execute(f"CREATE SCHEMA {schema}")
-    separator = "&" if "?" in POSTGRES_URL else "?"
-    yield f"{POSTGRES_URL}{separator}schema={schema}"
-    with psycopg.connect(POSTGRES_URL, autocommit=True) as conn:
-        conn.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
+    try:
+        yield schema
+    finally:
+        with psycopg.connect(POSTGRES_URL, autocommit=True) as conn:
+            conn.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
+
+
+@contextmanager
+def fresh_postgres_url() -> Iterator[str]:
+    """The URL of a new, empty schema on the test server (see :func:`fresh_schema`)."""
+    with fresh_schema() as schema:
+        yield schema_url(schema)
+
+
+def postgres_datastore(schema: str) -> PostgresDatastore:
+    """eventsourcing's datastore on ``schema`` of the test server, with room for many threads
+    (recorder tests that append from a dozen threads at once)."""
+    info = psycopg.conninfo.conninfo_to_dict(POSTGRES_URL)
+    return PostgresDatastore(
+        dbname=str(info.get("dbname", "test")),
+        host=str(info.get("host", "127.0.0.1")),
+        port=str(info.get("port", "5432")),
+        user=str(info.get("user", "postgres")),
+        password=str(info.get("password", "")),
+        schema=schema,
+        pool_size=12,
+        max_overflow=12,
+    )
+
+
+@pytest.fixture
+def postgres_schema() -> Iterator[str]:
+    """A fresh PostgreSQL schema's name, dropped after the test."""
+    with fresh_schema() as schema:
+        yield schema
+
+
+@pytest.fixture
+def postgres_url(postgres_schema: str) -> str:
+    """A PostgreSQL URL whose ``schema`` is fresh and dropped after the test."""
+    return schema_url(postgres_schema)
 
 
 @pytest.fixture

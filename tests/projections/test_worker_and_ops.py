@@ -29,14 +29,12 @@ from fastapi.testclient import TestClient
 from api.app import create_app
 from infrastructure.clock import SettableClock
 from infrastructure.container import Services
+from tests.conftest import fresh_postgres_url
 from tests.helpers import ACME, ALICE, BOB, services_for
 from tests.projections.support import (
     START,
     console_script,
     count,
-    drop_schema,
-    new_schema,
-    schema_url,
     tables_and_views,
 )
 
@@ -352,11 +350,8 @@ def views_url(durable_database_url: str, tmp_path: Path) -> Iterator[str]:
     if durable_database_url.startswith("sqlite"):
         yield f"sqlite:///{tmp_path}/views.db"
         return
-    schema = new_schema()
-    try:
-        yield schema_url(schema)
-    finally:
-        drop_schema(schema)
+    with fresh_postgres_url() as url:
+        yield url
 
 
 def test_views_in_another_database_work_end_to_end(

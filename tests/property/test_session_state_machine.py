@@ -18,7 +18,6 @@ from functools import partial
 from typing import Any, ClassVar, TypeVar
 
 import jwt
-import psycopg
 import pytest
 from eventsourcing.application import AggregateNotFoundError, Repository
 from hypothesis import event
@@ -48,7 +47,7 @@ from domain.session import Session
 from domain.user_context import UserContext, user_context_uuid
 from infrastructure.clock import SettableClock
 from infrastructure.container import Services
-from tests.conftest import POSTGRES_URL
+from tests.conftest import fresh_postgres_url
 from tests.helpers import (
     ACME,
     ACME_DATA,
@@ -150,12 +149,7 @@ class SessionMachine(RuleBasedStateMachine):
             directory = tempfile.mkdtemp(prefix="session-ledger-")
             self.resources.callback(shutil.rmtree, directory, ignore_errors=True)
             return f"sqlite:///{directory}/events.db"
-        schema = f"p_{uuid.uuid4().hex[:12]}"
-        with psycopg.connect(POSTGRES_URL, autocommit=True) as conn:
-            conn.execute(f"CREATE SCHEMA {schema}")
-        self.resources.callback(_drop_schema, schema)
-        separator = "&" if "?" in POSTGRES_URL else "?"
-        return f"{POSTGRES_URL}{separator}schema={schema}"
+        return self.resources.enter_context(fresh_postgres_url())
 
     def _open_services(self, load_demo: bool) -> Services:
         return self.running.enter_context(
@@ -545,11 +539,6 @@ def _fold(app: SessionsApp, aggregate_id: uuid.UUID) -> Any:
     for domain_event in app.events.get(aggregate_id):
         aggregate = domain_event.mutate(aggregate)  # type: ignore[attr-defined]
     return aggregate
-
-
-def _drop_schema(schema: str) -> None:
-    with psycopg.connect(POSTGRES_URL, autocommit=True) as conn:
-        conn.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
 
 
 class MemorySessionMachine(SessionMachine):
