@@ -1,8 +1,12 @@
-"""Shared fixtures: the three stores (memory, SQLite, PostgreSQL) every store-agnostic test runs on.
+"""Shared fixtures: the three stores (memory, SQLite, PostgreSQL) every store-agnostic test
+runs on, and the Hypothesis profiles.
 
 PostgreSQL comes from ``SESSION_LEDGER_TEST_POSTGRES_URL`` (default: the local server's
 ``test`` database). Each test gets its own schema, dropped afterwards. Outside CI a missing
 server skips those tests with a loud reason; under ``CI=true`` it fails them.
+
+Hypothesis runs the ``dev`` profile (few examples) unless ``HYPOTHESIS_PROFILE`` names
+another or ``CI=true`` (then ``ci``: thorough and reproducible).
 """
 
 from __future__ import annotations
@@ -16,11 +20,31 @@ from contextlib import contextmanager
 import psycopg
 import pytest
 from eventsourcing.postgres import PostgresDatastore
+from hypothesis import HealthCheck, settings
 
 POSTGRES_URL = os.environ.get(
     "SESSION_LEDGER_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test"
 )
 IN_CI = os.environ.get("CI", "").lower() == "true"
+
+# Examples touch real stores and servers, so neither profile has a deadline or calls a slow
+# example unhealthy. ``ci`` runs the full count, derandomized (a red run reruns the same
+# way), with no example database and failure blobs printed, like Hypothesis's own CI
+# profile; ``dev`` runs a tenth and keeps the local example database, which replays a
+# failure first. Tests whose every example builds a store cap the count (tests.helpers).
+settings.register_profile(
+    "ci",
+    max_examples=100,
+    derandomize=True,
+    database=None,
+    print_blob=True,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow],
+)
+settings.register_profile(
+    "dev", max_examples=10, deadline=None, suppress_health_check=[HealthCheck.too_slow]
+)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE") or ("ci" if IN_CI else "dev"))
 
 _pg_status: str | None = None
 
@@ -128,3 +152,15 @@ def database_url(request: pytest.FixtureRequest) -> str:
 def durable_database_url(request: pytest.FixtureRequest) -> str:
     """Each durable store in turn: a SQLite file, a PostgreSQL schema."""
     return str(request.getfixturevalue(f"{request.param}_url"))
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Tests on PostgreSQL are in the slow tier (``-m slow``): each makes a schema and its
+    tables on a server. That is any test parametrized with the ``postgres`` store (the
+    store fixtures above, or a ``store`` parameter) or asking for a schema by name; the
+    same tests on memory and SQLite stay in the fast tier."""
+    for item in items:
+        callspec = getattr(item, "callspec", None)
+        on_postgres = callspec is not None and "postgres" in callspec.params.values()
+        if on_postgres or "postgres_schema" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.slow)

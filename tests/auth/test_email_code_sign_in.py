@@ -24,6 +24,8 @@ from tests.e2e.harness import Json, Stack, sign_in_of
 from tests.e2e.wire import malformed_spellings, new_token, ok, refused, session_cookie
 from tests.helpers import ALICE, BOB, SequentialCodes
 
+pytestmark = pytest.mark.slow  # a real SMTP server per test (the rules: tests/application)
+
 CODE_LIFETIME = timedelta(minutes=10)
 
 

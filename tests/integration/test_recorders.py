@@ -81,10 +81,12 @@ class TestSealingSQLiteNonInterleaving(_SQLiteStore, NonInterleavingNotification
     """Two concurrent appends never interleave their positions."""
 
 
+@pytest.mark.slow  # PostgreSQL
 class TestSealingPostgresRecorder(_PostgresStore, ApplicationRecorderTestCase[Any]):
     """The library's application recorder contract, for our PostgreSQL recorder."""
 
 
+@pytest.mark.slow  # PostgreSQL
 class TestSealingPostgresNonInterleaving(_PostgresStore, NonInterleavingNotificationIDsBaseCase):
     """Two concurrent appends never interleave their positions."""
 

@@ -29,6 +29,8 @@ from infrastructure.clock import SystemClock
 from tests.helpers import ACME, ACME_WEB, ALICE, BOB, services_for
 from tests.serving import CHROMIUM, CHROMIUM_ARGS, free_port, require_chromium, serving
 
+pytestmark = pytest.mark.slow  # Chromium and a served instance
+
 PAGE = (Path(__file__).resolve().parent / "sdk_page.html").read_text()
 APP_HOST, API_HOST = "app.example.test", "frontend.example.test"
 STRANGER_HOST = "elsewhere.example.test"  # not an allowed origin

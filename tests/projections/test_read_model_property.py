@@ -440,6 +440,9 @@ MACHINES: dict[str, tuple[type[ProjectionMachine], int, int]] = {
 }
 
 
-@pytest.mark.parametrize("store", list(MACHINES))
+# On memory the machine is part of the fast tier (few examples under the dev profile).
+@pytest.mark.parametrize(
+    "store", [pytest.param(s, marks=[pytest.mark.slow] if s != "memory" else []) for s in MACHINES]
+)
 def test_projections_agree_with_aggregates_history_and_rebuilds(store: str) -> None:
     run_machine(store, MACHINES)

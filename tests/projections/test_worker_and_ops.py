@@ -134,6 +134,7 @@ def test_the_worker_catches_analytics_up_after_http_commands(
     assert services.worker.last_error is None
 
 
+@pytest.mark.slow  # a writer process
 def test_a_subscription_delivers_events_written_by_another_process(
     durable_services: Services, durable_database_url: str
 ) -> None:
@@ -205,6 +206,7 @@ def status_rows(output: str) -> dict[str, list[str]]:
     return rows
 
 
+@pytest.mark.slow  # `session-ledger projections …` as processes
 @pytest.mark.skipif(not EXE, reason="session-ledger is not installed")
 def test_the_cli_reports_rebuilds_and_refuses_unknown_projections(
     durable_services: Services, durable_database_url: str
@@ -257,6 +259,7 @@ def signal_thread(pid: int, tid: int, signum: int) -> None:
         raise OSError(ctypes.get_errno(), "tgkill failed")
 
 
+@pytest.mark.slow  # a worker process
 @pytest.mark.skipif(not EXE or not HAS_TGKILL, reason="needs session-ledger and Linux tgkill")
 def test_sigterm_stops_the_projection_worker_whichever_thread_receives_it(
     durable_services: Services, durable_database_url: str, tmp_path: Path

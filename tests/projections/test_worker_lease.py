@@ -39,6 +39,8 @@ from tests.projections.test_worker_and_ops import (
     sign_in_two_and_switch,
 )
 
+pytestmark = pytest.mark.slow  # workers waiting out lease retries
+
 # LEASE_RETRY_SECONDS is 2s: a waiting worker takes over well within this.
 FAILOVER_TIMEOUT = 10.0
 

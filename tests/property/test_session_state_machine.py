@@ -577,6 +577,9 @@ MACHINES: dict[str, tuple[type[SessionMachine], int, int]] = {
 }
 
 
-@pytest.mark.parametrize("store", list(MACHINES))
+# On memory the machine is part of the fast tier (few examples under the dev profile).
+@pytest.mark.parametrize(
+    "store", [pytest.param(s, marks=[pytest.mark.slow] if s != "memory" else []) for s in MACHINES]
+)
 def test_the_sessions_app_behaves_like_the_model(store: str) -> None:
     run_machine(store, MACHINES)
