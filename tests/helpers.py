@@ -79,7 +79,9 @@ def at_most(examples: int) -> int:
     """The Hypothesis profile's example count, capped at ``examples``: for tests whose every
     example is costly (a new store, a served app), the ``ci`` profile's 100 would be more
     than they need, while the ``dev`` profile's few still apply."""
-    return min(examples, settings.default.max_examples)
+    profile = settings.default
+    assert profile is not None  # tests/conftest.py loads one
+    return min(examples, int(profile.max_examples))
 
 
 def run_machine(store: str, machines: Mapping[str, tuple[type[Any], int, int]]) -> None:
