@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 import secrets
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -68,6 +69,11 @@ class AuthPolicy:
 Outcome = tuple[list[Aggregate], SessionLedgerError | None]
 
 
+def random_code() -> str:
+    """A new one-time code: six random digits."""
+    return f"{secrets.randbelow(10**CODE_DIGITS):0{CODE_DIGITS}d}"
+
+
 class Authenticator:
     """Sign-in by password or emailed code, and sign-up, on top of the sessions app."""
 
@@ -81,6 +87,7 @@ class Authenticator:
         pending: PendingSignUps,
         accounts: AccountCreator,
         policy: AuthPolicy,
+        new_code: Callable[[], str] = random_code,
     ) -> None:
         self.sessions = sessions
         self.limiter = limiter
@@ -89,6 +96,7 @@ class Authenticator:
         self.pending = pending
         self.accounts = accounts
         self.policy = policy
+        self.new_code = new_code  # injected by tests that must know the next code
 
     def _digest(self, email: str) -> str:
         return self.sessions.digester.digest("sign-in-identifier", normalise_email(email)).hex()
@@ -212,7 +220,7 @@ class Authenticator:
             raise InvalidAttempt
         app = self.sessions
         self._limit("code-address", context.client_address, self.policy.codes_per_address)
-        code = f"{secrets.randbelow(10**CODE_DIGITS):0{CODE_DIGITS}d}"
+        code = self.new_code()
         recipient: list[tuple[str | None, str]] = []
         counted: list[bool] = []
 

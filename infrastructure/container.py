@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
@@ -10,7 +11,7 @@ import psycopg
 from eventsourcing.persistence import InfrastructureFactory, PersistenceError
 from eventsourcing.utils import Environment
 
-from application.authentication import Authenticator, AuthPolicy
+from application.authentication import Authenticator, AuthPolicy, random_code
 from application.errors import StoreUnavailable
 from application.me import MyAccount
 from application.ports import Clock
@@ -102,6 +103,7 @@ def build_services(
     *,
     clock: Clock | None = None,
     passwords: Argon2Passwords | None = None,
+    new_code: Callable[[], str] = random_code,
 ) -> Services:
     """Open the store, create missing tables and secrets, and wire the applications."""
     try:
@@ -176,6 +178,7 @@ def build_services(
             pending=pending,
             accounts=directory,
             policy=_auth_policy(settings),
+            new_code=new_code,
         )
     except (PersistenceError, OSError, psycopg.Error) as error:
         if factory is not None:

@@ -11,6 +11,7 @@ from typing import Any
 from hypothesis import HealthCheck, settings
 from hypothesis.stateful import run_state_machine_as_test
 
+from application.authentication import random_code
 from application.ports import Clock
 from infrastructure.clock import SettableClock
 from infrastructure.container import Services, build_services
@@ -32,8 +33,23 @@ ACME_WEB, ACME_DATA = "400000000000000001", "400000000000000002"
 
 
 def cheap_passwords() -> Argon2Passwords:
-    """Real argon2id, with parameters small enough for a test suite."""
-    return Argon2Passwords(time_cost=1, memory_cost=8192, parallelism=1)
+    """Real argon2id, with parameters small enough for a test suite: 64 KiB of memory makes a
+    hash take a tenth of a millisecond instead of eight (every stack hashes the demo users'
+    passwords); each hash records its parameters, so the rules are the same."""
+    return Argon2Passwords(time_cost=1, memory_cost=64, parallelism=1)
+
+
+class SequentialCodes:
+    """One-time codes a test can predict: 100000, 100002, 100004, … Two codes never match by
+    chance, and no code plus one (a test's usual wrong code) is ever sent."""
+
+    def __init__(self) -> None:
+        self.sent: list[str] = []
+
+    def __call__(self) -> str:
+        code = f"{100_000 + 2 * len(self.sent):06d}"
+        self.sent.append(code)
+        return code
 
 
 @contextmanager
@@ -41,6 +57,7 @@ def services_for(
     database_url: str,
     clock: Clock | None = None,
     load_demo: bool = True,
+    new_code: Callable[[], str] = random_code,
     **settings: object,
 ) -> Iterator[Services]:
     """Services on ``database_url`` with the demo directory loaded; closed afterwards."""
@@ -48,6 +65,7 @@ def services_for(
         Settings(database_url=database_url, **settings),  # type: ignore[arg-type]
         clock=clock or SettableClock(),
         passwords=cheap_passwords(),
+        new_code=new_code,
     )
     try:
         if load_demo:
@@ -57,18 +75,26 @@ def services_for(
         built.close()
 
 
+def at_most(examples: int) -> int:
+    """The Hypothesis profile's example count, capped at ``examples``: for tests whose every
+    example is costly (a new store, a served app), the ``ci`` profile's 100 would be more
+    than they need, while the ``dev`` profile's few still apply."""
+    profile = settings.default
+    assert profile is not None  # tests/conftest.py loads one
+    return min(examples, int(profile.max_examples))
+
+
 def run_machine(store: str, machines: Mapping[str, tuple[type[Any], int, int]]) -> None:
-    """Run the Hypothesis state machine for ``store`` with its (examples, steps) budget."""
+    """Run the Hypothesis state machine for ``store`` with at most its (examples, steps) budget
+    (the loaded profile may run fewer examples, see :func:`at_most`)."""
     if store == "postgres":
         require_postgres()
     machine, examples, steps = machines[store]
     run_state_machine_as_test(  # type: ignore[no-untyped-call]
         machine,
         settings=settings(
-            max_examples=examples,
+            max_examples=at_most(examples),
             stateful_step_count=steps,
-            deadline=None,
-            database=None,
             suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
         ),
     )

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.audit.support import postgres_schema
+from tests.conftest import fresh_postgres_url
 
 
 @pytest.fixture
@@ -16,5 +16,5 @@ def empty_store(durable_database_url: str, tmp_path: Path) -> Iterator[str]:
     if durable_database_url.startswith("sqlite"):
         yield f"sqlite:///{tmp_path}/imported.db"
         return
-    with postgres_schema() as url:
+    with fresh_postgres_url() as url:
         yield url

@@ -12,8 +12,7 @@ import sqlite3
 import subprocess
 import sys
 import uuid
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
@@ -23,7 +22,6 @@ from urllib.parse import parse_qs, urlsplit, urlunsplit
 import httpx
 import psycopg
 
-from tests.conftest import POSTGRES_URL, require_postgres
 from tests.e2e.harness import Browser, Json, Stack
 from tests.helpers import ACME, ACME_WEB, ALICE, BOB, CAROL
 
@@ -184,18 +182,3 @@ class RawStore:
             StoredRow(int(p), uuid.UUID(str(o)).hex, int(v), str(t), bytes(s))
             for p, o, v, t, s in found
         ]
-
-
-@contextmanager
-def postgres_schema() -> Iterator[str]:
-    """A URL of a new, empty PostgreSQL schema, dropped afterwards."""
-    require_postgres()
-    schema = f"a_{uuid.uuid4().hex[:12]}"
-    with psycopg.connect(POSTGRES_URL, autocommit=True) as conn:
-        conn.execute(f"CREATE SCHEMA {schema}")
-    separator = "&" if "?" in POSTGRES_URL else "?"
-    try:
-        yield f"{POSTGRES_URL}{separator}schema={schema}"
-    finally:
-        with psycopg.connect(POSTGRES_URL, autocommit=True) as conn:
-            conn.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")

@@ -15,9 +15,13 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from tests.audit.support import TOKEN, History, record_history, run_cli
 from tests.e2e.harness import Json, open_stack
 from tests.helpers import services_for
+
+pytestmark = pytest.mark.slow  # `session-ledger audit export/import` as processes
 
 
 @dataclass(frozen=True)

@@ -33,6 +33,8 @@ from tests.audit.support import (
 from tests.e2e.harness import Json, open_stack
 from tests.helpers import ALICE, BOB, CAROL
 
+pytestmark = pytest.mark.slow  # `session-ledger audit verify` as a process, per test
+
 FAILED = "audit verification FAILED"
 
 

@@ -14,8 +14,9 @@ from datetime import datetime, timedelta
 from typing import Any, ClassVar
 
 import httpx
+import pytest
 from fastapi.testclient import TestClient
-from hypothesis import HealthCheck, settings
+from hypothesis import settings
 from hypothesis import strategies as st
 from hypothesis.stateful import (
     RuleBasedStateMachine,
@@ -29,7 +30,7 @@ from application.read_model import rfc3339
 from infrastructure.clock import SettableClock
 from tests.audit.support import TOKEN, admin_data, session_events
 from tests.e2e.harness import START, Browser, Json, Stack, open_stack
-from tests.helpers import ACME, ACME_DATA, ACME_WEB, ALICE, BOB, CAROL, GLOBEX
+from tests.helpers import ACME, ACME_DATA, ACME_WEB, ALICE, BOB, CAROL, GLOBEX, at_most
 
 USERS = [ALICE, BOB, CAROL]
 CLOCK_JUMPS = [
@@ -146,6 +147,7 @@ class TimeTravel(RuleBasedStateMachine):
             assert admin_data(admin, path, at=rfc3339(moment)) == expected, f"at {moment}"
 
 
+@pytest.mark.slow  # a long state machine over HTTP
 def test_the_state_at_every_version_and_time_is_what_the_service_answered_then(
     durable_database_url: str,
 ) -> None:
@@ -155,13 +157,7 @@ def test_the_state_at_every_version_and_time_is_what_the_service_answered_then(
         machine = type("TimeTravelOnStore", (TimeTravel,), {"stack": stack})
         run_state_machine_as_test(  # type: ignore[no-untyped-call]
             machine,
-            settings=settings(
-                max_examples=20,
-                stateful_step_count=50,
-                deadline=None,
-                database=None,
-                suppress_health_check=[HealthCheck.too_slow],
-            ),
+            settings=settings(max_examples=at_most(20), stateful_step_count=50),
         )
 
 

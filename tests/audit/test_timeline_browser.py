@@ -13,6 +13,7 @@ from datetime import timedelta
 from typing import Any
 
 import httpx
+import pytest
 
 from api.app import create_app
 from infrastructure.clock import SettableClock
@@ -20,6 +21,8 @@ from tests.audit.support import REPO, TOKEN
 from tests.e2e.harness import START
 from tests.helpers import ACME, ACME_WEB, ALICE, BOB, services_for
 from tests.serving import CHROMIUM, CHROMIUM_ARGS, require_chromium, serving
+
+pytestmark = pytest.mark.slow  # Chromium
 
 SCREENSHOT = REPO / "test-artifacts" / "timeline.png"
 AGENT = "timeline-test/1.0"

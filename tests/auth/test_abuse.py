@@ -9,6 +9,7 @@ from datetime import timedelta
 from typing import Any
 
 import httpx
+import pytest
 from fastapi.testclient import TestClient
 
 from tests.auth.conftest import BuildStack
@@ -25,6 +26,8 @@ from tests.auth.support import (
 from tests.e2e.harness import Browser, Stack, User
 from tests.e2e.wire import ok, refused, session_cookie
 from tests.helpers import ACME, ALICE, BOB, CAROL
+
+pytestmark = pytest.mark.slow  # a real SMTP server per test
 
 WINDOW = 600
 EVIL = "https://evil.example"

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
+import pytest
+
 from tests.auth.conftest import BuildStack
 from tests.auth.mailbox import Mailbox
 from tests.auth.support import (
@@ -18,6 +20,8 @@ from tests.auth.support import (
 from tests.e2e.harness import Browser, Json, Stack
 from tests.e2e.wire import ok, refused
 from tests.helpers import ALICE, BOB, CAROL
+
+pytestmark = pytest.mark.slow  # a real SMTP server per test
 
 MINUTE = timedelta(minutes=1)
 IDLE = timedelta(minutes=10)

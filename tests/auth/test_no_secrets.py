@@ -25,6 +25,8 @@ from tests.e2e.harness import Browser, Stack
 from tests.e2e.wire import ok, refused, session_cookie
 from tests.helpers import ACME, ACME_WEB, ALICE, BOB, CAROL
 
+pytestmark = pytest.mark.slow  # a real SMTP server per test
+
 NEW_PASSWORD = "dora-Zq8-secret-passphrase"
 WRONG_PASSWORD = "bob-wrong-guess-Kx93"
 WEAK_PASSWORD = "w3ak-Pw"

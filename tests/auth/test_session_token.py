@@ -17,6 +17,8 @@ from tests.e2e.harness import Browser, Json, Stack, User, open_stack
 from tests.e2e.wire import ok, refused
 from tests.helpers import ACME, ACME_DATA, ACME_WEB, ALICE, BOB, GLOBEX
 
+pytestmark = pytest.mark.slow  # a real SMTP server per test
+
 LIFETIME = timedelta(seconds=60)
 ISSUER = "http://127.0.0.1:8000"  # the default public URL
 ACME_ADMIN = ["organization:admin", "organization:manage"]

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import httpx
+import pytest
 
 from tests.auth.mailbox import Mailbox
 from tests.auth.support import prepare, sign_up, verify
 from tests.e2e.harness import Json, Stack
 from tests.e2e.wire import fields_of, new_token, ok, refused, session_cookie
 from tests.helpers import ALICE
+
+pytestmark = pytest.mark.slow  # a real SMTP server per test
 
 DORA = {
     "first_name": "Dorothea",

@@ -49,6 +49,8 @@ from tests.cluster.control import (
 from tests.cluster.traffic import Ledger, Traffic
 from tests.projections.support import console_script
 
+pytestmark = pytest.mark.slow  # a Patroni/etcd cluster, faults and traffic
+
 DEMO_DIRECTORY = ROOT / "infrastructure" / "demo" / "demo-directory.json"
 WRITES_BEFORE = 40
 WRITES_AFTER = 40

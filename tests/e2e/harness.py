@@ -7,7 +7,7 @@ come back the way a real browser would send them.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -18,6 +18,7 @@ from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
 from api.app import create_app
+from application.authentication import random_code
 from infrastructure.clock import SettableClock
 from infrastructure.container import Services
 from tests.helpers import services_for
@@ -142,13 +143,16 @@ def open_stack(
     database_url: str,
     clock: SettableClock | None = None,
     load_demo: bool = True,
+    new_code: Callable[[], str] = random_code,
     **settings: object,
 ) -> Iterator[Stack]:
     """Services on ``database_url`` (demo directory loaded), an app, a browser; closed after."""
     clock = clock or SettableClock(START)
     with ExitStack() as exits:
         services = exits.enter_context(
-            services_for(database_url, clock=clock, load_demo=load_demo, **settings)
+            services_for(
+                database_url, clock=clock, load_demo=load_demo, new_code=new_code, **settings
+            )
         )
         app = create_app(services=services)
         browser = Browser(exits.enter_context(_client(app)))

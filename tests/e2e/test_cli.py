@@ -17,9 +17,10 @@ from tests.helpers import ALICE, BOB, DEMO_DIRECTORY
 from tests.serving import free_port, wait_until_answering
 
 EXE = shutil.which("session-ledger") or ""
-pytestmark = pytest.mark.skipif(
-    not EXE, reason="session-ledger is not installed (pip install -e .)"
-)
+pytestmark = [
+    pytest.mark.slow,  # served processes
+    pytest.mark.skipif(not EXE, reason="session-ledger is not installed (pip install -e .)"),
+]
 
 
 def run(args: list[str], url: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:

@@ -16,9 +16,10 @@ import pytest
 from tests.e2e.test_cli import EXE
 from tests.serving import free_port, wait_until_answering
 
-pytestmark = pytest.mark.skipif(
-    not EXE, reason="session-ledger is not installed (pip install -e .)"
-)
+pytestmark = [
+    pytest.mark.slow,  # served processes
+    pytest.mark.skipif(not EXE, reason="session-ledger is not installed (pip install -e .)"),
+]
 
 
 def projection_children(parent: int) -> list[int]:

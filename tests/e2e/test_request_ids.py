@@ -25,7 +25,10 @@ from tests.helpers import ALICE, CAROL
 from tests.serving import free_port, wait_until_answering
 
 EXE = shutil.which("session-ledger") or ""
-pytestmark = pytest.mark.skipif(not EXE, reason="session-ledger is not installed")
+pytestmark = [
+    pytest.mark.slow,  # a served process
+    pytest.mark.skipif(not EXE, reason="session-ledger is not installed"),
+]
 
 
 @contextmanager

@@ -31,6 +31,8 @@ from infrastructure.container import Services
 from tests.helpers import ACME, ACME_DATA, ACME_WEB, ALICE, BOB, CAROL, GLOBEX, services_for
 from tests.helpers import race as race_threads
 
+pytestmark = pytest.mark.slow  # races of many threads, over HTTP too
+
 THREADS = 16
 SWITCHES = 25  # per thread
 TIMEOUT = 120  # seconds for any thread; a hang is a failure, not a stuck suite

@@ -17,10 +17,10 @@ from infrastructure.directory_file import DirectoryFile, DirectoryFileError, par
 from infrastructure.directory_loading import DirectoryLoader
 from infrastructure.directory_store import DuplicateEmail, SqlDirectory
 from infrastructure.migrations import migrate
-from infrastructure.passwords import Argon2Passwords
 from infrastructure.persistence import store_config
 from infrastructure.settings import Settings
 from infrastructure.sql import SqlDatabase
+from tests.helpers import cheap_passwords
 
 DEMO = Path(__file__).resolve().parents[2] / "infrastructure" / "demo" / "demo-directory.json"
 TABLES = [
@@ -32,7 +32,7 @@ ALICE, BOB, CAROL = 100000000000000001, 100000000000000002, 100000000000000003
 ACME, GLOBEX = 200000000000000001, 200000000000000002
 ACME_WEB = 400000000000000001
 ADMIN, MEMBER = 300000000000000001, 300000000000000002
-PASSWORDS = Argon2Passwords(time_cost=1, memory_cost=8192, parallelism=1)  # cheap, still argon2
+PASSWORDS = cheap_passwords()
 
 
 @pytest.fixture

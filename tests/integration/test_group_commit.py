@@ -1,8 +1,9 @@
 """Group commit of PostgreSQL appends: many callers share one transaction, each gets its
 own outcome, positions stay unique and in commit order, and every seal still verifies.
 
-Covers ``infrastructure.audit.group_commit`` on its own (no database) and through
-``SealingPostgresApplicationRecorder`` on a real PostgreSQL schema per test: concurrent
+Covers ``infrastructure.audit.group_commit`` through ``SealingPostgresApplicationRecorder``
+on a real PostgreSQL schema per test (on its own, with no database, it is tested in
+tests/unit/test_group_commit.py): concurrent
 appends, a race for one version, a batch mixing good and conflicting appends, two
 recorders (two "processes") moving each other's chain heads, and originator ids given as
 strings.
@@ -11,48 +12,27 @@ strings.
 from __future__ import annotations
 
 import threading
-import time
 import uuid
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 from uuid import UUID
 
-import psycopg
 import pytest
 from eventsourcing.persistence import IntegrityError, StoredEvent
 from eventsourcing.postgres import PostgresDatastore
 
-from infrastructure.audit.group_commit import Append, GroupCommit
+from infrastructure.audit.group_commit import Append
 from infrastructure.audit.recorders import SealingPostgresApplicationRecorder
 from infrastructure.container import build_services
 from infrastructure.settings import Settings
 from infrastructure.sql import SqlDatabase
-from tests.conftest import POSTGRES_URL, require_postgres
-from tests.helpers import race, services_for
+from tests.conftest import postgres_datastore
+from tests.helpers import services_for
 from tests.integration.test_recorders import _assert_seals_verify
-
-TOPIC = "tests.integration.test_group_commit:Event"
-TIMEOUT = 60  # seconds for any thread; a hang is a failure, not a stuck suite
-
+from tests.unit.test_group_commit import TIMEOUT, _assert_contiguous, _event, _run_threads
 
 # --- helpers ------------------------------------------------------------------------------
-
-
-def _run_threads(count: int, work: Callable[[int], None]) -> list[BaseException]:
-    """Run ``work(index)`` in ``count`` threads released together; what they raised."""
-    return race(count, work, TIMEOUT)
-
-
-def _event(originator: UUID | str, version: int, payload: str) -> StoredEvent:
-    return StoredEvent(originator, version, TOPIC, payload.encode())
-
-
-def _wait_until(condition: Callable[[], bool], what: str) -> None:
-    deadline = time.monotonic() + TIMEOUT
-    while not condition():
-        assert time.monotonic() < deadline, f"timed out waiting until {what}"
-        time.sleep(0.001)
 
 
 class _CountingRecorder(SealingPostgresApplicationRecorder):
@@ -88,17 +68,7 @@ class _Schema:
     datastores: list[PostgresDatastore] = field(default_factory=list)
 
     def datastore(self) -> PostgresDatastore:
-        info = psycopg.conninfo.conninfo_to_dict(POSTGRES_URL)
-        datastore = PostgresDatastore(
-            dbname=str(info.get("dbname", "test")),
-            host=str(info.get("host", "127.0.0.1")),
-            port=str(info.get("port", "5432")),
-            user=str(info.get("user", "postgres")),
-            password=str(info.get("password", "")),
-            schema=self.name,
-            pool_size=12,
-            max_overflow=12,
-        )
+        datastore = postgres_datastore(self.name)
         self.datastores.append(datastore)
         return datastore
 
@@ -109,19 +79,14 @@ class _Schema:
 
 
 @pytest.fixture
-def schema() -> Iterator[_Schema]:
-    """A new schema, dropped (with every datastore on it closed) after the test."""
-    require_postgres()
-    created = _Schema(f"gc_{uuid.uuid4().hex[:10]}")
-    with psycopg.connect(POSTGRES_URL, autocommit=True) as conn:
-        conn.execute(f"CREATE SCHEMA {created.name}")
+def schema(postgres_schema: str) -> Iterator[_Schema]:
+    """The fresh schema, every datastore on it closed after the test (before it is dropped)."""
+    created = _Schema(postgres_schema)
     try:
         yield created
     finally:
         for datastore in created.datastores:
             datastore.close()
-        with psycopg.connect(POSTGRES_URL, autocommit=True) as conn:
-            conn.execute(f"DROP SCHEMA IF EXISTS {created.name} CASCADE")
 
 
 def _verify(recorder: SealingPostgresApplicationRecorder) -> None:
@@ -134,14 +99,6 @@ def _log(recorder: SealingPostgresApplicationRecorder) -> list[tuple[int, UUID, 
         (n.id, UUID(str(n.originator_id)), n.originator_version, n.state)
         for n in recorder.select_notifications(start=1, limit=10**6)
     ]
-
-
-def _assert_contiguous(ids: Sequence[int] | None, count: int) -> list[int]:
-    assert ids is not None
-    ids = list(ids)
-    assert len(ids) == count
-    assert ids == list(range(ids[0], ids[0] + count)), ids
-    return ids
 
 
 # --- 1. many concurrent appends to new originators ------------------------------------------
@@ -462,238 +419,6 @@ def test_a_batch_mixing_uuid_and_string_originator_ids_commits(schema: _Schema) 
     assert as_text.error is None
     _assert_contiguous(as_uuid.ids, 1)
     _assert_contiguous(as_text.ids, 1)
-
-
-# --- 6. GroupCommit on its own --------------------------------------------------------------
-
-
-class _FakeStore:
-    """A commit function that records its batches and issues positions, one at a time."""
-
-    def __init__(self, pause: float = 0.0) -> None:
-        self.pause = pause
-        self.lock = threading.Lock()
-        self.active = 0
-        self.most_active = 0
-        self.batch_sizes: list[int] = []
-        self.next_position = 1
-        self.issued: dict[bytes, list[int]] = {}
-
-    def commit(self, batch: list[Append]) -> None:
-        with self.lock:
-            self.active += 1
-            self.most_active = max(self.most_active, self.active)
-            self.batch_sizes.append(len(batch))
-        try:
-            time.sleep(self.pause)
-            self.decide(batch)
-        finally:
-            with self.lock:
-                self.active -= 1
-
-    def decide(self, batch: list[Append]) -> None:
-        for append in batch:
-            ids = list(range(self.next_position, self.next_position + len(append.events)))
-            self.next_position += len(append.events)
-            append.ids = ids
-            self.issued[append.events[0].state] = ids
-
-
-def _events(name: str, count: int = 1) -> list[StoredEvent]:
-    originator = uuid.uuid4()
-    return [_event(originator, v, name if v == 1 else f"{name}-{v}") for v in range(1, count + 1)]
-
-
-def test_group_commit_gives_each_caller_its_own_positions_one_commit_at_a_time() -> None:
-    store = _FakeStore(pause=0.01)
-    group = GroupCommit(store.commit, max_batch=8)
-    got: dict[bytes, list[int]] = {}
-    lock = threading.Lock()
-
-    def work(index: int) -> None:
-        events = _events(f"caller-{index}", 1 + index % 3)
-        ids = group.submit(events)
-        with lock:
-            got[events[0].state] = ids
-
-    assert _run_threads(20, work) == []
-    assert len(got) == 20
-    assert got == store.issued
-    for name, ids in got.items():
-        index = int(name.decode().split("-")[1])
-        _assert_contiguous(ids, 1 + index % 3)
-    every = [p for ids in got.values() for p in ids]
-    assert len(every) == len(set(every))
-    assert store.most_active == 1
-    assert sum(store.batch_sizes) == 20
-    assert max(store.batch_sizes) > 1
-    assert max(store.batch_sizes) <= 8
-
-
-def test_a_batch_wide_error_reaches_every_caller_of_that_batch_and_no_other() -> None:
-    group: GroupCommit
-    calls: list[list[bytes]] = []
-    entered = threading.Event()
-    waiting = 5
-
-    def commit(batch: list[Append]) -> None:
-        calls.append([a.events[0].state for a in batch])
-        if len(calls) == 1:
-            entered.set()
-            # Hold the first batch until the others have queued behind it.
-            _wait_until(lambda: len(group._queue) == waiting, "the others queued")
-        if len(calls) == 2:
-            raise RuntimeError("the database went away")
-        for position, append in enumerate(batch, start=len(calls) * 100):
-            append.ids = [position]
-
-    group = GroupCommit(commit)
-    first: list[list[int]] = []
-    leader = threading.Thread(
-        target=lambda: first.append(group.submit(_events("first"))), daemon=True
-    )
-    leader.start()
-    assert entered.wait(TIMEOUT)
-
-    outcomes: dict[int, BaseException | list[int]] = {}
-
-    def follower(index: int) -> None:
-        try:
-            outcomes[index] = group.submit(_events(f"follower-{index}"))
-        except Exception as error:
-            outcomes[index] = error
-
-    assert _run_threads(waiting, follower) == []
-    leader.join(TIMEOUT)
-    assert not leader.is_alive()
-
-    assert first == [[100]]
-    assert [len(batch) for batch in calls] == [1, waiting]
-    assert len(outcomes) == waiting
-    errors = [o for o in outcomes.values() if isinstance(o, BaseException)]
-    assert len(errors) == waiting, outcomes
-    assert all(type(error) is RuntimeError for error in errors), errors
-    assert all(str(error) == "the database went away" for error in errors)
-    # Each caller raises its own copy of the one error.
-    assert len({id(error) for error in errors}) == waiting
-    assert len({id(error.__cause__) for error in errors}) == 1
-
-    # Leadership was handed over: later appends still commit.
-    assert group.submit(_events("later")) == [300]
-    assert [len(batch) for batch in calls] == [1, waiting, 1]
-
-
-def test_a_batch_error_after_some_appends_committed_keeps_their_positions() -> None:
-    group: GroupCommit
-    callers = 6
-    calls: list[int] = []
-    entered = threading.Event()
-
-    def commit(batch: list[Append]) -> None:
-        calls.append(len(batch))
-        if len(calls) == 1:
-            entered.set()
-            _wait_until(lambda: len(group._queue) == callers, "the callers queued")
-            batch[0].ids = [1]
-            return
-        # Like the careful path committing one round, then losing the connection.
-        for position, append in enumerate(batch[: callers // 2], start=10):
-            append.ids = [position]
-        raise RuntimeError("lost the connection")
-
-    group = GroupCommit(commit)
-    opener = threading.Thread(target=lambda: group.submit(_events("opener")), daemon=True)
-    opener.start()
-    assert entered.wait(TIMEOUT)
-
-    outcomes: dict[int, BaseException | list[int]] = {}
-
-    def work(index: int) -> None:
-        try:
-            outcomes[index] = group.submit(_events(f"caller-{index}"))
-        except Exception as error:
-            outcomes[index] = error
-
-    assert _run_threads(callers, work) == []
-    opener.join(TIMEOUT)
-    assert not opener.is_alive()
-
-    assert calls == [1, callers]
-    committed = [o for o in outcomes.values() if isinstance(o, list)]
-    failed = [o for o in outcomes.values() if isinstance(o, BaseException)]
-    assert sorted(committed) == [[10], [11], [12]]
-    assert len(failed) == callers - callers // 2
-    assert all(type(error) is RuntimeError for error in failed)
-
-
-def test_a_failing_lone_leader_hands_over_leadership() -> None:
-    attempts: list[int] = []
-
-    def commit(batch: list[Append]) -> None:
-        attempts.append(len(batch))
-        if len(attempts) == 1:
-            raise RuntimeError("first commit fails")
-        for append in batch:
-            append.ids = [len(attempts)]
-
-    group = GroupCommit(commit)
-    with pytest.raises(RuntimeError, match="first commit fails"):
-        group.submit(_events("one"))
-    assert group.submit(_events("two")) == [2]
-
-
-def test_an_error_for_one_append_fails_only_its_caller() -> None:
-    group: GroupCommit
-    callers = 8
-    store = _FakeStore()
-    calls: list[int] = []
-    entered = threading.Event()
-
-    def commit(batch: list[Append]) -> None:
-        calls.append(len(batch))
-        if len(calls) == 1:
-            entered.set()
-            _wait_until(lambda: len(group._queue) == callers, "the callers queued")
-        store.decide([a for a in batch if a.events[0].state != b"bad"])
-        for append in batch:
-            if append.events[0].state == b"bad":
-                append.error = ValueError("this one conflicts")
-
-    group = GroupCommit(commit)
-    opener = threading.Thread(target=lambda: group.submit(_events("opener")), daemon=True)
-    opener.start()
-    assert entered.wait(TIMEOUT)
-
-    outcomes: dict[int, BaseException | list[int]] = {}
-
-    def work(index: int) -> None:
-        try:
-            outcomes[index] = group.submit(_events("bad" if index == 3 else f"good-{index}"))
-        except Exception as error:
-            outcomes[index] = error
-
-    assert _run_threads(callers, work) == []
-    opener.join(TIMEOUT)
-    assert not opener.is_alive()
-
-    assert calls == [1, callers]  # the bad append shared its batch with the good ones
-    bad = outcomes.pop(3)
-    assert type(bad) is ValueError
-    assert str(bad) == "this one conflicts"
-    for index, outcome in outcomes.items():
-        assert outcome == store.issued[f"good-{index}".encode()]
-
-
-def test_an_append_a_batch_leaves_undecided_fails_rather_than_hangs() -> None:
-    def commit(batch: list[Append]) -> None:
-        for append in batch:
-            if append.events[0].state != b"forgotten":
-                append.ids = [1]
-
-    group = GroupCommit(commit)
-    with pytest.raises(RuntimeError, match="decided nothing"):
-        group.submit(_events("forgotten"))
-    assert group.submit(_events("remembered")) == [1]
 
 
 def test_the_applications_saves_take_the_group_commit_path(postgres_url: str) -> None:

@@ -6,13 +6,12 @@ from __future__ import annotations
 import shutil
 import tempfile
 import uuid
+from contextlib import ExitStack
 from types import SimpleNamespace
 from typing import Any
 
-import psycopg
 import pytest
 from eventsourcing.persistence import IntegrityError, StoredEvent
-from eventsourcing.postgres import PostgresDatastore
 from eventsourcing.sqlite import SQLiteDatastore
 from eventsourcing.tests.persistence import (
     ApplicationRecorderTestCase,
@@ -24,7 +23,7 @@ from infrastructure.audit.recorders import SealingPostgresApplicationRecorder
 from infrastructure.audit.sealing import SealingSQLiteApplicationRecorder
 from infrastructure.audit.verify import Verifier
 from infrastructure.sql import SqlDatabase
-from tests.conftest import POSTGRES_URL, require_postgres
+from tests.conftest import fresh_schema, postgres_datastore
 
 
 class _SQLiteStore:
@@ -48,21 +47,8 @@ class _SQLiteStore:
 
 class _PostgresStore:
     def setUp(self) -> None:
-        require_postgres()
-        self.schema = f"rec_{uuid.uuid4().hex[:10]}"
-        with psycopg.connect(POSTGRES_URL, autocommit=True) as conn:
-            conn.execute(f"CREATE SCHEMA {self.schema}")
-        info = psycopg.conninfo.conninfo_to_dict(POSTGRES_URL)
-        self.datastore = PostgresDatastore(
-            dbname=str(info.get("dbname", "test")),
-            host=str(info.get("host", "127.0.0.1")),
-            port=str(info.get("port", "5432")),
-            user=str(info.get("user", "postgres")),
-            password=str(info.get("password", "")),
-            schema=self.schema,
-            pool_size=12,
-            max_overflow=12,
-        )
+        self.schema = ExitStack()
+        self.datastore = postgres_datastore(self.schema.enter_context(fresh_schema("rec")))
         self.recorders: list[Any] = []
 
     def create_recorder(self) -> SealingPostgresApplicationRecorder:
@@ -75,8 +61,7 @@ class _PostgresStore:
         for recorder in self.recorders:
             _assert_seals_verify(recorder, SqlDatabase(self.datastore))
         self.datastore.close()
-        with psycopg.connect(POSTGRES_URL, autocommit=True) as conn:
-            conn.execute(f"DROP SCHEMA IF EXISTS {self.schema} CASCADE")
+        self.schema.close()
 
 
 def _assert_seals_verify(recorder: Any, db: SqlDatabase) -> None:
@@ -94,10 +79,12 @@ class TestSealingSQLiteNonInterleaving(_SQLiteStore, NonInterleavingNotification
     """Two concurrent appends never interleave their positions."""
 
 
+@pytest.mark.slow  # PostgreSQL
 class TestSealingPostgresRecorder(_PostgresStore, ApplicationRecorderTestCase[Any]):
     """The library's application recorder contract, for our PostgreSQL recorder."""
 
 
+@pytest.mark.slow  # PostgreSQL
 class TestSealingPostgresNonInterleaving(_PostgresStore, NonInterleavingNotificationIDsBaseCase):
     """Two concurrent appends never interleave their positions."""
 

@@ -14,6 +14,7 @@ mode with the cookie (credentialed CORS), and in staging mode with ``__dev_sessi
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +29,8 @@ from api.app import create_app
 from infrastructure.clock import SystemClock
 from tests.helpers import ACME, ACME_WEB, ALICE, BOB, services_for
 from tests.serving import CHROMIUM, CHROMIUM_ARGS, free_port, require_chromium, serving
+
+pytestmark = pytest.mark.slow  # Chromium and a served instance
 
 PAGE = (Path(__file__).resolve().parent / "sdk_page.html").read_text()
 APP_HOST, API_HOST = "app.example.test", "frontend.example.test"
@@ -50,12 +53,28 @@ def _api(api: FastAPI, same_origin: bool) -> FastAPI:
     return api
 
 
-@pytest.mark.parametrize("origin", ["cross-origin", "same-origin"])
-@pytest.mark.parametrize("mode", ["production", "staging"])
-def test_an_sdk_app_works_end_to_end(durable_database_url: str, mode: str, origin: str) -> None:
+@pytest.fixture(scope="module")
+def chromium() -> Iterator[Any]:
+    """One headless Chromium for the module, mapping the test host names to 127.0.0.1; each
+    test opens (and closes) browser contexts of its own, so no cookie crosses tests."""
     require_chromium()
     from playwright.sync_api import sync_playwright
 
+    hosts = (APP_HOST, API_HOST, STRANGER_HOST)
+    rules = "--host-resolver-rules=" + ", ".join(f"MAP {host} 127.0.0.1" for host in hosts)
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=[*CHROMIUM_ARGS, rules])
+        try:
+            yield browser
+        finally:
+            browser.close()
+
+
+@pytest.mark.parametrize("origin", ["cross-origin", "same-origin"])
+@pytest.mark.parametrize("mode", ["production", "staging"])
+def test_an_sdk_app_works_end_to_end(
+    chromium: Any, durable_database_url: str, mode: str, origin: str
+) -> None:
     api_port, app_port = free_port(), free_port()
     public = f"http://{API_HOST}:{api_port}"
     same = origin == "same-origin"
@@ -64,28 +83,30 @@ def test_an_sdk_app_works_end_to_end(durable_database_url: str, mode: str, origi
         "public_url": public, "frontend_url": app, "deployment_mode": mode,
         "cookie_secure": False,  # plain http in the test
     }  # fmt: skip
-    hosts = (APP_HOST, API_HOST, STRANGER_HOST)
-    rules = "--host-resolver-rules=" + ", ".join(f"MAP {host} 127.0.0.1" for host in hosts)
+    contexts: list[Any] = []
+
+    def new_page() -> Any:
+        contexts.append(chromium.new_context())
+        return contexts[-1].new_page()
+
     with (
         services_for(durable_database_url, clock=SystemClock(), **settings) as services,
         serving(_api(create_app(services=services), same), api_port),
         serving(page_server(), app_port),
-        sync_playwright() as playwright,
     ):
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=[*CHROMIUM_ARGS, rules])
         try:
             from api.deployment_doc import deployment_document
 
             key = deployment_document(services.settings, [], []).publishable_key
-            laptop = browser.new_context().new_page()
-            phone = browser.new_context().new_page()
+            laptop = new_page()
+            phone = new_page()
             for page in (laptop, phone):
                 page.goto(f"{app}/?key={key}")
                 loaded = page.evaluate("sdk.loadDeployment()")
                 assert loaded == {"mode": mode, "frontend_host": app, "base": public}
 
             # The same page on an origin that is not allowed cannot read our answers
-            stranger = browser.new_context().new_page()
+            stranger = new_page()
             stranger.goto(f"http://{STRANGER_HOST}:{app_port}/?key={key}")
             failed = "sdk.loadDeployment().then(() => 'loaded', (error) => error.name)"
             assert stranger.evaluate(failed) == "TypeError"  # a CORS failure, as fetch reports it
@@ -142,4 +163,5 @@ def test_an_sdk_app_works_end_to_end(durable_database_url: str, mode: str, origi
                         assert held == []  # cross-origin staging requests carry no credentials
                     assert dev_session
         finally:
-            browser.close()
+            for context in contexts:
+                context.close()

@@ -27,6 +27,8 @@ from tests.conftest import IN_CI
 from tests.helpers import ACME, ACME_DATA, ACME_WEB, ALICE, BOB, GLOBEX, services_for
 from tests.serving import free_port, serving
 
+pytestmark = pytest.mark.slow  # Node and a served instance
+
 HERE = Path(__file__).resolve().parent
 SCRIPT = HERE / "exchange.mjs"
 PACKAGE = HERE / "node_modules" / "@wacht" / "backend" / "package.json"

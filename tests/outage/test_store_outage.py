@@ -22,6 +22,8 @@ from tests.helpers import ALICE, BOB, services_for
 from tests.outage.cluster import PrivateCluster, private_cluster
 from tests.serving import serving
 
+pytestmark = pytest.mark.slow  # a private PostgreSQL server stopped and started
+
 # The service gives up on the store after this long; the client waits four times as long,
 # so a hang (as before: 30-50 s) fails the test, while a slow machine does not.
 TIMEOUT = 2

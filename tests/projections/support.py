@@ -11,20 +11,17 @@ import re
 import shutil
 import sys
 import tempfile
-import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import psycopg
-
 from application.read_model import rfc3339
 from domain.session import Session
 from infrastructure.container import Services
 from infrastructure.sql import SqlDatabase
-from tests.conftest import POSTGRES_URL, require_postgres
+from tests.conftest import fresh_postgres_url
 
 # Far in the future, so no sign-in is ever past its lifetime by the database's clock and
 # ``analytics_session_state`` (computed at query time) does not change between two reads.
@@ -180,27 +177,6 @@ def tables_and_views(db: SqlDatabase) -> set[str]:
         return {str(r["name"]) for r in cursor.fetchall()}
 
 
-def new_schema() -> str:
-    """A new, empty PostgreSQL schema on the test server."""
-    require_postgres()
-    schema = f"t_{uuid.uuid4().hex[:12]}"
-    with psycopg.connect(POSTGRES_URL, autocommit=True) as conn:
-        conn.execute(f"CREATE SCHEMA {schema}")
-    return schema
-
-
-def drop_schema(schema: str) -> None:
-    """Remove a schema made by :func:`new_schema`."""
-    with psycopg.connect(POSTGRES_URL, autocommit=True) as conn:
-        conn.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
-
-
-def schema_url(schema: str) -> str:
-    """The URL of the test server with ``schema``."""
-    separator = "&" if "?" in POSTGRES_URL else "?"
-    return f"{POSTGRES_URL}{separator}schema={schema}"
-
-
 @contextmanager
 def fresh_store(kind: str) -> Iterator[str]:
     """The URL of a new, empty store of ``kind`` (memory, sqlite, postgres), removed after."""
@@ -213,8 +189,5 @@ def fresh_store(kind: str) -> Iterator[str]:
         finally:
             shutil.rmtree(directory, ignore_errors=True)
     else:
-        schema = new_schema()
-        try:
-            yield schema_url(schema)
-        finally:
-            drop_schema(schema)
+        with fresh_postgres_url() as url:
+            yield url

@@ -17,8 +17,7 @@ from domain.ids import aggregate_uuid
 from domain.session import Session
 from infrastructure.clock import SettableClock
 from infrastructure.container import Services
-from tests.auth.mailbox import Mailbox, smtp_server
-from tests.helpers import ALICE, services_for
+from tests.helpers import ALICE, SequentialCodes, services_for
 from tests.projections.support import START, all_rows, differences, rebuild_all, records
 from tests.projections.test_read_model_property import check_analytics, check_read_sessions
 
@@ -31,20 +30,13 @@ DORA = {
 
 
 @pytest.fixture
-def mailed(database_url: str) -> Iterator[tuple[Services, Mailbox]]:
-    """Services mailing their codes to a local SMTP server, and what that server received."""
-    with (
-        smtp_server() as smtp,
-        services_for(
-            database_url,
-            clock=SettableClock(START),
-            rate_limits=False,
-            smtp_host=smtp.host,
-            smtp_port=smtp.port,
-            smtp_starttls=False,
-        ) as services,
-    ):
-        yield services, smtp.mailbox
+def mailed(database_url: str) -> Iterator[tuple[Services, SequentialCodes]]:
+    """Services whose one-time codes the test knows (the codes they made, in order)."""
+    codes = SequentialCodes()
+    with services_for(
+        database_url, clock=SettableClock(START), rate_limits=False, new_code=codes
+    ) as services:
+        yield services, codes
 
 
 def wrong(code: str) -> str:
@@ -64,15 +56,15 @@ def check_projected_as_recorded(services: Services, session_id: int) -> None:
     assert rebuilt == live, differences(live, rebuilt)
 
 
-def test_a_sign_in_by_emailed_code_is_projected(mailed: tuple[Services, Mailbox]) -> None:
-    services, mailbox = mailed
+def test_a_sign_in_by_emailed_code_is_projected(mailed: tuple[Services, SequentialCodes]) -> None:
+    services, codes = mailed
     auth = services.auth
     started = services.sessions.start_session()
     session_id, token = int(started.document.id), started.new_token
     # Given a code sign-in whose first code is mistyped
     attempt = auth.start_email_code_sign_in(session_id, ALICE[0]).document.signin_attempts[0].id
     auth.prepare_verification(session_id, attempt, "email_otp")
-    code = mailbox.next_code(ALICE[0])
+    code = codes.sent[-1]
     with pytest.raises(InvalidCode):
         auth.attempt_verification(session_id, attempt, wrong(code), token)
     signed_in = auth.attempt_verification(session_id, attempt, code, token).document
@@ -88,8 +80,8 @@ def test_a_sign_in_by_emailed_code_is_projected(mailed: tuple[Services, Mailbox]
     assert row["failed_at"] is None
 
 
-def test_a_sign_up_is_projected(mailed: tuple[Services, Mailbox]) -> None:
-    services, mailbox = mailed
+def test_a_sign_up_is_projected(mailed: tuple[Services, SequentialCodes]) -> None:
+    services, codes = mailed
     auth = services.auth
     started = services.sessions.start_session()
     session_id, token = int(started.document.id), started.new_token
@@ -97,7 +89,7 @@ def test_a_sign_up_is_projected(mailed: tuple[Services, Mailbox]) -> None:
     signing_up = auth.sign_up(session_id, dict(DORA)).document
     attempt = signing_up.signup_attempts[0].id
     auth.prepare_verification(session_id, attempt, "email_otp")
-    code = mailbox.next_code(DORA["email"])
+    code = codes.sent[-1]
     with pytest.raises(InvalidCode):
         auth.attempt_verification(session_id, attempt, wrong(code), token)
     signed_in = auth.attempt_verification(session_id, attempt, code, token).document

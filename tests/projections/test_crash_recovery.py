@@ -35,7 +35,10 @@ from tests.projections.support import (
 from tests.projections.traffic import produce_history
 
 EXE = console_script()
-pytestmark = pytest.mark.skipif(not EXE, reason="session-ledger is not installed")
+pytestmark = [
+    pytest.mark.slow,  # a worker process killed and restarted
+    pytest.mark.skipif(not EXE, reason="session-ledger is not installed"),
+]
 
 SESSIONS, ROUNDS = 64, 3  # about 3,500 events: seven batches of 500 per projection
 KILLS = 5

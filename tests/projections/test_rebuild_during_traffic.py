@@ -27,6 +27,8 @@ from infrastructure.container import Services
 from tests.helpers import ALICE, BOB, CAROL, services_for
 from tests.projections.support import START, all_rows, count, differences, rebuild_all
 
+pytestmark = pytest.mark.slow  # rebuilds under threads of traffic
+
 BROWSERS = 4
 SWITCHES = 40  # per browser, each followed by a GET
 MIN_REBUILDS = 3  # of each projection, at least, while the traffic lasts

@@ -29,14 +29,12 @@ from fastapi.testclient import TestClient
 from api.app import create_app
 from infrastructure.clock import SettableClock
 from infrastructure.container import Services
+from tests.conftest import fresh_postgres_url
 from tests.helpers import ACME, ALICE, BOB, services_for
 from tests.projections.support import (
     START,
     console_script,
     count,
-    drop_schema,
-    new_schema,
-    schema_url,
     tables_and_views,
 )
 
@@ -136,6 +134,7 @@ def test_the_worker_catches_analytics_up_after_http_commands(
     assert services.worker.last_error is None
 
 
+@pytest.mark.slow  # a writer process
 def test_a_subscription_delivers_events_written_by_another_process(
     durable_services: Services, durable_database_url: str
 ) -> None:
@@ -207,6 +206,7 @@ def status_rows(output: str) -> dict[str, list[str]]:
     return rows
 
 
+@pytest.mark.slow  # `session-ledger projections …` as processes
 @pytest.mark.skipif(not EXE, reason="session-ledger is not installed")
 def test_the_cli_reports_rebuilds_and_refuses_unknown_projections(
     durable_services: Services, durable_database_url: str
@@ -259,6 +259,7 @@ def signal_thread(pid: int, tid: int, signum: int) -> None:
         raise OSError(ctypes.get_errno(), "tgkill failed")
 
 
+@pytest.mark.slow  # a worker process
 @pytest.mark.skipif(not EXE or not HAS_TGKILL, reason="needs session-ledger and Linux tgkill")
 def test_sigterm_stops_the_projection_worker_whichever_thread_receives_it(
     durable_services: Services, durable_database_url: str, tmp_path: Path
@@ -352,11 +353,8 @@ def views_url(durable_database_url: str, tmp_path: Path) -> Iterator[str]:
     if durable_database_url.startswith("sqlite"):
         yield f"sqlite:///{tmp_path}/views.db"
         return
-    schema = new_schema()
-    try:
-        yield schema_url(schema)
-    finally:
-        drop_schema(schema)
+    with fresh_postgres_url() as url:
+        yield url
 
 
 def test_views_in_another_database_work_end_to_end(

@@ -28,9 +28,9 @@ from infrastructure.persistence import open_sql_database, store_config
 from infrastructure.projections.lease import WorkerLease
 from infrastructure.projections.worker import LEASE_RETRY_SECONDS
 from infrastructure.settings import Settings
-from tests.conftest import POSTGRES_URL
+from tests.conftest import POSTGRES_URL, fresh_postgres_url
 from tests.helpers import services_for
-from tests.projections.support import START, count, drop_schema, new_schema, schema_url
+from tests.projections.support import START, count
 from tests.projections.test_worker_and_ops import (
     PROJECTIONS,
     eventually,
@@ -38,6 +38,8 @@ from tests.projections.test_worker_and_ops import (
     lag,
     sign_in_two_and_switch,
 )
+
+pytestmark = pytest.mark.slow  # workers waiting out lease retries
 
 # LEASE_RETRY_SECONDS is 2s: a waiting worker takes over well within this.
 FAILOVER_TIMEOUT = 10.0
@@ -191,19 +193,16 @@ def test_a_postgres_lease_is_exclusive_per_schema(postgres_url: str) -> None:
 
 
 def test_postgres_leases_on_different_schemas_are_independent(postgres_url: str) -> None:
-    other_schema = new_schema()
-    try:
-        with (
-            lease_on(postgres_url) as here,
-            lease_on(schema_url(other_schema)) as there,
-            lease_on(postgres_url) as also_here,
-        ):
-            assert here.acquire() is True
-            assert there.acquire() is True
-            # and each is still exclusive within its own schema
-            assert also_here.acquire() is False
-    finally:
-        drop_schema(other_schema)
+    with (
+        fresh_postgres_url() as other_url,
+        lease_on(postgres_url) as here,
+        lease_on(other_url) as there,
+        lease_on(postgres_url) as also_here,
+    ):
+        assert here.acquire() is True
+        assert there.acquire() is True
+        # and each is still exclusive within its own schema
+        assert also_here.acquire() is False
 
 
 def test_a_sqlite_lease_is_exclusive_per_database_file(sqlite_url: str, tmp_path: Path) -> None:

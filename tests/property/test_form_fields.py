@@ -22,7 +22,7 @@ from hypothesis import strategies as st
 
 from api.app import create_app
 from tests.auth.store_dump import store_rows
-from tests.helpers import ALICE, services_for
+from tests.helpers import ALICE, at_most, services_for
 from tests.serving import serving
 
 FORMS: dict[str, dict[str, str]] = {
@@ -99,9 +99,7 @@ def served(durable_database_url: str) -> Iterator[Served]:
 
 def test_no_text_in_any_field_is_a_5xx_or_stored_when_refused(served: Served) -> None:
     @settings(
-        max_examples=60,
-        deadline=None,
-        database=None,
+        max_examples=at_most(60),
         suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
     )
     @given(target=st.sampled_from(TARGETS), value=TEXT)

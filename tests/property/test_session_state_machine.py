@@ -18,7 +18,6 @@ from functools import partial
 from typing import Any, ClassVar, TypeVar
 
 import jwt
-import psycopg
 import pytest
 from eventsourcing.application import AggregateNotFoundError, Repository
 from hypothesis import event
@@ -48,7 +47,7 @@ from domain.session import Session
 from domain.user_context import UserContext, user_context_uuid
 from infrastructure.clock import SettableClock
 from infrastructure.container import Services
-from tests.conftest import POSTGRES_URL
+from tests.conftest import fresh_postgres_url
 from tests.helpers import (
     ACME,
     ACME_DATA,
@@ -150,12 +149,7 @@ class SessionMachine(RuleBasedStateMachine):
             directory = tempfile.mkdtemp(prefix="session-ledger-")
             self.resources.callback(shutil.rmtree, directory, ignore_errors=True)
             return f"sqlite:///{directory}/events.db"
-        schema = f"p_{uuid.uuid4().hex[:12]}"
-        with psycopg.connect(POSTGRES_URL, autocommit=True) as conn:
-            conn.execute(f"CREATE SCHEMA {schema}")
-        self.resources.callback(_drop_schema, schema)
-        separator = "&" if "?" in POSTGRES_URL else "?"
-        return f"{POSTGRES_URL}{separator}schema={schema}"
+        return self.resources.enter_context(fresh_postgres_url())
 
     def _open_services(self, load_demo: bool) -> Services:
         return self.running.enter_context(
@@ -547,11 +541,6 @@ def _fold(app: SessionsApp, aggregate_id: uuid.UUID) -> Any:
     return aggregate
 
 
-def _drop_schema(schema: str) -> None:
-    with psycopg.connect(POSTGRES_URL, autocommit=True) as conn:
-        conn.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
-
-
 class MemorySessionMachine(SessionMachine):
     """The machine on the in-memory store."""
 
@@ -581,13 +570,17 @@ class PostgresSessionMachine(DurableSessionMachine):
 
 
 MACHINES: dict[str, tuple[type[SessionMachine], int, int]] = {
-    # store: (machine, examples, steps per example)
+    # store: (machine, examples, steps per example). On PostgreSQL an example's new schema
+    # and tables cost more than its steps: fewer, longer examples run as many commands.
     "memory": (MemorySessionMachine, 80, 30),
     "sqlite": (SqliteSessionMachine, 20, 25),
-    "postgres": (PostgresSessionMachine, 25, 25),
+    "postgres": (PostgresSessionMachine, 16, 40),
 }
 
 
-@pytest.mark.parametrize("store", list(MACHINES))
+# On memory the machine is part of the fast tier (few examples under the dev profile).
+@pytest.mark.parametrize(
+    "store", [pytest.param(s, marks=[pytest.mark.slow] if s != "memory" else []) for s in MACHINES]
+)
 def test_the_sessions_app_behaves_like_the_model(store: str) -> None:
     run_machine(store, MACHINES)

@@ -188,6 +188,7 @@ def test_ssrf_targets_are_refused_unless_allowed(
         assert receiver.requests == []
 
 
+@pytest.mark.slow  # `session-ledger webhooks …` as processes
 def test_the_cli_manages_endpoints_and_shows_attempts(sqlite_url: str) -> None:
     env = {
         "SESSION_LEDGER_WEBHOOK_KEY": WEBHOOK_KEY,

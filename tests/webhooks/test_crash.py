@@ -18,6 +18,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from application.request_context import ContextMapper
 from infrastructure.clock import SettableClock
 from infrastructure.persistence import sql_database_for
@@ -29,6 +31,8 @@ from tests.projections.support import START, console_script
 from tests.projections.traffic import produce_history
 from tests.webhooks.receiver import Receiver, running, wait_for
 from tests.webhooks.support import FAST, WEBHOOK_KEY
+
+pytestmark = pytest.mark.slow  # processes killed and restarted
 
 EXE = console_script()
 KILLS = 4

@@ -22,7 +22,10 @@ from tests.serving import free_port, wait_until_answering
 from tests.webhooks.receiver import Receiver, running, wait_for
 from tests.webhooks.support import WEBHOOK_KEY, webhook_stack
 
-pytestmark = pytest.mark.skipif(not EXE, reason="session-ledger is not installed")
+pytestmark = [
+    pytest.mark.slow,  # served processes
+    pytest.mark.skipif(not EXE, reason="session-ledger is not installed"),
+]
 
 
 @contextmanager
