@@ -122,3 +122,16 @@ def race(threads: int, work: Callable[[int], None], timeout: float) -> list[Base
         worker.join(timeout)
     assert not any(w.is_alive() for w in workers), "a thread hung"
     return failures
+
+
+def two_sign_ins_and_a_switch_back(services: Services) -> int:
+    """A new session where Alice and then Bob sign in and Alice is made active again; its id."""
+    started = services.sessions.start_session()
+    session_id = int(started.document.id)
+    token = started.new_token
+    for user in (ALICE, BOB):
+        result = services.auth.sign_in_with_password(session_id, user[0], user[1], token)
+        token = result.new_token or token
+    alice = next(s.id for s in result.document.signins if s.user_id == ALICE[2])
+    services.sessions.switch_sign_in(session_id, alice)
+    return session_id

@@ -20,23 +20,10 @@ import pytest
 
 from infrastructure.container import Services
 from tests.conftest import POSTGRES_URL
-from tests.helpers import ALICE, BOB, services_for
+from tests.helpers import services_for, two_sign_ins_and_a_switch_back
 from tests.serving import free_port
 
 pytestmark = pytest.mark.postgres
-
-
-def _story(services: Services) -> int:
-    """Alice and Bob sign in to one session and switch back to Alice; its id."""
-    started = services.sessions.start_session()
-    session_id = int(started.document.id)
-    token = started.new_token
-    for user in (ALICE, BOB):
-        result = services.auth.sign_in_with_password(session_id, user[0], user[1], token)
-        token = result.new_token or token
-    alice = next(s.id for s in result.document.signins if s.user_id == ALICE[2])
-    services.sessions.switch_sign_in(session_id, alice)
-    return session_id
 
 
 class Answers(NamedTuple):
@@ -65,7 +52,7 @@ def test_a_caught_up_replica_answers_the_audit_with_the_primarys_answers(
     postgres_url: str,
 ) -> None:
     with services_for(postgres_url) as plain:
-        session_id = _story(plain)
+        session_id = two_sign_ins_and_a_switch_back(plain)
         expected = _answers(plain, session_id)
     with services_for(postgres_url, read_database_url=postgres_url) as services:
         before = _served(services)
@@ -108,9 +95,9 @@ def test_a_replica_behind_the_primary_leaves_the_audit_to_the_primary(
     postgres_url: str, stale_copy_url: str
 ) -> None:
     with services_for(postgres_url) as plain:
-        earlier = _story(plain)
+        earlier = two_sign_ins_and_a_switch_back(plain)
         _copy_tables(postgres_url, stale_copy_url)  # the replica stops replaying here
-        later = _story(plain)
+        later = two_sign_ins_and_a_switch_back(plain)
         expected = _answers(plain, later)
     settings: dict[str, Any] = {
         "read_database_url": stale_copy_url,
@@ -136,7 +123,7 @@ def plain_history(url: str, session_id: int) -> list[object]:
 def test_an_unreachable_replica_leaves_the_audit_to_the_primary(postgres_url: str) -> None:
     away = urlunsplit(urlsplit(postgres_url)._replace(netloc=f"postgres@127.0.0.1:{free_port()}"))
     with services_for(postgres_url) as plain:
-        session_id = _story(plain)
+        session_id = two_sign_ins_and_a_switch_back(plain)
         expected = _answers(plain, session_id)
     with services_for(postgres_url, read_database_url=away, database_timeout_seconds=1) as services:
         before = _served(services)

@@ -22,24 +22,12 @@ import pytest
 
 from infrastructure.container import Services
 from tests.conftest import POSTGRES_URL, require_postgres
-from tests.helpers import ALICE, BOB, services_for
+from tests.helpers import services_for, two_sign_ins_and_a_switch_back
 from tests.projections.support import count
 
 pytestmark = pytest.mark.postgres
 
 RECHECK = 0.5
-
-
-def _story(services: Services) -> None:
-    """Alice and Bob sign in to a new session, Alice made active again."""
-    started = services.sessions.start_session()
-    session_id = int(started.document.id)
-    token = started.new_token
-    for user in (ALICE, BOB):
-        result = services.auth.sign_in_with_password(session_id, user[0], user[1], token)
-        token = result.new_token or token
-    alice = next(s.id for s in result.document.signins if s.user_id == ALICE[2])
-    services.sessions.switch_sign_in(session_id, alice)
 
 
 def _position(services: Services) -> int:
@@ -69,9 +57,9 @@ def test_events_that_arrive_without_a_notify_are_projected_within_the_recheck(
         # Given another schema's log (its NOTIFYs share the channel's name, so they are
         # sent before the worker listens), and a worker caught up with one session and
         # idle on its subscription
-        _story(elsewhere)
+        two_sign_ins_and_a_switch_back(elsewhere)
         services.worker.recheck_seconds = RECHECK
-        _story(services)
+        two_sign_ins_and_a_switch_back(services)
         services.worker.start()
         head = services.sessions.recorder.max_notification_id() or 0
         _until(lambda: _position(services) == head, 10)

@@ -23,6 +23,23 @@ TOPIC = "tests.unit.test_group_commit:Event"
 TIMEOUT = 60  # seconds for any thread; a hang is a failure, not a stuck suite
 
 
+Outcomes = dict[int, BaseException | list[int]]
+
+
+def _submitting(
+    group: GroupCommit, outcomes: Outcomes, state: Callable[[int], str]
+) -> Callable[[int], None]:
+    """A caller's work: submit the append named ``state(index)``, keep its outcome."""
+
+    def submit(index: int) -> None:
+        try:
+            outcomes[index] = group.submit(_events(state(index)))
+        except Exception as error:
+            outcomes[index] = error
+
+    return submit
+
+
 def _run_threads(count: int, work: Callable[[int], None]) -> list[BaseException]:
     """Run ``work(index)`` in ``count`` threads released together; what they raised."""
     return race(count, work, TIMEOUT)
@@ -135,15 +152,8 @@ def test_a_batch_wide_error_reaches_every_caller_of_that_batch_and_no_other() ->
     leader.start()
     assert entered.wait(TIMEOUT)
 
-    outcomes: dict[int, BaseException | list[int]] = {}
-
-    def follower(index: int) -> None:
-        try:
-            outcomes[index] = group.submit(_events(f"follower-{index}"))
-        except Exception as error:
-            outcomes[index] = error
-
-    assert _run_threads(waiting, follower) == []
+    outcomes: Outcomes = {}
+    assert _run_threads(waiting, _submitting(group, outcomes, lambda i: f"follower-{i}")) == []
     leader.join(TIMEOUT)
     assert not leader.is_alive()
 
@@ -186,15 +196,8 @@ def test_a_batch_error_after_some_appends_committed_keeps_their_positions() -> N
     opener.start()
     assert entered.wait(TIMEOUT)
 
-    outcomes: dict[int, BaseException | list[int]] = {}
-
-    def work(index: int) -> None:
-        try:
-            outcomes[index] = group.submit(_events(f"caller-{index}"))
-        except Exception as error:
-            outcomes[index] = error
-
-    assert _run_threads(callers, work) == []
+    outcomes: Outcomes = {}
+    assert _run_threads(callers, _submitting(group, outcomes, lambda i: f"caller-{i}")) == []
     opener.join(TIMEOUT)
     assert not opener.is_alive()
 
@@ -244,13 +247,8 @@ def test_an_error_for_one_append_fails_only_its_caller() -> None:
     opener.start()
     assert entered.wait(TIMEOUT)
 
-    outcomes: dict[int, BaseException | list[int]] = {}
-
-    def work(index: int) -> None:
-        try:
-            outcomes[index] = group.submit(_events("bad" if index == 3 else f"good-{index}"))
-        except Exception as error:
-            outcomes[index] = error
+    outcomes: Outcomes = {}
+    work = _submitting(group, outcomes, lambda i: "bad" if i == 3 else f"good-{i}")
 
     assert _run_threads(callers, work) == []
     opener.join(TIMEOUT)
