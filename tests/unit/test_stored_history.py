@@ -65,14 +65,14 @@ def test_every_stored_event_loads_and_stores_again_byte_for_byte(services: Servi
 
 def test_the_history_folds_to_the_states_it_folded_to_when_written(services: Services) -> None:
     for expected in HISTORY["states"]:
-        session = services.sessions.repository.get(ORIGINATOR, version=expected["version"])
+        session: Session = services.sessions.repository.get(ORIGINATOR, version=expected["version"])
         assert isinstance(session, Session)
         assert folded(session) == expected
 
 
 def test_the_history_renders_the_document_it_rendered_when_written(services: Services) -> None:
     at = HISTORY["document_at"]
-    session = services.sessions.repository.get(ORIGINATOR, version=at["version"])
+    session: Session = services.sessions.repository.get(ORIGINATOR, version=at["version"])
     now = datetime.fromisoformat(at["now"])
     document = session_document(session, services.directory, now)
     assert document.model_dump(mode="json") == at["document"]
