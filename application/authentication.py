@@ -38,7 +38,7 @@ from domain.errors import (
 )
 from domain.ids import parse_id
 from domain.session import Session
-from domain.values import AttemptKind, SignInMethod, SignInStep, normalise_email
+from domain.values import AttemptKind, SignInMethod, normalise_email
 
 CODE_DIGITS = 6
 DISCARDED = "nobody@invalid"  # the address on an unknown email's discarded code
@@ -155,14 +155,12 @@ class Authenticator:
         def action(session: Session, now: datetime) -> Outcome:
             issued.clear()
             attempt_id = app.ids.next_id()
-            if user_id is not None:
-                session.check_can_sign_in(user_id, app.policy.max_sign_ins, now)
             session.attempt_sign_in(
-                attempt_id, SignInMethod.PLAIN_EMAIL, SignInStep.VERIFY_PASSWORD,
-                now + app.policy.attempt_lifetime, user_id, digest, now,
+                attempt_id, SignInMethod.PLAIN_EMAIL, user_id, digest,
+                now + app.policy.attempt_lifetime, app.policy.max_sign_ins, now,
             )  # fmt: skip
             if user_id is None:
-                session.fail_sign_in_attempt(attempt_id, "invalid_credentials", True, now)
+                session.reject_credentials(attempt_id, now)
                 return [], InvalidCredentials()
             token, changed = app.add_sign_in(session, attempt_id, user_id, old_token, now)
             issued.append(token)
@@ -188,13 +186,9 @@ class Authenticator:
         digest = self._digest(email)
 
         def action(session: Session, now: datetime) -> Outcome:
-            # A full session refuses every email alike, known or not.
-            session.check_room(app.policy.max_sign_ins, now)
-            if user_id is not None:
-                session.check_can_sign_in(user_id, app.policy.max_sign_ins, now)
             session.attempt_sign_in(
-                app.ids.next_id(), SignInMethod.EMAIL_OTP, SignInStep.VERIFY_EMAIL_OTP,
-                now + app.policy.attempt_lifetime, user_id, digest, now,
+                app.ids.next_id(), SignInMethod.EMAIL_OTP, user_id, digest,
+                now + app.policy.attempt_lifetime, app.policy.max_sign_ins, now,
             )  # fmt: skip
             return [], None
 
@@ -275,10 +269,10 @@ class Authenticator:
 
         def action(session: Session, now: datetime) -> Outcome:
             issued.clear()
-            try:
-                attempt = session.verify_code(attempt_id, digest, now)
-            except InvalidCode as wrong:
-                return [], wrong  # the failure is recorded; save it, then answer
+            verdict = session.verify_code(attempt_id, digest, now)
+            if not verdict.accepted:
+                return [], InvalidCode()  # the failure is recorded; save it, then answer
+            attempt = verdict.attempt
             if attempt.user_id is None:
                 return [], InvalidCode()
             if attempt.kind == AttemptKind.SIGN_UP:

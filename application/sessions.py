@@ -427,7 +427,6 @@ class SessionsApp(Application[UUID]):
         now: datetime,
     ) -> tuple[str, list[Aggregate]]:
         """Complete an attempt for ``user_id``: a new active sign-in and a new cookie token."""
-        session.check_can_sign_in(user_id, self.policy.max_sign_ins, now)
         session.complete_sign_in(
             attempt_id,
             self.ids.next_id(),

@@ -22,7 +22,7 @@ from eventsourcing.domain import Aggregate
 from bench.history import USERS
 from domain.session import Session
 from domain.tokens import SessionToken
-from domain.values import ActiveContext
+from domain.values import ActiveContext, SignInMethod
 from infrastructure.container import Services
 
 DEFAULT_URL = "postgresql://postgres@127.0.0.1:5432/test"
@@ -61,9 +61,8 @@ def sign_in(session: Session, services: Services, user_id: int, now: datetime) -
     ids = services.sessions.ids
     attempt, sign_in_id = ids.next_id(), ids.next_id()
     session.attempt_sign_in(
-        attempt, "plain_email", "verify_password", now + timedelta(minutes=30), user_id,
-        "digest", now,
-    )  # fmt: skip
+        attempt, SignInMethod.PLAIN_EMAIL, user_id, "digest", now + timedelta(minutes=30), 5, now
+    )
     session.complete_sign_in(
         attempt, sign_in_id, user_id, now + timedelta(days=30), ActiveContext(), 5, now
     )

@@ -569,7 +569,7 @@ def test_a_sign_in_idle_past_the_timeout_expires_when_noticed(
     in_use = app.get_session(session_id)  # reading it is using it
     assert in_use.active_signin is not None
     assert in_use.active_signin.last_active_at == in_use.updated_at != result.document.updated_at
-    assert event_names(app, in_use.id)[-1] == "SignInActive"
+    assert event_names(app, in_use.id)[-1] == "SignInActivityNoted"
     clock.advance(timedelta(minutes=25))  # 45 minutes old, 25 idle: still in use
     assert app.get_session(session_id).active_signin_id == result.document.active_signin_id
     last_active = clock.now()
