@@ -82,7 +82,7 @@ class Authenticator:
         digester: Digester,
         ids: IdGenerator,
         clock: Clock,
-        sessions: SessionPolicy,
+        session_policy: SessionPolicy,
         limiter: RateLimiter,
         mailer: Mailer,
         hasher: PasswordHasher,
@@ -98,7 +98,7 @@ class Authenticator:
         self.digester = digester
         self.ids = ids
         self.clock = clock
-        self.sessions = sessions
+        self.session_policy = session_policy
         self.limiter = limiter
         self.mailer = mailer
         self.hasher = hasher
@@ -133,7 +133,7 @@ class Authenticator:
         if user_id is None:
             self.limits.record_failure(email, context)
         digest = self._digest(email)
-        policy = self.sessions
+        policy = self.session_policy
 
         def action(session: Session, scope: CommandScope) -> Decision[SignedIn]:
             now, attempt_id = scope.now, self.ids.next_id()
@@ -153,7 +153,7 @@ class Authenticator:
         self, session: Session, attempt_id: int, user_id: int, old_token: str | None, now: datetime
     ) -> Changed[SignedIn]:
         """Complete an attempt for ``user_id``: a new active sign-in and a new cookie token."""
-        policy = self.sessions
+        policy = self.session_policy
         session.complete_sign_in(
             attempt_id,
             self.ids.next_id(),
@@ -180,7 +180,7 @@ class Authenticator:
         found = self.directory.find_user_by_email(email)
         user_id = found.profile.id if found else None
         digest = self._digest(email)
-        policy = self.sessions
+        policy = self.session_policy
 
         def action(session: Session, scope: CommandScope) -> Changed[None]:
             session.attempt_sign_in(
@@ -315,7 +315,7 @@ class Authenticator:
         if self.directory.find_user_by_email(email) is not None:
             raise EmailTaken
         attempt_id, user_id = self.ids.next_id(), self.ids.next_id()
-        expires_at = self.clock.now() + self.sessions.attempt_lifetime
+        expires_at = self.clock.now() + self.session_policy.attempt_lifetime
         self.pending.put(
             PendingSignUp(
                 attempt_id, user_id, email, values["first_name"], values["last_name"],

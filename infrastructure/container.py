@@ -184,7 +184,7 @@ def build_services(
             digester=digester,
             ids=ids,
             clock=the_clock,
-            sessions=policy,
+            session_policy=policy,
             limiter=limiter,
             mailer=outbox,
             hasher=passwords,
