@@ -1,7 +1,7 @@
 """The Session aggregate: the accounts signed in to one browser and which one is active.
 
-Its state and the checks its commands make are in :mod:`domain.session_state`, its events in
-:mod:`domain.events`.
+Here are its commands (the decisions); its state, the checks the commands make and how each
+event changes the state are in :mod:`domain.session_state`; its events in :mod:`domain.events`.
 
 Commands check first and raise before anything changes; the private ``@event`` methods only
 assign, so that replaying the stored events rebuilds exactly the state the commands built.
@@ -326,156 +326,18 @@ class Session(Aggregate, SessionState):
             timestamp=now,
         )
 
-    # Events: assignments only -----------------------------------------------------------
+    # Events, each bound to how it changes the state (domain/session_state.py) ---------
 
-    @event(SignInAttempted)
-    def _attempt(
-        self,
-        attempt_id: int,
-        method: SignInMethod,
-        current_step: SignInStep | None,
-        expires_at: datetime,
-        user_id: int | None,
-        identifier_digest: str,
-        timestamp: datetime,
-    ) -> None:
-        self._add_attempt(
-            SignInAttempt(
-                id=attempt_id,
-                method=method,
-                created_at=timestamp,
-                updated_at=timestamp,
-                expires_at=expires_at,
-                current_step=current_step,
-                user_id=user_id,
-            )
-        )
-
-    @event(SignUpAttempted)
-    def _attempt_sign_up(
-        self,
-        attempt_id: int,
-        user_id: int,
-        identifier_digest: str,
-        expires_at: datetime,
-        timestamp: datetime,
-    ) -> None:
-        self._add_attempt(
-            SignInAttempt(
-                id=attempt_id,
-                method=SignInMethod.EMAIL_OTP,
-                created_at=timestamp,
-                updated_at=timestamp,
-                expires_at=expires_at,
-                current_step=SignInStep.VERIFY_EMAIL,
-                kind=AttemptKind.SIGN_UP,
-                user_id=user_id,
-            )
-        )
-
-    @event(VerificationPrepared)
-    def _prepare(
-        self, attempt_id: int, code_digest: str, code_expires_at: datetime, timestamp: datetime
-    ) -> None:
-        attempt = self.attempt(attempt_id)
-        assert attempt is not None
-        attempt.code_digest = code_digest
-        attempt.code_expires_at = code_expires_at
-        attempt.updated_at = timestamp
-
-    @event(SignUpCompleted)
-    def _complete_sign_up(self, attempt_id: int, user_id: int, timestamp: datetime) -> None:
-        attempt = self.attempt(attempt_id)
-        assert attempt is not None
-        attempt.current_step = None
-        attempt.updated_at = timestamp
-
-    @event(SignInAttemptFailed)
-    def _fail_attempt(
-        self, attempt_id: int, reason: FailureReason, terminal: bool, timestamp: datetime
-    ) -> None:
-        attempt = self.attempt(attempt_id)
-        assert attempt is not None
-        attempt.updated_at = timestamp
-        attempt.failures += 1
-        attempt.failed = attempt.failed or terminal
-
-    @event(SignInCompleted)
-    def _complete(
-        self,
-        attempt_id: int,
-        sign_in_id: int,
-        user_id: int,
-        method: SignInMethod,
-        expires_at: datetime,
-        organization_membership_id: int | None,
-        workspace_membership_id: int | None,
-        timestamp: datetime,
-    ) -> None:
-        attempt = self.attempt(attempt_id)
-        if attempt is not None:
-            attempt.completed = True
-            attempt.current_step = None
-            attempt.code_digest = None
-            attempt.updated_at = timestamp
-        self.sign_ins.append(
-            SignIn(
-                id=sign_in_id,
-                user_id=user_id,
-                method=method,
-                created_at=timestamp,
-                updated_at=timestamp,
-                expires_at=expires_at,
-                last_active_at=timestamp,
-                organization_membership_id=organization_membership_id,
-                workspace_membership_id=workspace_membership_id,
-            )
-        )
-        self.active_sign_in_id = sign_in_id
-
-    @event(ActiveSignInSwitched)
-    def _switch(self, from_sign_in_id: int | None, sign_in_id: int, timestamp: datetime) -> None:
-        self.active_sign_in_id = sign_in_id
-        for sign_in in self.sign_ins:
-            if sign_in.id == sign_in_id:
-                sign_in.last_active_at = timestamp
-
-    @event(MembershipActivated)
-    def _activate(
-        self,
-        sign_in_id: int,
-        user_id: int,
-        organization_membership_id: int | None,
-        workspace_membership_id: int | None,
-        timestamp: datetime,
-    ) -> None:
-        for sign_in in self.sign_ins:
-            if sign_in.id == sign_in_id:
-                sign_in.organization_membership_id = organization_membership_id
-                sign_in.workspace_membership_id = workspace_membership_id
-                sign_in.updated_at = timestamp
-                sign_in.last_active_at = timestamp
-
-    @event(SignInActivityNoted)
-    def _note_activity(self, sign_in_id: int, timestamp: datetime) -> None:
-        for sign_in in self.sign_ins:
-            if sign_in.id == sign_in_id:
-                sign_in.last_active_at = timestamp
-
-    @event(SignedOut)
-    def _sign_out(self, sign_in_id: int, timestamp: datetime) -> None:
-        self._end([sign_in_id])
-
-    @event(SignedOutRemotely)
-    def _sign_out_remotely(
-        self, sign_in_id: int, by_session_id: int, by_sign_in_id: int, timestamp: datetime
-    ) -> None:
-        self._end([sign_in_id])
-
-    @event(SignedOutOfAll)
-    def _sign_out_all(self, sign_in_ids: list[int], timestamp: datetime) -> None:
-        self._end(sign_in_ids)
-
-    @event(SignInExpired)
-    def _expire(self, sign_in_id: int, expired_at: datetime, timestamp: datetime) -> None:
-        self._end([sign_in_id])
+    _attempt = event(SignInAttempted)(SessionState._attempt)
+    _attempt_sign_up = event(SignUpAttempted)(SessionState._attempt_sign_up)
+    _prepare = event(VerificationPrepared)(SessionState._prepare)
+    _complete_sign_up = event(SignUpCompleted)(SessionState._complete_sign_up)
+    _fail_attempt = event(SignInAttemptFailed)(SessionState._fail_attempt)
+    _complete = event(SignInCompleted)(SessionState._complete)
+    _switch = event(ActiveSignInSwitched)(SessionState._switch)
+    _activate = event(MembershipActivated)(SessionState._activate)
+    _note_activity = event(SignInActivityNoted)(SessionState._note_activity)
+    _sign_out = event(SignedOut)(SessionState._sign_out)
+    _sign_out_remotely = event(SignedOutRemotely)(SessionState._sign_out_remotely)
+    _sign_out_all = event(SignedOutOfAll)(SessionState._sign_out_all)
+    _expire = event(SignInExpired)(SessionState._expire)
