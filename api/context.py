@@ -118,7 +118,7 @@ def audit_context(request: Request) -> RequestContext:
     address = audit_address(
         raw.client_address,
         services.settings.audit_client_address,
-        lambda value: services.sessions.digester.digest("client-address", value).hex(),
+        lambda value: services.digester.digest("client-address", value).hex(),
     )
     return RequestContext(address, raw.user_agent, raw.request_id)
 

@@ -10,7 +10,7 @@ from fastapi import Depends, Request, Response
 from fastapi.security import APIKeyCookie
 
 from application.errors import Unauthorized
-from application.sessions import SessionsApp
+from application.session_queries import SessionQueries
 from infrastructure.container import Services
 from infrastructure.deployment import (
     DEV_SESSION_HEADER,
@@ -67,7 +67,7 @@ def presented_token(request: Request, settings: Settings) -> str | None:
     return None
 
 
-def _bind(request: Request, sessions: SessionsApp, session_id: int) -> None:
+def _bind(request: Request, sessions: SessionQueries, session_id: int) -> None:
     request.state.session_info = lambda: sessions.session_info(session_id)
 
 
@@ -82,8 +82,8 @@ def require_caller(
     (``token`` documents the cookie in the OpenAPI schema; the token read is the one
     :func:`presented_token` finds.)"""
     presented = presented_token(request, services.settings)
-    session_id = services.sessions.resolve_token(presented)
-    _bind(request, services.sessions, session_id)
+    session_id = services.tokens.resolve(presented)
+    _bind(request, services.queries, session_id)
     return Caller(session_id, presented or "")
 
 
@@ -107,7 +107,7 @@ CookieToken = Annotated[str | None, Depends(cookie_scheme)]
 
 
 def bind_session(
-    request: Request, sessions: SessionsApp, session_id: int, new_token: str | None = None
+    request: Request, sessions: SessionQueries, session_id: int, new_token: str | None = None
 ) -> None:
     """Let error envelopes show a session started during the request, and set its cookie."""
     _bind(request, sessions, session_id)

@@ -38,9 +38,9 @@ def _session(request: Request, services: Services, caller: Caller | None) -> tup
     """The caller's session, or a new one whose cookie goes out whatever happens next."""
     if caller is not None:
         return caller.session_id, caller.token, False
-    started = services.sessions.start_session()
+    started = services.commands.start_session()
     session_id, token = int(started.document.id), started.new_token or ""
-    bind_session(request, services.sessions, session_id, token)
+    bind_session(request, services.queries, session_id, token)
     return session_id, token, True
 
 

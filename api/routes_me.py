@@ -55,7 +55,7 @@ def get_deployment(services: ServicesDep) -> JSONResponse:
 def organization_memberships(services: ServicesDep, caller: RequiredCaller) -> JSONResponse:
     """Each ``id`` is what a sign-in's ``active_organization_membership_id`` can hold."""
     entries = services.me.organization_memberships(caller.session_id)
-    return success(_dump(entries), services.sessions.session_info(caller.session_id))
+    return success(_dump(entries), services.queries.session_info(caller.session_id))
 
 
 @router.get(
@@ -76,7 +76,7 @@ def workspace_memberships(
 ) -> JSONResponse:
     """Each ``id`` is what a sign-in's ``active_workspace_membership_id`` can hold."""
     entries = services.me.workspace_memberships(caller.session_id, org_id)
-    return success(_dump(entries), services.sessions.session_info(caller.session_id))
+    return success(_dump(entries), services.queries.session_info(caller.session_id))
 
 
 @router.get(
@@ -89,7 +89,7 @@ def workspace_memberships(
 def sign_ins(services: ServicesDep, caller: RequiredCaller) -> JSONResponse:
     """Every live sign-in of the active user, in any session; ``current`` marks this one."""
     entries = services.me.sign_ins(caller.session_id)
-    return success(_dump(entries), services.sessions.session_info(caller.session_id))
+    return success(_dump(entries), services.queries.session_info(caller.session_id))
 
 
 @router.post(
@@ -110,7 +110,7 @@ def sign_out_sign_in(
     this one (an ordinary sign-out, with a new cookie). The same 400 for a malformed,
     unknown, ended or another user's id."""
     result = services.me.sign_out(caller.session_id, sign_in_id, caller.token)
-    response = success(None, services.sessions.session_info(caller.session_id))
+    response = success(None, services.queries.session_info(caller.session_id))
     if result is not None and result.new_token is not None:
         set_session_cookie(response, services.settings, result.new_token)
     return response

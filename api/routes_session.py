@@ -51,9 +51,9 @@ async def get_session(request: Request, services: ServicesDep, token: CookieToke
 def _get_session(request: Request, services: Services, token: str | None) -> JSONResponse:
     caller = optional_caller(request, services, token)
     if caller is None:
-        started = services.sessions.start_session()
+        started = services.commands.start_session()
         return render(services, started.document, started.new_token)
-    return render(services, services.sessions.get_session(caller.session_id))
+    return render(services, services.queries.get_session(caller.session_id))
 
 
 # HEAD answers as GET would, without the body (load balancers and uptime checks use it).
@@ -90,8 +90,8 @@ def _session_token(
     caller = require_caller(request, services, cookie)
     if template != "default":
         raise TemplateNotFound
-    token, expires = services.sessions.session_token(caller.session_id)
-    info = services.sessions.session_info(caller.session_id)
+    token, expires = services.queries.session_token(caller.session_id)
+    info = services.queries.session_info(caller.session_id)
     return success(TokenData(token=token, expires=expires), info)
 
 
@@ -107,13 +107,13 @@ def _switch_sign_in(
     request: Request, services: Services, token: str | None, sign_in_id: str | None
 ) -> JSONResponse:
     caller = require_caller(request, services, token)
-    return render(services, services.sessions.switch_sign_in(caller.session_id, sign_in_id))
+    return render(services, services.commands.switch_sign_in(caller.session_id, sign_in_id))
 
 
 @router.post("/sign-out", responses={200: _OK, **_ERRORS}, summary="Sign out")
 def sign_out(services: ServicesDep, caller: RequiredCaller, sign_in_id: Id = None) -> JSONResponse:
     """End one sign-in, or all of them when ``sign_in_id`` is absent; rotates the cookie."""
-    result = services.sessions.sign_out(caller.session_id, sign_in_id, caller.token)
+    result = services.commands.sign_out(caller.session_id, sign_in_id, caller.token)
     return render(services, result.document, result.new_token)
 
 
@@ -124,7 +124,7 @@ def switch_organization(
     services: ServicesDep, caller: RequiredCaller, organization_id: IdOrEmpty = ""
 ) -> JSONResponse:
     """Activate the active user's membership of an organization; empty clears it."""
-    document = services.sessions.switch_organization(caller.session_id, organization_id or "")
+    document = services.commands.switch_organization(caller.session_id, organization_id or "")
     return render(services, document)
 
 
@@ -135,5 +135,5 @@ def switch_workspace(
     services: ServicesDep, caller: RequiredCaller, workspace_id: IdOrEmpty = ""
 ) -> JSONResponse:
     """Activate the active user's membership of a workspace and its organization; empty clears."""
-    document = services.sessions.switch_workspace(caller.session_id, workspace_id or "")
+    document = services.commands.switch_workspace(caller.session_id, workspace_id or "")
     return render(services, document)

@@ -12,32 +12,39 @@ import re
 import secrets
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 
-from eventsourcing.domain import Aggregate
-
-from application.errors import RateLimited, UnsupportedStrategy
+from application.cookie_tokens import CookieTokens
+from application.errors import UnsupportedStrategy
+from application.policy import SessionPolicy
 from application.ports import (
     AccountCreator,
+    Clock,
+    Digester,
+    Directory,
+    IdGenerator,
     Mailer,
     PasswordHasher,
+    PasswordVerifier,
     PendingSignUp,
     PendingSignUps,
     RateLimiter,
     RequestContext,
 )
-from application.sessions import CommandResult, SessionsApp
+from application.session_commands import CommandResult
+from application.sign_in_limits import AuthPolicy, SignInLimits
+from application.unit_of_work import Changed, CommandScope, Decision, Refused, UnitOfWork
+from application.user_contexts import UserContexts
 from domain.errors import (
     EmailTaken,
     InvalidAttempt,
     InvalidCode,
     InvalidCredentials,
-    SessionLedgerError,
     WeakPassword,
 )
 from domain.ids import parse_id
 from domain.session import Session
-from domain.values import AttemptKind, SignInMethod, SignInStep, normalise_email
+from domain.values import AttemptKind, SignInMethod, normalise_email
 
 CODE_DIGITS = 6
 DISCARDED = "nobody@invalid"  # the address on an unknown email's discarded code
@@ -46,27 +53,18 @@ _CODE = re.compile(r"[0-9]{6}")
 
 
 @dataclass(frozen=True)
-class AuthPolicy:
-    """Code lifetime and rate limits (hits per sliding window, per key)."""
+class SignedIn:
+    """What a completed attempt decided: the session's new cookie token."""
 
-    code_lifetime: timedelta = timedelta(minutes=10)
-    window_seconds: int = 600
-    # Per address: generous, since offices and carriers put many people behind one address.
-    sign_ins_per_address: int = 300
-    # Wrong passwords for one account from one address, before that pair is refused.
-    failures_per_account_and_address: int = 10
-    # Wrong passwords for one account from all addresses before its cool-down starts: then
-    # an address that already failed for it waits 2, 4, 8… seconds (up to the maximum)
-    # after the account's last failure; an address with no failures is never held back.
-    account_failures_before_cool_down: int = 20
-    cool_down_max_seconds: int = 900
-    codes_per_attempt: int = 5
-    codes_per_address: int = 100
-    verifications_per_address: int = 300
-    sign_ups_per_address: int = 50
+    token: str
 
 
-Outcome = tuple[list[Aggregate], SessionLedgerError | None]
+@dataclass(frozen=True)
+class CodeSent:
+    """Where the new one-time code goes (None: an unknown email) and for which purpose."""
+
+    to: str | None
+    kind: str
 
 
 def random_code() -> str:
@@ -75,12 +73,20 @@ def random_code() -> str:
 
 
 class Authenticator:
-    """Sign-in by password or emailed code, and sign-up, on top of the sessions app."""
+    """Sign-in by password or emailed code, and sign-up: the commands that add accounts."""
 
     def __init__(
         self,
-        sessions: SessionsApp,
+        work: UnitOfWork,
         *,
+        tokens: CookieTokens,
+        contexts: UserContexts,
+        directory: Directory,
+        passwords: PasswordVerifier,
+        digester: Digester,
+        ids: IdGenerator,
+        clock: Clock,
+        session_policy: SessionPolicy,
         limiter: RateLimiter,
         mailer: Mailer,
         hasher: PasswordHasher,
@@ -89,7 +95,15 @@ class Authenticator:
         policy: AuthPolicy,
         new_code: Callable[[], str] = random_code,
     ) -> None:
-        self.sessions = sessions
+        self.work = work
+        self.tokens = tokens
+        self.contexts = contexts
+        self.directory = directory
+        self.passwords = passwords
+        self.digester = digester
+        self.ids = ids
+        self.clock = clock
+        self.session_policy = session_policy
         self.limiter = limiter
         self.mailer = mailer
         self.hasher = hasher
@@ -97,42 +111,13 @@ class Authenticator:
         self.accounts = accounts
         self.policy = policy
         self.new_code = new_code  # injected by tests that must know the next code
+        self.limits = SignInLimits(limiter, clock, policy, self._digest)
 
     def _digest(self, email: str) -> str:
-        return self.sessions.digester.digest("sign-in-identifier", normalise_email(email)).hex()
+        return self.digester.digest("sign-in-identifier", normalise_email(email)).hex()
 
     def _limit(self, kind: str, key: str, limit: int) -> None:
-        self.limiter.hit(f"{kind}:{key}", limit, self.policy.window_seconds)
-
-    def _limit_sign_in(self, context: RequestContext) -> None:
-        self._limit("sign-in-address", context.client_address, self.policy.sign_ins_per_address)
-
-    def _failure_keys(self, email: str, context: RequestContext) -> tuple[str, str]:
-        account = self._digest(email)
-        return f"failed-pair:{account}:{context.client_address}", f"failed-account:{account}"
-
-    def _check_guessing(self, email: str, context: RequestContext) -> None:
-        """Refuse a password try that would continue guessing at an account: from an address
-        with too many failures for it, or, while the account is under sustained guessing,
-        from an address that failed for it before its cool-down ended. An address with no
-        failures for the account always gets its try (the owner is never locked out)."""
-        policy, window = self.policy, self.policy.window_seconds
-        pair_key, account_key = self._failure_keys(email, context)
-        pair = self.limiter.recent(pair_key, window)
-        if pair.count == 0:
-            return
-        if pair.count >= policy.failures_per_account_and_address:
-            raise RateLimited(retry_after=self.limiter.retry_after(pair.oldest + window))
-        account = self.limiter.recent(account_key, window)
-        excess = account.count - policy.account_failures_before_cool_down
-        if excess >= 0:
-            until = account.newest + min(2 ** min(excess + 1, 30), policy.cool_down_max_seconds)
-            if until > self.sessions.clock.now().timestamp():
-                raise RateLimited(retry_after=self.limiter.retry_after(until))
-
-    def _record_failure(self, email: str, context: RequestContext) -> None:
-        for key in self._failure_keys(email, context):
-            self.limiter.record(key)
+        self.limits.hit(kind, key, limit)
 
     # Password ---------------------------------------------------------------------------
 
@@ -146,35 +131,46 @@ class Authenticator:
     ) -> CommandResult:
         """Verify an email and password and, if they match, add an active sign-in."""
         email = normalise_email(email)
-        self._limit_sign_in(context)
-        self._check_guessing(email, context)
-        app = self.sessions
-        found = app.directory.find_user_by_email(email)
-        verified = app.passwords.verify(found.password_hash if found else None, password)
+        self.limits.sign_in(context)
+        self.limits.check_guessing(email, context)
+        found = self.directory.find_user_by_email(email)
+        verified = self.passwords.verify(found.password_hash if found else None, password)
         user_id = found.profile.id if found and verified else None
         if user_id is None:
-            self._record_failure(email, context)
+            self.limits.record_failure(email, context)
         digest = self._digest(email)
-        issued: list[str] = []
+        policy = self.session_policy
 
-        def action(session: Session, now: datetime) -> Outcome:
-            issued.clear()
-            attempt_id = app.ids.next_id()
-            if user_id is not None:
-                session.check_can_sign_in(user_id, app.policy.max_sign_ins, now)
+        def action(session: Session, scope: CommandScope) -> Decision[SignedIn]:
+            now, attempt_id = scope.now, self.ids.next_id()
             session.attempt_sign_in(
-                attempt_id, SignInMethod.PLAIN_EMAIL, SignInStep.VERIFY_PASSWORD,
-                now + app.policy.attempt_lifetime, user_id, digest, now,
+                attempt_id, SignInMethod.PLAIN_EMAIL, user_id, digest,
+                now + policy.attempt_lifetime, policy.max_sign_ins, now,
             )  # fmt: skip
             if user_id is None:
-                session.fail_sign_in_attempt(attempt_id, "invalid_credentials", True, now)
-                return [], InvalidCredentials()
-            token, changed = app.add_sign_in(session, attempt_id, user_id, old_token, now)
-            issued.append(token)
-            return changed, None
+                session.reject_credentials(attempt_id, now)
+                return Refused(InvalidCredentials())  # recorded: saved, then refused
+            return self._add_sign_in(session, attempt_id, user_id, old_token, now)
 
-        result = app.run(session_id, action)
-        return CommandResult(result.document, issued[0] if issued else None)
+        done = self.work.run(session_id, action)
+        return CommandResult(done.document, done.result.token)
+
+    def _add_sign_in(
+        self, session: Session, attempt_id: int, user_id: int, old_token: str | None, now: datetime
+    ) -> Changed[SignedIn]:
+        """Complete an attempt for ``user_id``: a new active sign-in and a new cookie token."""
+        policy = self.session_policy
+        session.complete_sign_in(
+            attempt_id,
+            self.ids.next_id(),
+            user_id,
+            now + policy.sign_in_lifetime,
+            self.contexts.starting_context(user_id),
+            policy.max_sign_ins,
+            now,
+        )
+        token, changed = self.tokens.rotate(session, old_token, now)
+        return Changed(SignedIn(token), changed)
 
     # Emailed codes ----------------------------------------------------------------------
 
@@ -186,24 +182,20 @@ class Authenticator:
     ) -> CommandResult:
         """Start an attempt that waits for an emailed code (same answer for unknown emails)."""
         email = normalise_email(email)
-        self._limit_sign_in(context)
-        app = self.sessions
-        found = app.directory.find_user_by_email(email)
+        self.limits.sign_in(context)
+        found = self.directory.find_user_by_email(email)
         user_id = found.profile.id if found else None
         digest = self._digest(email)
+        policy = self.session_policy
 
-        def action(session: Session, now: datetime) -> Outcome:
-            # A full session refuses every email alike, known or not.
-            session.check_room(app.policy.max_sign_ins, now)
-            if user_id is not None:
-                session.check_can_sign_in(user_id, app.policy.max_sign_ins, now)
+        def action(session: Session, scope: CommandScope) -> Changed[None]:
             session.attempt_sign_in(
-                app.ids.next_id(), SignInMethod.EMAIL_OTP, SignInStep.VERIFY_EMAIL_OTP,
-                now + app.policy.attempt_lifetime, user_id, digest, now,
+                self.ids.next_id(), SignInMethod.EMAIL_OTP, user_id, digest,
+                scope.now + policy.attempt_lifetime, policy.max_sign_ins, scope.now,
             )  # fmt: skip
-            return [], None
+            return Changed(None)
 
-        return app.run(session_id, action)
+        return CommandResult(self.work.run(session_id, action).document)
 
     def prepare_verification(
         self,
@@ -218,48 +210,45 @@ class Authenticator:
         attempt_id = parse_id(raw_attempt_id)
         if attempt_id is None:
             raise InvalidAttempt
-        app = self.sessions
         self._limit("code-address", context.client_address, self.policy.codes_per_address)
         code = self.new_code()
-        recipient: list[tuple[str | None, str]] = []
-        counted: list[bool] = []
+        code_digest = self._code_digest(attempt_id, code)
+        counted = False
 
-        def action(session: Session, now: datetime) -> Outcome:
-            recipient.clear()
-            session.open_attempt(attempt_id, now)
-            if not counted:  # only the owner's session counts against the attempt's limit
-                counted.append(True)
+        def action(session: Session, scope: CommandScope) -> Changed[CodeSent]:
+            nonlocal counted
+            session.open_attempt(attempt_id, scope.now)
+            if not counted:  # only the owner's session counts, once however often it reruns
+                counted = True
                 self._limit("code-attempt", str(attempt_id), self.policy.codes_per_attempt)
             attempt = session.prepare_verification(
-                attempt_id,
-                self._code_digest(attempt_id, code),
-                now + self.policy.code_lifetime,
-                now,
+                attempt_id, code_digest, scope.now + self.policy.code_lifetime, scope.now
             )
             # Looked up before the save: once the new code is committed, nothing may fail
             # the answer.
             to = self._recipient(attempt.id, attempt.user_id or 0, attempt.kind)
-            recipient.append((to, attempt.kind))
-            return [], None
+            return Changed(CodeSent(to, attempt.kind))
 
-        result = app.run(session_id, action)
-        to, kind = recipient[0]
+        done = self.work.run(session_id, action)
+        sent = done.result
         # An unknown email takes the same path: its message is built, queued and discarded,
         # so neither the answer nor its timing tells whether the account exists.
         minutes = int(self.policy.code_lifetime.total_seconds() // 60)
-        purpose = "sign-up" if kind == AttemptKind.SIGN_UP else "sign-in"
-        self.mailer.send_code(to or DISCARDED, code, purpose, minutes, deliver=to is not None)
-        return result
+        purpose = "sign-up" if sent.kind == AttemptKind.SIGN_UP else "sign-in"
+        self.mailer.send_code(
+            sent.to or DISCARDED, code, purpose, minutes, deliver=sent.to is not None
+        )
+        return CommandResult(done.document)
 
     def _recipient(self, attempt_id: int, user_id: int, kind: str) -> str | None:
         if kind == AttemptKind.SIGN_UP:
             pending = self.pending.get(attempt_id)
             return pending.email if pending else None
-        profile = self.sessions.directory.user_profiles([user_id]).get(user_id)
+        profile = self.directory.user_profiles([user_id]).get(user_id)
         return profile.email if profile else None
 
     def _code_digest(self, attempt_id: int | None, code: str) -> str:
-        return self.sessions.digester.digest(f"one-time-code:{attempt_id}", code).hex()
+        return self.digester.digest(f"one-time-code:{attempt_id}", code).hex()
 
     def attempt_verification(
         self,
@@ -274,34 +263,30 @@ class Authenticator:
         self._limit("verify-address", context.client_address, self.policy.verifications_per_address)
         if code is None or _CODE.fullmatch(code) is None:
             raise InvalidCode
-        app = self.sessions
         digest = self._code_digest(attempt_id, code)
-        issued: list[str] = []
 
-        def action(session: Session, now: datetime) -> Outcome:
-            issued.clear()
-            try:
-                attempt = session.verify_code(attempt_id, digest, now)
-            except InvalidCode as wrong:
-                return [], wrong  # the failure is recorded; save it, then answer
+        def action(session: Session, scope: CommandScope) -> Decision[SignedIn]:
+            now = scope.now
+            verdict = session.verify_code(attempt_id, digest, now)
+            if not verdict.accepted:
+                return Refused(InvalidCode())  # the failure is recorded: saved, then refused
+            attempt = verdict.attempt
             if attempt.user_id is None:
-                return [], InvalidCode()
+                raise InvalidCode  # an unknown email's code: nothing to record
             if attempt.kind == AttemptKind.SIGN_UP:
                 self._create_account(attempt.id, attempt.user_id)
                 # Cleaned up before the save: after it, nothing may fail the answer (a
                 # retry finds the account made and needs the pending row no more).
                 self.pending.delete(attempt.id)
                 session.complete_sign_up(attempt.id, now)
-            token, changed = app.add_sign_in(session, attempt.id, attempt.user_id, old_token, now)
-            issued.append(token)
-            return changed, None
+            return self._add_sign_in(session, attempt.id, attempt.user_id, old_token, now)
 
-        result = app.run(session_id, action)
-        return CommandResult(result.document, issued[0] if issued else None)
+        done = self.work.run(session_id, action)
+        return CommandResult(done.document, done.result.token)
 
     def _create_account(self, attempt_id: int, user_id: int) -> None:
         """Create the verified sign-up's user, once (a retried command finds it made)."""
-        if self.sessions.directory.user_profiles([user_id]):
+        if self.directory.user_profiles([user_id]):
             return
         pending = self.pending.get(attempt_id)
         if pending is None:
@@ -325,12 +310,11 @@ class Authenticator:
         if len(password) < MIN_PASSWORD_LENGTH:
             raise WeakPassword
         self._limit("sign-up-address", context.client_address, self.policy.sign_ups_per_address)
-        app = self.sessions
         email = normalise_email(values["email"])
-        if app.directory.find_user_by_email(email) is not None:
+        if self.directory.find_user_by_email(email) is not None:
             raise EmailTaken
-        attempt_id, user_id = app.ids.next_id(), app.ids.next_id()
-        expires_at = app.clock.now() + app.policy.attempt_lifetime
+        attempt_id, user_id = self.ids.next_id(), self.ids.next_id()
+        expires_at = self.clock.now() + self.session_policy.attempt_lifetime
         self.pending.put(
             PendingSignUp(
                 attempt_id, user_id, email, values["first_name"], values["last_name"],
@@ -339,11 +323,11 @@ class Authenticator:
             expires_at,
         )  # fmt: skip
 
-        def action(session: Session, now: datetime) -> Outcome:
-            session.attempt_sign_up(attempt_id, user_id, self._digest(email), expires_at, now)
-            return [], None
+        def action(session: Session, scope: CommandScope) -> Changed[None]:
+            session.attempt_sign_up(attempt_id, user_id, self._digest(email), expires_at, scope.now)
+            return Changed(None)
 
-        return app.run(session_id, action)
+        return CommandResult(self.work.run(session_id, action).document)
 
 
 _SIGN_UP_FIELDS = ("first_name", "last_name", "email", "password")

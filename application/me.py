@@ -9,8 +9,6 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from eventsourcing.domain import Aggregate
-
 from application.errors import InvalidRequest
 from application.me_documents import (
     OrganizationDoc,
@@ -21,23 +19,37 @@ from application.me_documents import (
     WorkspaceMembershipEntry,
     WorkspaceRoleDoc,
 )
-from application.ports import Group, UserSignIn, UserSignIns
+from application.policy import SessionPolicy
+from application.ports import Clock, Directory, Group, UserSignIn, UserSignIns
 from application.read_model import SignInDoc, rfc3339, user_doc
-from application.sessions import CommandResult, SessionsApp
+from application.session_commands import CommandResult, SessionCommands
+from application.session_queries import SessionQueries
 from domain.errors import InvalidSignInId, NoActiveSignIn
 from domain.ids import parse_id
-from domain.session import Session
 
 
 class MyAccount:
     """Queries and one command on behalf of the caller's active sign-in."""
 
-    def __init__(self, sessions: SessionsApp, sign_ins: UserSignIns) -> None:
-        self.sessions = sessions
+    def __init__(
+        self,
+        queries: SessionQueries,
+        commands: SessionCommands,
+        sign_ins: UserSignIns,
+        *,
+        directory: Directory,
+        clock: Clock,
+        policy: SessionPolicy,
+    ) -> None:
+        self.queries = queries
+        self.commands = commands
         self.devices = sign_ins
+        self.directory = directory
+        self.clock = clock
+        self.policy = policy
 
     def _active(self, session_id: int) -> SignInDoc:
-        active = self.sessions.get_session(session_id).active_signin
+        active = self.queries.get_session(session_id).active_signin
         if active is None:
             raise NoActiveSignIn
         return active
@@ -45,7 +57,7 @@ class MyAccount:
     def organization_memberships(self, session_id: int) -> list[OrganizationMembershipEntry]:
         """The active user's organization memberships, with organization and roles."""
         user_id = int(self._active(session_id).user_id)
-        directory = self.sessions.directory
+        directory = self.directory
         ids, _ = directory.user_membership_ids(user_id)
         memberships = directory.organization_memberships(ids)
         groups = directory.groups((m.organization_id for m in memberships.values()), [])
@@ -79,7 +91,7 @@ class MyAccount:
             if only is None:
                 raise InvalidRequest("The request is malformed: check org_id.")
         user_id = int(self._active(session_id).user_id)
-        directory = self.sessions.directory
+        directory = self.directory
         _, ids = directory.user_membership_ids(user_id)
         memberships = directory.workspace_memberships(ids)
         parents = directory.organization_memberships(
@@ -122,7 +134,7 @@ class MyAccount:
     def sign_ins(self, session_id: int) -> list[UserSignInDoc]:
         """The active user's live sign-ins in every session, oldest first."""
         user_id = int(self._active(session_id).user_id)
-        now = self.sessions.clock.now()
+        now = self.clock.now()
         return [
             UserSignInDoc(
                 id=str(s.id),
@@ -154,21 +166,18 @@ class MyAccount:
         active = self._active(session_id)
         user_id, by_sign_in_id = int(active.user_id), int(active.id)
         target = self.devices.get(sign_in_id)
-        now = self.sessions.clock.now()
+        now = self.clock.now()
         if target is None or target.user_id != user_id or not self._live(target, now):
             raise InvalidSignInId
         if target.session_id == session_id:
-            return self.sessions.sign_out(session_id, raw_sign_in_id, old_token)
-
-        def action(session: Session, at: datetime) -> tuple[list[Aggregate], None]:
-            session.sign_out_remotely(sign_in_id, user_id, session_id, by_sign_in_id, at)
-            return [], None
-
-        self.sessions.run(target.session_id, action)
+            return self.commands.sign_out(session_id, raw_sign_in_id, old_token)
+        self.commands.sign_out_remotely(
+            target.session_id, sign_in_id, user_id, session_id, by_sign_in_id
+        )
         return None
 
     def _live(self, sign_in: UserSignIn, now: datetime) -> bool:
-        idle = self.sessions.policy.idle_timeout
+        idle = self.policy.idle_timeout
         idle_until = sign_in.last_active_at + idle if idle else None
         return now < sign_in.expires_at and (idle_until is None or now < idle_until)
 

@@ -108,7 +108,7 @@ class Subscriber:
 def real_event(services: Services) -> StoredEvent:
     """A new session's Started event, mapped exactly as the application maps it."""
     app = services.sessions
-    session = Session.start(app.ids.next_id(), app.clock.now())
+    session = Session.start(services.ids.next_id(), services.clock.now())
     stored: StoredEvent = app.mapper.to_stored_event(session.collect_events()[0])
     return stored
 

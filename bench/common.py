@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import math
 import os
-import secrets
 import tempfile
 import uuid
 from collections.abc import Iterator, Sequence
@@ -21,8 +20,7 @@ from eventsourcing.domain import Aggregate
 
 from bench.history import USERS
 from domain.session import Session
-from domain.tokens import SessionToken
-from domain.values import ActiveContext
+from domain.values import ActiveContext, SignInMethod
 from infrastructure.container import Services
 
 DEFAULT_URL = "postgresql://postgres@127.0.0.1:5432/test"
@@ -58,12 +56,11 @@ def fresh_schema(base_url: str) -> Iterator[str]:
 
 def sign_in(session: Session, services: Services, user_id: int, now: datetime) -> int:
     """Add a plain-email sign-in for ``user_id`` with the domain's commands; its id."""
-    ids = services.sessions.ids
+    ids = services.ids
     attempt, sign_in_id = ids.next_id(), ids.next_id()
     session.attempt_sign_in(
-        attempt, "plain_email", "verify_password", now + timedelta(minutes=30), user_id,
-        "digest", now,
-    )  # fmt: skip
+        attempt, SignInMethod.PLAIN_EMAIL, user_id, "digest", now + timedelta(minutes=30), 5, now
+    )
     session.complete_sign_in(
         attempt, sign_in_id, user_id, now + timedelta(days=30), ActiveContext(), 5, now
     )
@@ -83,15 +80,15 @@ class SeededSession:
 def seed_sessions(services: Services, count: int, chunk: int = 100) -> list[SeededSession]:
     """``count`` sessions with two live sign-ins each and a token of our choosing each."""
     app = services.sessions
-    now = app.clock.now()
+    now = services.clock.now()
     seeded: list[SeededSession] = []
     pending: list[Aggregate] = []
     for _ in range(count):
-        session = Session.start(app.ids.next_id(), now)
+        session = Session.start(services.ids.next_id(), now)
         alice = sign_in(session, services, ALICE, now)
         bob = sign_in(session, services, BOB, now)
-        token = secrets.token_urlsafe(32)
-        pending += [session, SessionToken.issue(app._token_key(token), session.session_id, now)]
+        token, issued = services.tokens.issue(session.session_id, now)
+        pending += [session, issued]
         seeded.append(SeededSession(session.session_id, token, alice, bob))
         if len(pending) >= 2 * chunk:
             app.save(*pending)

@@ -12,7 +12,7 @@ import random
 from datetime import UTC, datetime, timedelta
 
 from domain.session import Session
-from domain.values import ActiveContext, OrganizationMembershipFact
+from domain.values import ActiveContext, OrganizationMembershipFact, SignInMethod
 from infrastructure.container import Services
 from infrastructure.ids import SnowflakeGenerator
 
@@ -48,13 +48,7 @@ def _step(
         user = missing[0]
         attempt = ids.next_id()
         session.attempt_sign_in(
-            attempt,
-            "plain_email",
-            "verify_password",
-            now + timedelta(minutes=30),
-            user,
-            "digest",
-            now,
+            attempt, SignInMethod.PLAIN_EMAIL, user, "digest", now + timedelta(minutes=30), 5, now
         )
         session.complete_sign_in(
             attempt, ids.next_id(), user, now + timedelta(days=30), ActiveContext(), 5, now

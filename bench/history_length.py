@@ -14,7 +14,7 @@ months of daily use) ending now, saved in chunks of 500 (the application takes a
 at every 50th version, as it does live), then the read models are caught up. Each session
 ends with Alice and Bob signed in.
 
-Then ``services.sessions.switch_sign_in`` round trips are timed (wall clock) on two
+Then ``services.commands.switch_sign_in`` round trips are timed (wall clock) on two
 instances over the same schema: ``build_services`` with default settings (aggregate cache
 on), and one with ``aggregate_cache_size=0`` (what a process that has not yet seen the
 session pays: the latest snapshot plus the events after it), each on sessions of its own.
@@ -61,12 +61,12 @@ def build_history(
     """
     app = services.sessions
     choices = rng.getstate()
-    steps = _play(services, length, app.clock.now(), spacing, rng, chunk=None)
+    steps = _play(services, length, services.clock.now(), spacing, rng, chunk=None)
     rng.setstate(choices)
-    start = app.clock.now() - spacing * (steps + 1)
+    start = services.clock.now() - spacing * (steps + 1)
     session_id = _play(services, length, start, spacing, rng, chunk=chunk)
-    now = app.clock.now()
-    session = app._load(session_id)
+    now = services.clock.now()
+    session = app.load_session(session_id)
     by_user = {s.user_id: s.id for s in session.live_sign_ins(now)}
     return session_id, by_user[ALICE], by_user[BOB]
 
@@ -82,12 +82,12 @@ def _play(
     """Make the history; saved in chunks, returning the session id, or (dry) the steps."""
     app = services.sessions
     now = start
-    session = Session.start(app.ids.next_id(), now)
+    session = Session.start(services.ids.next_id(), now)
     steps = 0
     while session.version < length - 2:
         now += spacing
         session.expire_sign_ins(now, IDLE_TIMEOUT)
-        _step(session, rng, app.ids, now, steps)
+        _step(session, rng, services.ids, now, steps)
         steps += 1
         if chunk is not None and len(session.pending_events) >= chunk:
             app.save(session)
@@ -128,7 +128,7 @@ def measure(runs: list[tuple[Services, Histories]], switches: int) -> list[dict[
         session_id, alice, bob = session
         target = alice if active.get(session_id, bob) == bob else bob
         started = time.perf_counter()
-        services.sessions.switch_sign_in(session_id, str(target))
+        services.commands.switch_sign_in(session_id, str(target))
         elapsed = time.perf_counter() - started
         active[session_id] = target
         return elapsed
@@ -183,7 +183,7 @@ def main() -> None:
                 projector.catch_up()
             every = {n: warm_histories[n] + cold_histories[n] for n in lengths}
             versions = {
-                n: [services.sessions._load(s[0]).version for s in every[n]] for n in lengths
+                n: [services.sessions.load_session(s[0]).version for s in every[n]] for n in lengths
             }
             sizes = {n: [state_bytes(services, s[0]) for s in every[n]] for n in lengths}
             built = time.perf_counter() - started

@@ -1,5 +1,8 @@
 """The Session aggregate: the accounts signed in to one browser and which one is active.
 
+Here are its commands (the decisions); its state, the checks the commands make and how each
+event changes the state are in :mod:`domain.session_state`; its events in :mod:`domain.events`.
+
 Commands check first and raise before anything changes; the private ``@event`` methods only
 assign, so that replaying the stored events rebuilds exactly the state the commands built.
 Times come in from the caller (an injected clock), never from the system clock here.
@@ -14,20 +17,17 @@ from uuid import UUID
 
 from eventsourcing.domain import Aggregate, event
 
-from domain.errors import (
-    InvalidAttempt,
-    InvalidCode,
-    InvalidSignInId,
-    MaxSignInsReached,
-    NoActiveSignIn,
-    NotAMember,
-    UserAlreadySignedIn,
-)
+from domain import events
+from domain.errors import InvalidAttempt, InvalidSignInId, NotAMember
+from domain.events import END_REASONS
 from domain.ids import aggregate_uuid
+from domain.session_state import SessionState
 from domain.values import (
+    FIRST_STEP,
     ActiveContext,
     AttemptKind,
-    EndReason,
+    CodeVerdict,
+    FailureReason,
     OrganizationMembershipFact,
     SignIn,
     SignInAttempt,
@@ -36,25 +36,39 @@ from domain.values import (
     WorkspaceMembershipFact,
 )
 
-# Attempts past their lifetime are pruned from the state when the next one starts (their
-# events remain); the API stops showing them at expiry, and a busy session's state (and so
-# every command on it) would otherwise grow with a day's worth of attempts.
-ATTEMPT_RETENTION = timedelta(0)
+__all__ = ["END_REASONS", "Session"]
+
 # Wrong or stale codes an attempt survives; the fifth ends it.
 MAX_CODE_FAILURES = 5
 
-_T = "session-ledger:Session"
+_T = events.AGGREGATE_TOPIC
 
 
-class Session(Aggregate):
+class Session(Aggregate, SessionState):
     """A browser session holding up to a configured number of live sign-ins."""
 
     TOPIC = _T
 
     class Created(Aggregate.Created):
-        """Unused: the named creation event below is the one recorded."""
+        """Unused: ``Started`` is the creation event recorded."""
 
         TOPIC = f"{_T}.Created"
+
+    # The events (domain/events.py); the library subclasses each for its @event method.
+    Started = events.Started
+    SignInAttempted = events.SignInAttempted
+    SignUpAttempted = events.SignUpAttempted
+    VerificationPrepared = events.VerificationPrepared
+    SignInAttemptFailed = events.SignInAttemptFailed
+    SignUpCompleted = events.SignUpCompleted
+    SignInCompleted = events.SignInCompleted
+    ActiveSignInSwitched = events.ActiveSignInSwitched
+    MembershipActivated = events.MembershipActivated
+    SignInActivityNoted = events.SignInActivityNoted
+    SignedOut = events.SignedOut
+    SignedOutRemotely = events.SignedOutRemotely
+    SignedOutOfAll = events.SignedOutOfAll
+    SignInExpired = events.SignInExpired
 
     @classmethod
     def start(cls, session_id: int, now: datetime) -> Session:
@@ -66,7 +80,7 @@ class Session(Aggregate):
         """The event store id of the session with that wire id."""
         return aggregate_uuid(session_id)
 
-    @event("Started", topic=f"{_T}.Started")
+    @event(Started)
     def __init__(self, session_id: int, timestamp: datetime) -> None:
         self.session_id = session_id
         self.sign_ins: list[SignIn] = []
@@ -84,56 +98,7 @@ class Session(Aggregate):
         clone.attempts = [copy.copy(a) for a in self.attempts]
         return clone
 
-    # Queries ----------------------------------------------------------------------------
-
-    def live_sign_ins(self, now: datetime) -> list[SignIn]:
-        """Sign-ins that are neither ended nor past their lifetime at ``now``."""
-        return [s for s in self.sign_ins if s.is_live(now)]
-
-    def live_sign_in(self, sign_in_id: int | None, now: datetime) -> SignIn:
-        """The live sign-in with that id, or InvalidSignInId whatever else is wrong."""
-        for sign_in in self.live_sign_ins(now):
-            if sign_in.id == sign_in_id:
-                return sign_in
-        raise InvalidSignInId
-
-    def active_sign_in(self, now: datetime) -> SignIn:
-        """The active sign-in, or NoActiveSignIn."""
-        if self.active_sign_in_id is None:
-            raise NoActiveSignIn
-        for sign_in in self.live_sign_ins(now):
-            if sign_in.id == self.active_sign_in_id:
-                return sign_in
-        raise NoActiveSignIn
-
-    def attempt(self, attempt_id: int) -> SignInAttempt | None:
-        """The attempt with that id, if the state still holds it."""
-        return next((a for a in self.attempts if a.id == attempt_id), None)
-
-    def check_can_sign_in(self, user_id: int, max_sign_ins: int, now: datetime) -> None:
-        """Raise unless ``user_id`` could be added as a new sign-in now."""
-        if any(s.user_id == user_id for s in self.live_sign_ins(now)):
-            raise UserAlreadySignedIn
-        self.check_room(max_sign_ins, now)
-
-    def check_room(self, max_sign_ins: int, now: datetime) -> None:
-        """Raise MaxSignInsReached if the session cannot take another sign-in."""
-        if len(self.live_sign_ins(now)) >= max_sign_ins:
-            raise MaxSignInsReached
-
     # Commands ---------------------------------------------------------------------------
-
-    def due_expiries(
-        self, now: datetime, idle_timeout: timedelta | None = None
-    ) -> list[tuple[int, datetime]]:
-        """(sign-in id, when it expired) of each sign-in past its lifetime or idle too long."""
-        due = []
-        for sign_in in self.sign_ins:
-            idle_until = sign_in.last_active_at + idle_timeout if idle_timeout else None
-            ended = min(sign_in.expires_at, idle_until) if idle_until else sign_in.expires_at
-            if ended <= now:
-                due.append((sign_in.id, ended))
-        return due
 
     def expire_sign_ins(self, now: datetime, idle_timeout: timedelta | None = None) -> None:
         """Record the expiry of every sign-in past its lifetime, or idle for ``idle_timeout``."""
@@ -151,38 +116,45 @@ class Session(Aggregate):
     def attempt_sign_in(
         self,
         attempt_id: int,
-        method: str,
-        current_step: str | None,
-        expires_at: datetime,
+        method: SignInMethod,
         user_id: int | None,
         identifier_digest: str,
+        expires_at: datetime,
+        max_sign_ins: int,
         now: datetime,
     ) -> None:
-        """Record that someone started to sign in; the password or code is never recorded."""
+        """Record that someone started to sign in; the password or code is never recorded.
+
+        Refused before anything is recorded when ``user_id`` already has a live sign-in here
+        or the session is full. An emailed-code attempt is refused by a full session
+        whatever the email, known or not, so the answer tells nothing about the account.
+        """
+        if method == SignInMethod.EMAIL_OTP:
+            self.check_room(max_sign_ins, now)
+        if user_id is not None:
+            self.check_can_sign_in(user_id, max_sign_ins, now)
         self._attempt(
             attempt_id=attempt_id,
             method=method,
-            current_step=current_step,
+            current_step=FIRST_STEP[method],
             expires_at=expires_at,
             user_id=user_id,
             identifier_digest=identifier_digest,
             timestamp=now,
         )
 
-    def fail_sign_in_attempt(
-        self, attempt_id: int, reason: str, terminal: bool, now: datetime
-    ) -> None:
-        """Record a failed verification; a terminal failure ends the attempt."""
-        if self.attempt(attempt_id) is None:
+    def reject_credentials(self, attempt_id: int, now: datetime) -> None:
+        """Record that a password attempt's email and password matched no account; a
+        password attempt ends at its first failure."""
+        attempt = self.open_attempt(attempt_id, now)
+        if attempt.method != SignInMethod.PLAIN_EMAIL:
             raise InvalidAttempt
-        self._fail_attempt(attempt_id=attempt_id, reason=reason, terminal=terminal, timestamp=now)
-
-    def open_attempt(self, attempt_id: int | None, now: datetime) -> SignInAttempt:
-        """The open attempt with that id, or InvalidAttempt whatever else is wrong."""
-        attempt = self.attempt(attempt_id) if attempt_id is not None else None
-        if attempt is None or not attempt.is_open(now):
-            raise InvalidAttempt
-        return attempt
+        self._fail_attempt(
+            attempt_id=attempt.id,
+            reason=FailureReason.INVALID_CREDENTIALS,
+            terminal=True,
+            timestamp=now,
+        )
 
     def attempt_sign_up(
         self,
@@ -216,24 +188,29 @@ class Session(Aggregate):
         )
         return attempt
 
-    def verify_code(self, attempt_id: int | None, code_digest: str, now: datetime) -> SignInAttempt:
-        """Check a code's keyed hash; a wrong or stale code is recorded, and the fifth ends it.
+    def verify_code(self, attempt_id: int | None, code_digest: str, now: datetime) -> CodeVerdict:
+        """Check a code's keyed hash against the one last sent for an open attempt.
 
-        Returns the attempt when the code matches; raises InvalidCode (after recording the
-        failure, which the caller must save) when it does not.
+        A wrong or stale code is a decision, not an error: it is recorded (the fifth failure
+        ends the attempt) and the verdict says it was not accepted. Only an attempt that is
+        not open raises, before anything is recorded.
         """
         attempt = self.open_attempt(attempt_id, now)
         sent = attempt.code_digest
         expired = attempt.code_expires_at is None or now >= attempt.code_expires_at
         if sent is not None and not expired and hmac.compare_digest(sent, code_digest):
-            return attempt
+            return CodeVerdict(attempt, accepted=True)
         self._fail_attempt(
             attempt_id=attempt.id,
-            reason="code_expired" if sent is not None and expired else "invalid_code",
+            reason=(
+                FailureReason.CODE_EXPIRED
+                if sent is not None and expired
+                else FailureReason.INVALID_CODE
+            ),
             terminal=attempt.failures + 1 >= MAX_CODE_FAILURES,
             timestamp=now,
         )
-        raise InvalidCode
+        return CodeVerdict(attempt, accepted=False)
 
     def complete_sign_up(self, attempt_id: int, now: datetime) -> int:
         """Record that a verified sign-up created its account; return the new user's id."""
@@ -253,18 +230,22 @@ class Session(Aggregate):
         max_sign_ins: int,
         now: datetime,
     ) -> None:
-        """Add a sign-in for ``user_id`` from a verified attempt and make it active."""
+        """Add a sign-in for ``user_id`` from a verified attempt and make it active.
+
+        Refused before anything is recorded when the user already has a live sign-in here,
+        the session is full, or the attempt is over.
+        """
+        self.check_can_sign_in(user_id, max_sign_ins, now)
         attempt = self.attempt(attempt_id)
         if attempt is None or attempt.completed or attempt.failed:
             raise InvalidAttempt
-        self.check_can_sign_in(user_id, max_sign_ins, now)
         if any(s.id == sign_in_id for s in self.sign_ins):
             raise InvalidSignInId("Sign-in id collision; retry.")
         self._complete(
             attempt_id=attempt_id,
             sign_in_id=sign_in_id,
             user_id=user_id,
-            method=attempt.method,
+            method=SignInMethod(attempt.method),
             expires_at=expires_at,
             organization_membership_id=context.organization_membership_id,
             workspace_membership_id=context.workspace_membership_id,
@@ -345,176 +326,18 @@ class Session(Aggregate):
             timestamp=now,
         )
 
-    # Events: assignments only -----------------------------------------------------------
+    # Events, each bound to how it changes the state (domain/session_state.py) ---------
 
-    @event("SignInAttempted", topic=f"{_T}.SignInAttempted")
-    def _attempt(
-        self,
-        attempt_id: int,
-        method: str,
-        current_step: str | None,
-        expires_at: datetime,
-        user_id: int | None,
-        identifier_digest: str,
-        timestamp: datetime,
-    ) -> None:
-        self._add_attempt(
-            SignInAttempt(
-                id=attempt_id,
-                method=method,
-                created_at=timestamp,
-                updated_at=timestamp,
-                expires_at=expires_at,
-                current_step=current_step,
-                user_id=user_id,
-            )
-        )
-
-    @event("SignUpAttempted", topic=f"{_T}.SignUpAttempted")
-    def _attempt_sign_up(
-        self,
-        attempt_id: int,
-        user_id: int,
-        identifier_digest: str,
-        expires_at: datetime,
-        timestamp: datetime,
-    ) -> None:
-        self._add_attempt(
-            SignInAttempt(
-                id=attempt_id,
-                method=SignInMethod.EMAIL_OTP,
-                created_at=timestamp,
-                updated_at=timestamp,
-                expires_at=expires_at,
-                current_step=SignInStep.VERIFY_EMAIL,
-                kind=AttemptKind.SIGN_UP,
-                user_id=user_id,
-            )
-        )
-
-    def _add_attempt(self, attempt: SignInAttempt) -> None:
-        # Forget attempts long over (their events remain), so the state stays small.
-        horizon = attempt.created_at
-        self.attempts = [a for a in self.attempts if a.expires_at + ATTEMPT_RETENTION > horizon]
-        self.attempts.append(attempt)
-
-    @event("VerificationPrepared", topic=f"{_T}.VerificationPrepared")
-    def _prepare(
-        self, attempt_id: int, code_digest: str, code_expires_at: datetime, timestamp: datetime
-    ) -> None:
-        attempt = self.attempt(attempt_id)
-        assert attempt is not None
-        attempt.code_digest = code_digest
-        attempt.code_expires_at = code_expires_at
-        attempt.updated_at = timestamp
-
-    @event("SignUpCompleted", topic=f"{_T}.SignUpCompleted")
-    def _complete_sign_up(self, attempt_id: int, user_id: int, timestamp: datetime) -> None:
-        attempt = self.attempt(attempt_id)
-        assert attempt is not None
-        attempt.current_step = None
-        attempt.updated_at = timestamp
-
-    @event("SignInAttemptFailed", topic=f"{_T}.SignInAttemptFailed")
-    def _fail_attempt(
-        self, attempt_id: int, reason: str, terminal: bool, timestamp: datetime
-    ) -> None:
-        attempt = self.attempt(attempt_id)
-        assert attempt is not None
-        attempt.updated_at = timestamp
-        attempt.failures += 1
-        attempt.failed = attempt.failed or terminal
-
-    @event("SignInCompleted", topic=f"{_T}.SignInCompleted")
-    def _complete(
-        self,
-        attempt_id: int,
-        sign_in_id: int,
-        user_id: int,
-        method: str,
-        expires_at: datetime,
-        organization_membership_id: int | None,
-        workspace_membership_id: int | None,
-        timestamp: datetime,
-    ) -> None:
-        attempt = self.attempt(attempt_id)
-        if attempt is not None:
-            attempt.completed = True
-            attempt.current_step = None
-            attempt.code_digest = None
-            attempt.updated_at = timestamp
-        self.sign_ins.append(
-            SignIn(
-                id=sign_in_id,
-                user_id=user_id,
-                method=method,
-                created_at=timestamp,
-                updated_at=timestamp,
-                expires_at=expires_at,
-                last_active_at=timestamp,
-                organization_membership_id=organization_membership_id,
-                workspace_membership_id=workspace_membership_id,
-            )
-        )
-        self.active_sign_in_id = sign_in_id
-
-    @event("ActiveSignInSwitched", topic=f"{_T}.ActiveSignInSwitched")
-    def _switch(self, from_sign_in_id: int | None, sign_in_id: int, timestamp: datetime) -> None:
-        self.active_sign_in_id = sign_in_id
-        for sign_in in self.sign_ins:
-            if sign_in.id == sign_in_id:
-                sign_in.last_active_at = timestamp
-
-    @event("MembershipActivated", topic=f"{_T}.MembershipActivated")
-    def _activate(
-        self,
-        sign_in_id: int,
-        user_id: int,
-        organization_membership_id: int | None,
-        workspace_membership_id: int | None,
-        timestamp: datetime,
-    ) -> None:
-        for sign_in in self.sign_ins:
-            if sign_in.id == sign_in_id:
-                sign_in.organization_membership_id = organization_membership_id
-                sign_in.workspace_membership_id = workspace_membership_id
-                sign_in.updated_at = timestamp
-                sign_in.last_active_at = timestamp
-
-    @event("SignInActive", topic=f"{_T}.SignInActive")
-    def _note_activity(self, sign_in_id: int, timestamp: datetime) -> None:
-        for sign_in in self.sign_ins:
-            if sign_in.id == sign_in_id:
-                sign_in.last_active_at = timestamp
-
-    @event("SignedOut", topic=f"{_T}.SignedOut")
-    def _sign_out(self, sign_in_id: int, timestamp: datetime) -> None:
-        self._end([sign_in_id])
-
-    @event("SignedOutRemotely", topic=f"{_T}.SignedOutRemotely")
-    def _sign_out_remotely(
-        self, sign_in_id: int, by_session_id: int, by_sign_in_id: int, timestamp: datetime
-    ) -> None:
-        self._end([sign_in_id])
-
-    @event("SignedOutOfAll", topic=f"{_T}.SignedOutOfAll")
-    def _sign_out_all(self, sign_in_ids: list[int], timestamp: datetime) -> None:
-        self._end(sign_in_ids)
-
-    @event("SignInExpired", topic=f"{_T}.SignInExpired")
-    def _expire(self, sign_in_id: int, expired_at: datetime, timestamp: datetime) -> None:
-        self._end([sign_in_id])
-
-    def _end(self, sign_in_ids: list[int]) -> None:
-        self.sign_ins = [s for s in self.sign_ins if s.id not in sign_in_ids]
-        if self.active_sign_in_id in sign_in_ids:
-            self.active_sign_in_id = None
-
-
-# How each ending event ends a sign-in (what analytics and auditors call it).
-END_REASONS = {
-    "SignedOut": EndReason.SIGNED_OUT,
-    "SignedOutOfAll": EndReason.SIGNED_OUT_ALL,
-    "SignedOutRemotely": EndReason.SIGNED_OUT_REMOTELY,
-    "SignInExpired": EndReason.EXPIRED,
-}
+    _attempt = event(SignInAttempted)(SessionState._attempt)
+    _attempt_sign_up = event(SignUpAttempted)(SessionState._attempt_sign_up)
+    _prepare = event(VerificationPrepared)(SessionState._prepare)
+    _complete_sign_up = event(SignUpCompleted)(SessionState._complete_sign_up)
+    _fail_attempt = event(SignInAttemptFailed)(SessionState._fail_attempt)
+    _complete = event(SignInCompleted)(SessionState._complete)
+    _switch = event(ActiveSignInSwitched)(SessionState._switch)
+    _activate = event(MembershipActivated)(SessionState._activate)
+    _note_activity = event(SignInActivityNoted)(SessionState._note_activity)
+    _sign_out = event(SignedOut)(SessionState._sign_out)
+    _sign_out_remotely = event(SignedOutRemotely)(SessionState._sign_out_remotely)
+    _sign_out_all = event(SignedOutOfAll)(SessionState._sign_out_all)
+    _expire = event(SignInExpired)(SessionState._expire)

@@ -27,6 +27,21 @@ class SignInStep(StrEnum):
     VERIFY_EMAIL = "verify_email"
 
 
+# The step a new attempt waits for, by how it signs in.
+FIRST_STEP = {
+    SignInMethod.PLAIN_EMAIL: SignInStep.VERIFY_PASSWORD,
+    SignInMethod.EMAIL_OTP: SignInStep.VERIFY_EMAIL_OTP,
+}
+
+
+class FailureReason(StrEnum):
+    """Why a verification failed (recorded in SignInAttemptFailed)."""
+
+    INVALID_CREDENTIALS = "invalid_credentials"
+    INVALID_CODE = "invalid_code"
+    CODE_EXPIRED = "code_expired"
+
+
 class AttemptKind(StrEnum):
     """Whether an attempt adds an existing account (sign-in) or creates one (sign-up)."""
 
@@ -88,6 +103,14 @@ class SignInAttempt:
     def is_open(self, now: datetime) -> bool:
         """Neither completed, failed for good, nor past its lifetime."""
         return not self.completed and not self.failed and now < self.expires_at
+
+
+@dataclass(frozen=True)
+class CodeVerdict:
+    """What checking a one-time code decided: accepted, or a failure already recorded."""
+
+    attempt: SignInAttempt
+    accepted: bool
 
 
 @dataclass(frozen=True)

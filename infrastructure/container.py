@@ -11,13 +11,18 @@ import psycopg
 from eventsourcing.persistence import InfrastructureFactory, PersistenceError
 from eventsourcing.utils import Environment
 
-from application.authentication import Authenticator, AuthPolicy, random_code
+from application.authentication import Authenticator, random_code
+from application.cookie_tokens import CookieTokens
 from application.errors import StoreUnavailable
 from application.me import MyAccount
-from application.ports import Clock
-from application.request_context import ContextMapper
-from application.sessions import SessionPolicy, SessionsApp
-from domain.session import Session
+from application.policy import SessionPolicy
+from application.ports import Clock, Digester, IdGenerator
+from application.session_commands import SessionCommands
+from application.session_queries import SessionQueries
+from application.sessions import SessionsApp
+from application.sign_in_limits import AuthPolicy
+from application.unit_of_work import UnitOfWork
+from application.user_contexts import UserContexts
 from infrastructure.audit.chain import Chain
 from infrastructure.audit.sealing import Sealing
 from infrastructure.audit.trail import AuditTrail
@@ -65,6 +70,9 @@ class Services:
 
     settings: Settings
     sessions: SessionsApp
+    tokens: CookieTokens
+    commands: SessionCommands
+    queries: SessionQueries
     directory: SqlDirectory
     directory_loader: DirectoryLoader
     sql: SqlDatabase
@@ -77,6 +85,10 @@ class Services:
     audit: AuditTrail
     me: MyAccount
     webhooks: WebhookService
+    clock: Clock
+    ids: IdGenerator
+    digester: Digester
+    policy: SessionPolicy
     replica_reads: ReplicaReads | None = None
 
     def projector(self, name: str) -> Projector:
@@ -128,50 +140,50 @@ def build_services(
         keys.ensure_active_key()
         views = _views_database(settings, sql)
         replica = _replica_reads(settings)
-        read_model = _LateReadModel()
-        sessions = SessionsApp(
-            env,
-            clock=the_clock,
-            ids=SnowflakeGenerator(),
-            directory=directory,
-            digester=HmacDigester(secrets.get_or_create("digest-key")),
-            passwords=passwords,
-            policy=SessionPolicy(
-                max_sign_ins=settings.max_sign_ins,
-                sign_in_lifetime=timedelta(seconds=settings.sign_in_lifetime_seconds),
-                attempt_lifetime=timedelta(seconds=settings.sign_in_attempt_lifetime_seconds),
-                command_retries=settings.command_retries,
-                idle_timeout=(
-                    timedelta(seconds=settings.sign_in_idle_timeout_seconds)
-                    if settings.sign_in_idle_timeout_seconds
-                    else None
-                ),
-                activity_resolution=timedelta(seconds=settings.activity_resolution_seconds),
-                token_lifetime=timedelta(seconds=settings.token_lifetime_seconds),
-                token_issuer=token_issuer(settings),
-            ),
-            signer=keys,
-            read_model=read_model,
-            factory=factory,
-        )
+        sessions = SessionsApp(env, factory=factory)
         if isinstance(sessions.recorder, Sealing) and settings.audit_key:
             sessions.recorder.chain = Chain(settings.audit_key.get_secret_value().encode())
+        ids = SnowflakeGenerator()
+        digester = HmacDigester(secrets.get_or_create("digest-key"))
+        policy = _session_policy(settings)
+        tokens = CookieTokens(sessions.repository, digester)
+        work = UnitOfWork(sessions, the_clock, directory, policy)
+        contexts = UserContexts(sessions, directory)
+        commands = SessionCommands(work, tokens, contexts, directory, ids)
         codec = SessionStateCodec(sessions.mapper)
+        payload = sessions.context_mapper().payload
         projectors = [
             Projector(sessions, views, SessionView(codec)),
             Projector(sessions, views, AnalyticsProjection()),
-            Projector(sessions, views, UserSignInsView(_context_mapper(sessions).payload)),
+            Projector(sessions, views, UserSignInsView(payload)),
         ]
         for projector in projectors:
             projector.ensure()
-        read_model.bind(SessionReadModel(views, codec, projectors[0], replica))
-        webhooks = WebhookService(settings, sessions, views, _context_mapper(sessions).payload)
+        # Queries come after the projections they read.
+        queries = SessionQueries(
+            sessions,
+            SessionReadModel(views, codec, projectors[0], replica),
+            commands,
+            directory=directory,
+            signer=keys,
+            clock=the_clock,
+            policy=policy,
+        )
+        webhooks = WebhookService(settings, sessions, views, payload)
         webhooks.ensure()
         limiter = SqlRateLimiter(sql, the_clock, enabled=settings.rate_limits)
         pending = SqlPendingSignUps(sql, the_clock)
         outbox = _outbox(settings)
         auth = Authenticator(
-            sessions,
+            work,
+            tokens=tokens,
+            contexts=contexts,
+            directory=directory,
+            passwords=passwords,
+            digester=digester,
+            ids=ids,
+            clock=the_clock,
+            session_policy=policy,
             limiter=limiter,
             mailer=outbox,
             hasher=passwords,
@@ -188,6 +200,9 @@ def build_services(
     return Services(
         settings=settings,
         sessions=sessions,
+        tokens=tokens,
+        commands=commands,
+        queries=queries,
         directory=directory,
         directory_loader=DirectoryLoader(sql, passwords),
         sql=sql,
@@ -197,10 +212,21 @@ def build_services(
         keys=keys,
         auth=auth,
         outbox=outbox,
-        audit=AuditTrail(sessions, sql, views, replica),
+        audit=AuditTrail(sessions, sql, views, replica, directory=directory),
         replica_reads=replica,
-        me=MyAccount(sessions, SqlUserSignIns(views, projectors[2])),
+        me=MyAccount(
+            queries,
+            commands,
+            SqlUserSignIns(views, projectors[2]),
+            directory=directory,
+            clock=the_clock,
+            policy=policy,
+        ),
         webhooks=webhooks,
+        clock=the_clock,
+        ids=ids,
+        digester=digester,
+        policy=policy,
     )
 
 
@@ -216,6 +242,23 @@ def _outbox(settings: Settings) -> Outbox:
         starttls=settings.smtp_starttls,
     )
     return Outbox(SmtpTransport(smtp), settings.smtp_from)
+
+
+def _session_policy(settings: Settings) -> SessionPolicy:
+    return SessionPolicy(
+        max_sign_ins=settings.max_sign_ins,
+        sign_in_lifetime=timedelta(seconds=settings.sign_in_lifetime_seconds),
+        attempt_lifetime=timedelta(seconds=settings.sign_in_attempt_lifetime_seconds),
+        command_retries=settings.command_retries,
+        idle_timeout=(
+            timedelta(seconds=settings.sign_in_idle_timeout_seconds)
+            if settings.sign_in_idle_timeout_seconds
+            else None
+        ),
+        activity_resolution=timedelta(seconds=settings.activity_resolution_seconds),
+        token_lifetime=timedelta(seconds=settings.token_lifetime_seconds),
+        token_issuer=token_issuer(settings),
+    )
 
 
 def _auth_policy(settings: Settings) -> AuthPolicy:
@@ -270,30 +313,6 @@ def _prepare(settings: Settings, datastore: object, session_attrs: str) -> None:
     )
     if session_attrs:
         replace_all_after_failover(datastore)
-
-
-def _context_mapper(sessions: SessionsApp) -> ContextMapper:
-    mapper = sessions.mapper
-    assert isinstance(mapper, ContextMapper)  # see SessionsApp.construct_mapper
-    return mapper
-
-
-class _LateReadModel:
-    """The read model needs the app's mapper and the app needs the read model: bind late."""
-
-    def __init__(self) -> None:
-        self._target: SessionReadModel | None = None
-
-    def bind(self, target: SessionReadModel) -> None:
-        self._target = target
-
-    def catch_up(self, position: int | None = None) -> None:
-        assert self._target is not None
-        self._target.catch_up(position)
-
-    def session_state(self, session_id: int, at_least: int = 0) -> Session | None:
-        assert self._target is not None
-        return self._target.session_state(session_id, at_least)
 
 
 def _check_reachable(config: StoreConfig) -> None:

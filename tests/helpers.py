@@ -126,12 +126,12 @@ def race(threads: int, work: Callable[[int], None], timeout: float) -> list[Base
 
 def two_sign_ins_and_a_switch_back(services: Services) -> int:
     """A new session where Alice and then Bob sign in and Alice is made active again; its id."""
-    started = services.sessions.start_session()
+    started = services.commands.start_session()
     session_id = int(started.document.id)
     token = started.new_token
     for user in (ALICE, BOB):
         result = services.auth.sign_in_with_password(session_id, user[0], user[1], token)
         token = result.new_token or token
     alice = next(s.id for s in result.document.signins if s.user_id == ALICE[2])
-    services.sessions.switch_sign_in(session_id, alice)
+    services.commands.switch_sign_in(session_id, alice)
     return session_id

@@ -19,6 +19,7 @@ from uuid import UUID
 from eventsourcing.persistence import Notification, StoredEvent
 
 from application.errors import InvalidExport, StoreNotEmpty, UnknownSession
+from application.ports import Directory
 from application.read_model import SessionDocument, rfc3339, session_document
 from application.request_context import CONTEXT_KEY
 from application.sessions import SessionsApp
@@ -127,8 +128,11 @@ class AuditTrail:
         db: SqlDatabase,
         views: SqlDatabase,
         replica: ReplicaReads | None = None,
+        *,
+        directory: Directory,
     ) -> None:
         self.sessions = sessions
+        self.directory = directory
         self.db = db
         self.views = views
         self.replica = replica
@@ -203,7 +207,7 @@ class AuditTrail:
             session = event.mutate(session)
         assert isinstance(session, Session)
         now = at or session.modified_on
-        return session_document(session, self.sessions.directory, now), version
+        return session_document(session, self.directory, now), version
 
     def user_sign_ins(self, user_id: int) -> list[dict[str, Any]]:
         """A user's sign-ins across all sessions (from the analytics projection, caught up);

@@ -32,7 +32,7 @@ COLUMNS = (
     "user_agent", "client_address",
 )  # fmt: skip
 # Events by which a session's own browser uses one of its sign-ins.
-_ACTIVITY = ("ActiveSignInSwitched", "MembershipActivated", "SignInActive")
+_ACTIVITY = ("ActiveSignInSwitched", "MembershipActivated", "SignInActivityNoted")
 
 
 class UserSignInsView(Projection):

@@ -17,11 +17,12 @@ import pytest
 
 from application.authentication import DISCARDED, Authenticator
 from application.errors import RateLimited, UnsupportedStrategy
-from application.sessions import CommandResult, SessionsApp
+from application.session_commands import CommandResult
 from domain.errors import InvalidAttempt, InvalidCode
 from domain.ids import aggregate_uuid
 from domain.session import MAX_CODE_FAILURES
 from infrastructure.clock import SettableClock
+from infrastructure.container import Services
 from tests.helpers import ALICE, BOB, SequentialCodes, services_for
 
 CODE_LIFETIME = timedelta(minutes=10)
@@ -67,19 +68,19 @@ class Codes:
     """The authenticator under test and what it works with."""
 
     auth: Authenticator
-    app: SessionsApp
+    services: Services
     clock: SettableClock
     mailer: InProcessMailer
     codes: SequentialCodes
 
     def session(self) -> tuple[int, str | None]:
         """A new session's id and cookie token."""
-        started = self.app.start_session()
+        started = self.services.commands.start_session()
         return int(started.document.id), started.new_token
 
     def started(self, session_id: int, email: str) -> str:
         """Start an email-code sign-in; the new attempt's id."""
-        before = {a.id for a in self.app.get_session(session_id).signin_attempts}
+        before = {a.id for a in self.services.queries.get_session(session_id).signin_attempts}
         document = self.auth.start_email_code_sign_in(session_id, email).document
         [attempt] = [a.id for a in document.signin_attempts if a.id not in before]
         return attempt
@@ -97,7 +98,9 @@ class Codes:
 
     def event_names(self, session_id: int) -> list[str]:
         """The session's stored events, by class name."""
-        return [type(e).__name__ for e in self.app.events.get(aggregate_uuid(session_id))]
+        return [
+            type(e).__name__ for e in self.services.sessions.events.get(aggregate_uuid(session_id))
+        ]
 
 
 @pytest.fixture
@@ -114,7 +117,15 @@ def subject() -> Iterator[Codes]:
         built = services.auth
         mailer = InProcessMailer()
         auth = Authenticator(
-            services.sessions,
+            built.work,
+            tokens=built.tokens,
+            contexts=built.contexts,
+            directory=built.directory,
+            passwords=built.passwords,
+            digester=built.digester,
+            ids=built.ids,
+            clock=built.clock,
+            session_policy=built.session_policy,
             limiter=built.limiter,
             mailer=mailer,
             hasher=built.hasher,
@@ -123,7 +134,7 @@ def subject() -> Iterator[Codes]:
             policy=built.policy,
             new_code=codes,
         )
-        yield Codes(auth, services.sessions, clock, mailer, codes)
+        yield Codes(auth, services, clock, mailer, codes)
 
 
 def wrong(code: str) -> str:
@@ -220,7 +231,7 @@ def test_the_last_wrong_code_allowed_ends_the_attempt(subject: Codes) -> None:
     with pytest.raises(InvalidAttempt):
         subject.send(session_id, attempt)
     assert subject.mailer.delivered_to(ALICE[0]) == [code]
-    assert subject.app.get_session(session_id).signins == []
+    assert subject.services.queries.get_session(session_id).signins == []
 
 
 def test_a_new_code_voids_the_one_before(subject: Codes) -> None:
@@ -275,12 +286,12 @@ def test_a_used_code_cannot_be_replayed(subject: Codes) -> None:
     attempt = subject.started(session_id, ALICE[0])
     code = subject.send(session_id, attempt)
     token = subject.verify(session_id, attempt, code, token).new_token
-    subject.app.sign_out(session_id, None, token)
+    subject.services.commands.sign_out(session_id, None, token)
 
     # When the same code is sent again, then its attempt is over
     with pytest.raises(InvalidAttempt):
         subject.verify(session_id, attempt, code, token)
-    assert subject.app.get_session(session_id).signins == []
+    assert subject.services.queries.get_session(session_id).signins == []
 
 
 def test_another_sessions_attempt_is_not_the_callers(subject: Codes) -> None:
@@ -331,7 +342,7 @@ def test_an_unknown_email_gets_a_code_made_and_discarded(subject: Codes) -> None
     # And even that code signs nobody in
     with pytest.raises(InvalidCode):
         subject.verify(session_id, attempt, code, token)
-    assert subject.app.get_session(session_id).signins == []
+    assert subject.services.queries.get_session(session_id).signins == []
 
 
 def test_a_sign_up_is_verified_by_its_emailed_code(subject: Codes) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from application.sessions import StripedLocks
+from application.locks import StripedLocks
 from infrastructure.clock import SettableClock
 from infrastructure.ids import SnowflakeGenerator
 

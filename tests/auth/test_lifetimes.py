@@ -42,8 +42,8 @@ def expiries(stack: Stack, session_id: str) -> list[tuple[int, datetime]]:
 
 
 def activity_count(stack: Stack, session_id: str) -> int:
-    """How many SignInActive events the session recorded."""
-    return names(session_events(stack.services, session_id)).count("SignInActive")
+    """How many SignInActivityNoted events (stored as SignInActive) the session recorded."""
+    return names(session_events(stack.services, session_id)).count("SignInActivityNoted")
 
 
 def idle_stack(build_stack: BuildStack) -> Stack:
@@ -138,7 +138,7 @@ def test_reading_the_session_keeps_it_alive_noting_activity_once_a_minute(
         stack.clock.advance(timedelta(seconds=20))
         browser.session()
 
-    # Then one SignInActive is recorded, and the sign-in was last active at that read
+    # Then one SignInActivityNoted is recorded, and the sign-in was last active at that read
     assert activity_count(stack, session_id) == 1
     assert at(data["active_signin"]["last_active_at"]) == signed_in_at + MINUTE
 

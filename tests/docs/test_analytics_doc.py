@@ -20,7 +20,7 @@ def test_the_doc_has_examples() -> None:
 
 def test_every_documented_view_exists_and_every_example_runs(durable_database_url: str) -> None:
     with services_for(durable_database_url, clock=SettableClock()) as services:
-        sessions = services.sessions
+        sessions = services.commands
         started = sessions.start_session()
         session_id = int(started.document.id)
         first = services.auth.sign_in_with_password(session_id, *ALICE[:2], started.new_token)

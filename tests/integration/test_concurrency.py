@@ -21,7 +21,8 @@ from fastapi.testclient import TestClient
 from api.app import create_app
 from application.errors import ConcurrentModification
 from application.read_model import SessionDocument
-from application.sessions import CommandResult, SessionsApp
+from application.session_commands import CommandResult
+from application.sessions import SessionsApp
 from domain.errors import UserAlreadySignedIn
 from domain.ids import aggregate_uuid
 from domain.session import Session
@@ -55,7 +56,7 @@ def race(threads: int, work: Callable[[int], None]) -> list[BaseException]:
 
 def sign_in(services: Services, *users: User) -> CommandResult:
     """A new session with ``users`` signed in, in order."""
-    result = services.sessions.start_session()
+    result = services.commands.start_session()
     for email, password, _ in users:
         result = services.auth.sign_in_with_password(
             int(result.document.id), email, password, result.new_token
@@ -106,7 +107,9 @@ def test_concurrent_switches_in_the_app_lose_nothing(
     def work(thread: int) -> None:
         for step in range(SWITCHES):
             try:
-                document = app.switch_sign_in(session_id, targets[(thread + step) % 3])
+                document = services.commands.switch_sign_in(
+                    session_id, targets[(thread + step) % 3]
+                )
             except ConcurrentModification:
                 exhausted.append(thread)
                 continue
@@ -117,11 +120,11 @@ def test_concurrent_switches_in_the_app_lose_nothing(
     assert failures == []
     assert exhausted == []  # the default retries are enough
     last = assert_switches_chain(app, session_id, targets[CAROL_INDEX])
-    assert app.get_session(session_id).active_signin_id == str(last.sign_in_id)
+    assert services.queries.get_session(session_id).active_signin_id == str(last.sign_in_id)
     state: Session = uncached(app, aggregate_uuid(session_id))
     assert state.active_sign_in_id == last.sign_in_id
     with services_for(durable_database_url, load_demo=False, rate_limits=False) as restarted:
-        document = restarted.sessions.get_session(session_id)
+        document = restarted.queries.get_session(session_id)
     assert document.active_signin_id == str(last.sign_in_id)
     assert [s.id for s in document.signins] == targets
 
@@ -129,7 +132,6 @@ def test_concurrent_switches_in_the_app_lose_nothing(
 def test_each_concurrent_switch_answers_with_the_session_after_its_own_switch(
     services: Services,
 ) -> None:
-    app = services.sessions
     signed_in = sign_in(services, ALICE, BOB, CAROL)
     session_id = int(signed_in.document.id)
     targets = list(ids_by_user(signed_in.document).values())
@@ -138,7 +140,7 @@ def test_each_concurrent_switch_answers_with_the_session_after_its_own_switch(
     def work(thread: int) -> None:
         for step in range(SWITCHES):
             target = targets[(thread + step) % 3]
-            if app.switch_sign_in(session_id, target).active_signin_id != target:
+            if services.commands.switch_sign_in(session_id, target).active_signin_id != target:
                 answered_other.append(target)
 
     assert race(THREADS, work) == []
@@ -192,7 +194,7 @@ def sign_in_twice_at_once(
 ) -> tuple[int, list[CommandResult], list[BaseException]]:
     """A new session, and two threads signing ``user`` in to it with the same cookie at once."""
     auth = services.auth
-    started = services.sessions.start_session()
+    started = services.commands.start_session()
     session_id = int(started.document.id)
     email, password, _ = user
     results: list[CommandResult] = []
@@ -214,13 +216,13 @@ def test_the_same_user_signing_in_twice_at_once_gets_one_sign_in(
 
         assert len(results) == 1, failures
         assert [type(f) for f in failures] == [UserAlreadySignedIn]
-        document = app.get_session(session_id)
+        document = services.queries.get_session(session_id)
         assert [s.user_id for s in document.signins] == [user[2]]
         assert document.active_signin_id == document.signins[0].id
         names = [type(e).__name__ for e in app.events.get(aggregate_uuid(session_id))]
         assert names.count("SignInCompleted") == 1
         assert results[0].new_token is not None
-        assert app.resolve_token(results[0].new_token) == session_id
+        assert services.tokens.resolve(results[0].new_token) == session_id
 
 
 # Organizations of one user from several sessions ----------------------------------------------
@@ -251,7 +253,10 @@ def test_sessions_of_one_user_switching_at_once_keep_the_last_context(services: 
 
     def work(thread: int) -> None:
         chooser = random.Random(thread)
-        switch = {"organization": app.switch_organization, "workspace": app.switch_workspace}
+        switch = {
+            "organization": services.commands.switch_organization,
+            "workspace": services.commands.switch_workspace,
+        }
         for _ in range(SWITCHES):
             kind, raw = chooser.choice(RAW_CONTEXTS)
             try:
@@ -264,7 +269,7 @@ def test_sessions_of_one_user_switching_at_once_keep_the_last_context(services: 
 
     assert failures == []
     assert exhausted == []
-    finals = {context(app.get_session(s)) for s in sessions}
+    finals = {context(services.queries.get_session(s)) for s in sessions}
     last = remembered(app, ALICE)
     assert last in finals
     assert context(sign_in(services, ALICE).document) == last
@@ -279,16 +284,16 @@ def test_two_tabs_switching_organization_at_once_keep_the_users_context_in_step(
     targets = [ACME, GLOBEX]  # one changes only the user's context, one only the session
 
     def work(thread: int) -> None:
-        app.switch_organization(tabs, targets[thread])
+        services.commands.switch_organization(tabs, targets[thread])
 
     out_of_step = 0
     for _ in range(20):
-        app.switch_organization(tabs, ACME)  # this session: Acme
-        app.switch_organization(elsewhere, GLOBEX)  # the user's last choice: Globex
+        services.commands.switch_organization(tabs, ACME)  # this session: Acme
+        services.commands.switch_organization(elsewhere, GLOBEX)  # the user's last choice: Globex
 
         assert race(2, work) == []
         # In either serial order, the session and the user's context end up the same.
-        if context(app.get_session(tabs)) != remembered(app, ALICE):
+        if context(services.queries.get_session(tabs)) != remembered(app, ALICE):
             out_of_step += 1
 
     assert out_of_step == 0

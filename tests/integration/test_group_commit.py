@@ -428,7 +428,7 @@ def test_the_applications_saves_take_the_group_commit_path(postgres_url: str) ->
         recorder = services.sessions.recorder
         assert isinstance(recorder, SealingPostgresApplicationRecorder)
         before = recorder.group.appends
-        threads = [threading.Thread(target=services.sessions.start_session) for _ in range(8)]
+        threads = [threading.Thread(target=services.commands.start_session) for _ in range(8)]
         for thread in threads:
             thread.start()
         for thread in threads:

@@ -54,13 +54,13 @@ def test_the_service_skips_a_dead_node_and_writes_to_the_live_one(postgres_url: 
     writes = cluster_url(postgres_url, "read-write")
     reads = cluster_url(postgres_url, "prefer-standby")
     with services_for(writes, read_database_url=reads) as services:
-        started = services.sessions.start_session()
+        started = services.commands.start_session()
         session_id = int(started.document.id)
         signed_in = services.auth.sign_in_with_password(
             session_id, ALICE[0], ALICE[1], started.new_token
         )
         # Read-your-writes through the read URL: no standby answers, the primary does.
-        assert services.sessions.get_session(session_id).active_signin_id == (
+        assert services.queries.get_session(session_id).active_signin_id == (
             signed_in.document.active_signin_id
         )
         status = replication_status(services.sql)

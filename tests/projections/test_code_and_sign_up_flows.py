@@ -49,7 +49,7 @@ def check_projected_as_recorded(services: Services, session_id: int) -> None:
     head = services.sessions.recorder.max_notification_id() or 0
     assert [p.status().position for p in services.projectors] == [head] * len(services.projectors)
     aggregate: Session = services.sessions.repository.get(aggregate_uuid(session_id))
-    check_read_sessions(services, {session_id: aggregate}, services.sessions.clock.now())
+    check_read_sessions(services, {session_id: aggregate}, services.clock.now())
     live = all_rows(services)
     rebuild_all(services)
     rebuilt = all_rows(services)
@@ -59,7 +59,7 @@ def check_projected_as_recorded(services: Services, session_id: int) -> None:
 def test_a_sign_in_by_emailed_code_is_projected(mailed: tuple[Services, SequentialCodes]) -> None:
     services, codes = mailed
     auth = services.auth
-    started = services.sessions.start_session()
+    started = services.commands.start_session()
     session_id, token = int(started.document.id), started.new_token
     # Given a code sign-in whose first code is mistyped
     attempt = auth.start_email_code_sign_in(session_id, ALICE[0]).document.signin_attempts[0].id
@@ -83,7 +83,7 @@ def test_a_sign_in_by_emailed_code_is_projected(mailed: tuple[Services, Sequenti
 def test_a_sign_up_is_projected(mailed: tuple[Services, SequentialCodes]) -> None:
     services, codes = mailed
     auth = services.auth
-    started = services.sessions.start_session()
+    started = services.commands.start_session()
     session_id, token = int(started.document.id), started.new_token
     # Given a sign-up whose first code is mistyped
     signing_up = auth.sign_up(session_id, dict(DORA)).document

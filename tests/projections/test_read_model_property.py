@@ -148,7 +148,7 @@ class ProjectionMachine(RuleBasedStateMachine):
     @precondition(lambda self: len(self.sessions) < 3)
     @rule()
     def start_session(self) -> None:
-        started = self.services.sessions.start_session()
+        started = self.services.commands.start_session()
         session_id = int(started.document.id)
         self.sessions.append(session_id)
         self.tokens[session_id] = started.new_token
@@ -180,7 +180,7 @@ class ProjectionMachine(RuleBasedStateMachine):
     def switch_sign_in(self, index: int, data: st.DataObject) -> None:
         session_id = self.pick(index)
         raw = data.draw(self.sign_in_id(session_id), label="sign_in_id")
-        self.attempt(lambda: self.services.sessions.switch_sign_in(session_id, raw))
+        self.attempt(lambda: self.services.commands.switch_sign_in(session_id, raw))
 
     @rule(index=st.integers(0, 2))
     def switch_to_another_sign_in(self, index: int) -> None:
@@ -192,26 +192,26 @@ class ProjectionMachine(RuleBasedStateMachine):
             if s.id != session.active_sign_in_id
         ]
         if others:  # refused if it has idled out meanwhile
-            self.attempt(lambda: self.services.sessions.switch_sign_in(session_id, str(others[0])))
+            self.attempt(lambda: self.services.commands.switch_sign_in(session_id, str(others[0])))
 
     @rule(index=st.integers(0, 2), data=st.data(), everything=st.booleans())
     def sign_out(self, index: int, data: st.DataObject, everything: bool) -> None:
         session_id = self.pick(index)
         raw = None if everything else data.draw(self.sign_in_id(session_id), label="sign_in_id")
         result = self.attempt(
-            lambda: self.services.sessions.sign_out(session_id, raw, self.tokens[session_id])
+            lambda: self.services.commands.sign_out(session_id, raw, self.tokens[session_id])
         )
         self.remember(session_id, result)
 
     @rule(index=st.integers(0, 2), raw=st.sampled_from([ACME, GLOBEX, "", ACME_WEB, "01"]))
     def switch_organization(self, index: int, raw: str) -> None:
         session_id = self.pick(index)
-        self.attempt(lambda: self.services.sessions.switch_organization(session_id, raw))
+        self.attempt(lambda: self.services.commands.switch_organization(session_id, raw))
 
     @rule(index=st.integers(0, 2), raw=st.sampled_from([ACME_WEB, ACME_DATA, "", ACME, "x"]))
     def switch_workspace(self, index: int, raw: str) -> None:
         session_id = self.pick(index)
-        self.attempt(lambda: self.services.sessions.switch_workspace(session_id, raw))
+        self.attempt(lambda: self.services.commands.switch_workspace(session_id, raw))
 
     @rule(step=st.sampled_from(CLOCK_STEPS))
     def advance_clock(self, step: timedelta) -> None:
@@ -220,7 +220,7 @@ class ProjectionMachine(RuleBasedStateMachine):
     @rule(index=st.integers(0, 2))
     def get_session(self, index: int) -> None:
         """Reading a session records the expiries that are due."""
-        self.attempt(lambda: self.services.sessions.get_session(self.pick(index)))
+        self.attempt(lambda: self.services.queries.get_session(self.pick(index)))
 
     @rule(name=st.sampled_from(["sessions", "analytics"]), back=st.integers(0, 5))
     def catch_up_part_way(self, name: str, back: int) -> None:

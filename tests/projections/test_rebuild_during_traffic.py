@@ -107,12 +107,12 @@ def services(durable_database_url: str) -> Iterator[Services]:
 def test_a_rebuild_never_keeps_writers_waiting_for_a_connection(services: Services) -> None:
     """The smallest form of the traffic below: writers in threads, rebuilds in this one."""
     for _ in range(30):
-        services.sessions.start_session()
+        services.commands.start_session()
     threads = Threads()
 
     def write() -> None:
         while not threads.done.is_set():
-            services.sessions.start_session()
+            services.commands.start_session()
 
     for index in range(4):
         threads.start(f"writer-{index}", write)

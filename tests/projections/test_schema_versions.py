@@ -9,7 +9,7 @@ from tests.helpers import ALICE, services_for
 def test_an_outdated_projection_is_rebuilt_before_serving(durable_database_url: str) -> None:
     # Given a store whose analytics were built by an older version, with an older view shape
     with services_for(durable_database_url, clock=SettableClock()) as services:
-        started = services.sessions.start_session()
+        started = services.commands.start_session()
         services.auth.sign_in_with_password(
             int(started.document.id), ALICE[0], ALICE[1], started.new_token
         )

@@ -176,7 +176,7 @@ import time
 from infrastructure.container import build_services
 from infrastructure.settings import Settings
 services = build_services(Settings())
-services.sessions.start_session()
+services.commands.start_session()
 print(services.sessions.recorder.max_notification_id(), time.monotonic(), flush=True)
 services.close()
 """
@@ -265,7 +265,7 @@ def test_sigterm_stops_the_projection_worker_whichever_thread_receives_it(
     durable_services: Services, durable_database_url: str, tmp_path: Path
 ) -> None:
     services = durable_services
-    services.sessions.start_session()
+    services.commands.start_session()
     log = tmp_path / "worker.log"
     with log.open("w") as output:
         worker = subprocess.Popen(

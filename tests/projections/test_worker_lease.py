@@ -139,7 +139,7 @@ def test_when_the_leader_closes_the_other_worker_takes_over(
         eventually("leader holds the lease", lambda: holders(leader) == [leader])
         started = time.monotonic()
         follower.worker.start()
-        leader.sessions.start_session()
+        leader.commands.start_session()
         eventually("leader caught up", lambda: caught_up(leader))
         outlast_a_retry(started)
         assert holders(leader, follower) == [leader]
@@ -147,7 +147,7 @@ def test_when_the_leader_closes_the_other_worker_takes_over(
     assert leader.worker.lease is not None
     assert leader.worker.lease.held is False
     # and commands arrive while nobody is working
-    follower.sessions.start_session()
+    follower.commands.start_session()
     # Then the follower takes the lease within a few seconds
     eventually(
         "follower holds the lease", lambda: holders(follower) == [follower], FAILOVER_TIMEOUT
@@ -273,7 +273,7 @@ def test_a_leader_whose_lease_connection_was_killed_gives_it_up_and_one_leader_r
         assert leader.worker.lease is not None
         terminate_connection_of(leader.worker.lease)
         # A new event wakes the leader, which checks its lease before working on it
-        follower.sessions.start_session()
+        follower.commands.start_session()
         # It notices, gives the lease up and competes again: afterwards exactly one of the
         # two holds it (really: a third lease is refused) and new events are projected.
         eventually(
@@ -281,5 +281,5 @@ def test_a_leader_whose_lease_connection_was_killed_gives_it_up_and_one_leader_r
             lambda: len(holders(leader, follower)) == 1 and store_lease_taken(follower),
             FAILOVER_TIMEOUT,
         )
-        follower.sessions.start_session()
+        follower.commands.start_session()
         eventually("projected", lambda: caught_up(follower), FAILOVER_TIMEOUT)

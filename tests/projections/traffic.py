@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 from concurrent.futures import ThreadPoolExecutor
 
-from application.sessions import CommandResult
+from application.session_commands import CommandResult
 from domain.errors import InvalidCredentials
 from infrastructure.container import Services
 from tests.helpers import ACME, ACME_WEB, ALICE, BOB, CAROL
@@ -25,8 +25,7 @@ def busy_session(services: Services, rounds: int) -> int:
     a failed one, completions, a switch, organization and workspace activations and clears,
     sign-outs of one account and of all.
     """
-    app = services.sessions
-    started = app.start_session()
+    started = services.commands.start_session()
     session_id, token = int(started.document.id), started.new_token
     for round_ in range(rounds):
         first = sign_in(services, session_id, *ALICE[:2], token)
@@ -35,13 +34,13 @@ def busy_session(services: Services, rounds: int) -> int:
         token = second.new_token
         with contextlib.suppress(InvalidCredentials):  # recorded as a failed attempt
             sign_in(services, session_id, CAROL[0], "wrong-password", token)
-        app.switch_sign_in(session_id, alice)
-        app.switch_organization(session_id, ACME if round_ % 2 == 0 else "")
-        app.switch_workspace(session_id, ACME_WEB if round_ % 2 == 0 else "")
+        services.commands.switch_sign_in(session_id, alice)
+        services.commands.switch_organization(session_id, ACME if round_ % 2 == 0 else "")
+        services.commands.switch_workspace(session_id, ACME_WEB if round_ % 2 == 0 else "")
         if round_ % 2:
             bob = second.document.active_signin_id
-            token = app.sign_out(session_id, bob, token).new_token or token
-        token = app.sign_out(session_id, None, token).new_token or token
+            token = services.commands.sign_out(session_id, bob, token).new_token or token
+        token = services.commands.sign_out(session_id, None, token).new_token or token
     return session_id
 
 

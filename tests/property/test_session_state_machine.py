@@ -198,7 +198,7 @@ class SessionMachine(RuleBasedStateMachine):
     @rule(accounts=SIGNED_IN_AT_START)
     def start_session(self, accounts: list[tuple[str, str, str]]) -> None:
         """A new session, with up to the maximum of accounts signed in at once (to start deep)."""
-        started = self.app.start_session()
+        started = self.services.commands.start_session()
         assert started.new_token is not None
         model = ModelSession(started.document.id, self.clock.now(), started.new_token)
         self.sessions.append(model)
@@ -271,7 +271,9 @@ class SessionMachine(RuleBasedStateMachine):
         raw = data.draw(choices, label="sign_in_id")
         event(f"switch among {len(live)} live")
         if raw not in live:
-            raises(InvalidSignInId, lambda: self.app.switch_sign_in(int(model.id), raw))
+            raises(
+                InvalidSignInId, lambda: self.services.commands.switch_sign_in(int(model.id), raw)
+            )
             return
         self._switch(model, raw)
 
@@ -291,7 +293,7 @@ class SessionMachine(RuleBasedStateMachine):
 
     def _switch(self, model: ModelSession, raw: str) -> None:
         now = self.clock.now()
-        document = self.app.switch_sign_in(int(model.id), raw)
+        document = self.services.commands.switch_sign_in(int(model.id), raw)
         changed = raw != model.active
         if changed:
             target = next(s for s in model.sign_ins if s.id == raw)
@@ -317,7 +319,7 @@ class SessionMachine(RuleBasedStateMachine):
         raw = data.draw(choices, label="sign_in_id")
 
         def command() -> Any:
-            return self.app.sign_out(int(model.id), raw, model.token)
+            return self.services.commands.sign_out(int(model.id), raw, model.token)
 
         if not raw.isascii() or not raw.isdigit() or raw.startswith("0") or int(raw) >= 2**64:
             raises(InvalidSignInId, command)  # refused before the session is even loaded
@@ -333,7 +335,7 @@ class SessionMachine(RuleBasedStateMachine):
 
     def _sign_out_of_everything(self, model: ModelSession) -> None:
         now = self.clock.now()
-        result = self.app.sign_out(int(model.id), None, model.token)
+        result = self.services.commands.sign_out(int(model.id), None, model.token)
         self.notice_expiries(model)
         live = [s.id for s in model.live(now)]
         if live:
@@ -348,14 +350,16 @@ class SessionMachine(RuleBasedStateMachine):
         raw=mostly([ACME, GLOBEX, "", ACME_WEB]),
     )
     def switch_organization(self, index: int, raw: str) -> None:
-        self._switch_context(index, raw, self.app.switch_organization, organization_context)
+        self._switch_context(
+            index, raw, self.services.commands.switch_organization, organization_context
+        )
 
     @rule(
         index=st.integers(0, 2),
         raw=mostly([ACME_WEB, ACME_DATA, "", ACME]),
     )
     def switch_workspace(self, index: int, raw: str) -> None:
-        self._switch_context(index, raw, self.app.switch_workspace, workspace_context)
+        self._switch_context(index, raw, self.services.commands.switch_workspace, workspace_context)
 
     def _switch_context(
         self,
@@ -389,7 +393,7 @@ class SessionMachine(RuleBasedStateMachine):
     @rule(index=st.integers(0, 2))
     def get_session(self, index: int) -> None:
         model = self.pick(index)
-        document = self.app.get_session(int(model.id))
+        document = self.services.queries.get_session(int(model.id))
         self.notice_expiries(model)
         noted = model.note_activity(self.clock.now())
         self.agrees(model, document, "got, activity noted" if noted else "got")
@@ -402,9 +406,9 @@ class SessionMachine(RuleBasedStateMachine):
         model.note_activity(self.clock.now())
         active = model.active_sign_in(self.clock.now())
         if active is None:
-            raises(NoActiveSignIn, partial(self.app.session_token, int(model.id)))
+            raises(NoActiveSignIn, partial(self.services.queries.session_token, int(model.id)))
             return
-        token, expires_ms = self.app.session_token(int(model.id))
+        token, expires_ms = self.services.queries.session_token(int(model.id))
         claims = jwt.decode(token, options={"verify_signature": False})
         organization, workspace = active.context
         assert (claims["sub"], claims["sid"]) == (active.user_id, model.id)
@@ -433,8 +437,8 @@ class SessionMachine(RuleBasedStateMachine):
             check_session_invariants(state, document, now)
             assert vars(_fold(self.app, aggregate_id)) == vars(state)
             assert vars(fresh.get(aggregate_id)) == vars(state)
-            self.app.read_model.catch_up()
-            projected = self.app.read_model.session_state(int(model.id))
+            self.services.queries.read_model.catch_up()
+            projected = self.services.queries.read_model.session_state(int(model.id))
             assert projected is not None
             assert vars(projected) == vars(state)
 
@@ -456,9 +460,9 @@ class SessionMachine(RuleBasedStateMachine):
     @invariant()
     def only_the_latest_token_opens_each_session(self) -> None:
         for model in self.sessions:
-            assert self.app.resolve_token(model.token) == int(model.id)
+            assert self.services.tokens.resolve(model.token) == int(model.id)
             for revoked in model.revoked[-2:]:
-                raises(Unauthorized, partial(self.app.resolve_token, revoked), count=False)
+                raises(Unauthorized, partial(self.services.tokens.resolve, revoked), count=False)
 
 
 def check_session_invariants(state: Session, document: SessionDocument, now: datetime) -> None:

@@ -14,7 +14,12 @@ from domain.errors import (
     UserAlreadySignedIn,
 )
 from domain.session import Session
-from domain.values import ActiveContext, OrganizationMembershipFact, WorkspaceMembershipFact
+from domain.values import (
+    ActiveContext,
+    OrganizationMembershipFact,
+    SignInMethod,
+    WorkspaceMembershipFact,
+)
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 LIFETIME = timedelta(days=30)
@@ -23,7 +28,7 @@ LIFETIME = timedelta(days=30)
 def signed_in(session: Session, sign_in_id: int, user_id: int, at: datetime = T0) -> None:
     attempt_id = sign_in_id * 10
     session.attempt_sign_in(
-        attempt_id, "plain_email", "verify_password", at + timedelta(minutes=30), user_id, "d", at
+        attempt_id, SignInMethod.PLAIN_EMAIL, user_id, "d", at + timedelta(minutes=30), 5, at
     )
     session.complete_sign_in(attempt_id, sign_in_id, user_id, at + LIFETIME, ActiveContext(), 5, at)
 

@@ -6,6 +6,7 @@ import copy
 from datetime import timedelta
 
 from domain.session import Session
+from domain.values import SignInMethod
 from tests.unit.test_session import T0, signed_in
 
 
@@ -19,7 +20,7 @@ def test_a_command_on_the_copy_leaves_the_original_as_it_was() -> None:
     signed_in(original, 11, 101)
     signed_in(original, 12, 102)
     original.attempt_sign_in(
-        13, "plain_email", "verify_password", T0 + timedelta(minutes=1), None, "d", T0
+        13, SignInMethod.PLAIN_EMAIL, None, "d", T0 + timedelta(minutes=1), 5, T0
     )
     original.collect_events()
     before = state(original)

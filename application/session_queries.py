@@ -1,0 +1,127 @@
+"""Queries on a session: its document, the claims of its short-lived token, its short form.
+
+They answer from the read model (the projected sessions) once it has caught up with the
+session's last recorded event (read-your-writes, also across processes). Reading a session
+is what "in use" means: when expiries are due or the active sign-in's activity should be
+noted, the query records that first (a command) and then answers.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+
+from application.policy import SessionPolicy
+from application.ports import Clock, Directory, Role, SessionReadModel, TokenSigner
+from application.read_model import SessionDocument, SessionInfo, rfc3339, session_document
+from application.session_commands import SessionCommands
+from application.sessions import SessionsApp
+from domain.ids import aggregate_uuid
+from domain.session import Session
+
+
+class SessionQueries:
+    """A session as the API shows it, read from the projections."""
+
+    def __init__(
+        self,
+        app: SessionsApp,
+        read_model: SessionReadModel,
+        commands: SessionCommands,
+        *,
+        directory: Directory,
+        signer: TokenSigner,
+        clock: Clock,
+        policy: SessionPolicy,
+    ) -> None:
+        self._app = app
+        self.read_model = read_model
+        self._commands = commands
+        self._directory = directory
+        self._signer = signer
+        self._clock = clock
+        self._policy = policy
+
+    def get_session(self, session_id: int) -> SessionDocument:
+        """The session now, from the read model; expiries that are due get recorded first."""
+        now = self._clock.now()
+        state = self._projected(session_id)
+        if state is None or self._needs_writing(state, now):
+            return self._commands.note_activity(session_id)
+        return session_document(state, self._directory, now)
+
+    def session_token(self, session_id: int) -> tuple[str, int]:
+        """A short-lived signed token for the active sign-in, and its expiry in epoch ms."""
+        now = self._clock.now()
+        state = self._projected(session_id) or self._app.load_session(session_id)
+        if self._needs_writing(state, now):
+            # Record due expiries (an idle sign-in gets no token) and note the activity:
+            # an app that only asks for tokens is in use.
+            self._commands.note_activity(session_id)
+            state = self._projected(session_id) or self._app.load_session(session_id)
+        sign_in = state.active_sign_in(now)
+        directory = self._directory
+        organizations = directory.organization_memberships(
+            [sign_in.organization_membership_id] if sign_in.organization_membership_id else []
+        )
+        organization = organizations.get(sign_in.organization_membership_id or 0)
+        workspaces = directory.workspace_memberships(
+            [sign_in.workspace_membership_id] if sign_in.workspace_membership_id else []
+        )
+        workspace = workspaces.get(sign_in.workspace_membership_id or 0)
+        issued = int(now.timestamp())
+        expires = issued + int(self._policy.token_lifetime.total_seconds())
+        claims: dict[str, object] = {
+            "iss": self._policy.token_issuer,
+            "sub": str(sign_in.user_id),
+            "sid": str(session_id),
+            "sign_in_id": str(sign_in.id),
+            "iat": issued,
+            "nbf": issued,
+            "exp": expires,
+            "organization": str(organization.organization_id) if organization else None,
+            "workspace": str(workspace.workspace_id) if workspace else None,
+            "permissions": {
+                "organization": _permissions(organization.roles if organization else ()),
+                "workspace": _permissions(workspace.roles if workspace else ()),
+            },
+        }
+        return self._signer.sign(claims), expires * 1000
+
+    def session_info(self, session_id: int) -> SessionInfo:
+        """The short form of a session, for envelopes; records nothing."""
+        session = self._projected(session_id) or self._app.load_session(session_id)
+        return SessionInfo(
+            id=str(session.session_id),
+            created_at=rfc3339(session.created_on),
+            updated_at=rfc3339(session.modified_on),
+        )
+
+    def _needs_writing(self, state: Session, now: datetime) -> bool:
+        """True if expiries are due or the active sign-in's activity should be noted."""
+        if state.due_expiries(now, self._policy.idle_timeout):
+            return True
+        active = next((s for s in state.sign_ins if s.id == state.active_sign_in_id), None)
+        return (
+            active is not None and now - active.last_active_at >= self._policy.activity_resolution
+        )
+
+    def _projected(self, session_id: int) -> Session | None:
+        """The session as the read model shows it, once the read model has caught up with
+        the session's last recorded event (read-your-writes, also across processes)."""
+        latest = self._app.recorder.select_events(aggregate_uuid(session_id), desc=True, limit=1)
+        if not latest:
+            return None
+        written = latest[0].originator_version
+        state = self.read_model.session_state(session_id, written)
+        if state is None or state.version < written:
+            # The projection has not reached a write that was just answered: apply it now
+            # rather than wait for the worker.
+            self.read_model.catch_up()
+            state = self.read_model.session_state(session_id, written)
+        return state
+
+
+def _permissions(roles: Sequence[Role]) -> list[str]:
+    """The union of the roles' permissions, in first-seen order."""
+    return list(dict.fromkeys(p for role in roles for p in role.permissions))

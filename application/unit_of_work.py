@@ -1,0 +1,155 @@
+"""How every session command runs: load, expire what is due, decide, render, save, retry.
+
+A command is an *action*: given the loaded session and a :class:`CommandScope`, it calls the
+aggregate's commands and returns a :class:`Decision`: :class:`Changed` (a typed result, and
+other aggregates to save with the session) or :class:`Refused` (an error to raise once the
+facts recorded on the way, such as a failed code, are saved). :meth:`UnitOfWork.run` returns
+the result with the session's document in a :class:`Done`.
+
+When another writer saved the same session first (two tabs switching at once), the command
+reloads and reruns, within a bound, then gives up with ConcurrentModification rather than
+lose an update. Within one process, commands on one session take turns on a lock, so two
+tabs served by the same process queue rather than collide.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import random
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Generic, TypeAlias, TypeVar
+
+from eventsourcing.domain import Aggregate
+from eventsourcing.persistence import IntegrityError
+
+from application.errors import ConcurrentModification
+from application.locks import StripedLocks
+from application.policy import SessionPolicy
+from application.ports import Clock, Directory
+from application.read_model import SessionDocument, session_document
+from application.sessions import SessionsApp
+from domain.errors import SessionLedgerError
+from domain.session import Session
+
+R = TypeVar("R")
+
+
+@dataclass(frozen=True)
+class Changed(Generic[R]):
+    """The action went through: its result, and the other aggregates to save with it."""
+
+    result: R
+    save_with: Sequence[Aggregate] = ()
+
+
+@dataclass(frozen=True)
+class Refused:
+    """The action refused, yet recorded a fact (a wrong password or code) on the session:
+    the session is saved, then ``error`` is raised."""
+
+    error: SessionLedgerError
+
+
+Decision: TypeAlias = Changed[R] | Refused
+
+
+@dataclass(frozen=True)
+class Done(Generic[R]):
+    """A command's result and the session as it answers it (rendered before the save)."""
+
+    result: R
+    document: SessionDocument
+
+
+class StaleRead(Exception):
+    """Raised inside an action when what it read has already changed; the action reruns."""
+
+
+class CommandScope:
+    """One run of an action: its time, and the locks it holds until the run ends."""
+
+    def __init__(self, now: datetime, held: contextlib.ExitStack) -> None:
+        self.now = now
+        self._held = held
+
+    def hold(self, lock: threading.Lock) -> None:
+        """Take ``lock`` until this run of the action is saved or abandoned."""
+        self._held.enter_context(lock)
+
+
+Action = Callable[[Session, CommandScope], Decision[R]]
+
+
+class UnitOfWork:
+    """Runs actions on sessions: load, decide, save, with retries on concurrent writes."""
+
+    def __init__(
+        self, app: SessionsApp, clock: Clock, directory: Directory, policy: SessionPolicy
+    ) -> None:
+        self.app = app
+        self.clock = clock
+        self.directory = directory
+        self.policy = policy
+        self._session_locks = StripedLocks()
+
+    def start(self, make: Callable[[datetime], tuple[Session, Changed[R]]]) -> Done[R]:
+        """Save a session that ``make`` creates (with its result), drawing again on an id
+        collision."""
+        for _ in range(self.policy.command_retries):
+            now = self.clock.now()
+            session, changed = make(now)
+            document = self.render(session, now)  # before the save, as in :meth:`run`
+            try:
+                self.app.save(session, *changed.save_with)
+            except IntegrityError:
+                continue  # an id collision: draw again
+            return Done(changed.result, document)
+        raise ConcurrentModification
+
+    def run(self, session_id: int, action: Action[R]) -> Done[R]:
+        """Load, expire what is due, act, save; on a concurrent write, reload and rerun."""
+        with self._session_locks.get(session_id):
+            for attempt in range(self.policy.command_retries):
+                try:
+                    return self._run_once(session_id, action)
+                except (IntegrityError, StaleRead):
+                    # Exponential backoff with full jitter, so contenders from other
+                    # processes stop arriving together.
+                    time.sleep(random.uniform(0, min(0.05, 0.001 * 2**attempt)))
+        raise ConcurrentModification
+
+    def _run_once(self, session_id: int, action: Action[R]) -> Done[R]:
+        with contextlib.ExitStack() as held:  # the locks the action takes end with this run
+            session = self.app.load_session(session_id)
+            now = self.clock.now()
+            session.expire_sign_ins(now, self.policy.idle_timeout)
+            try:
+                decision = action(session, CommandScope(now, held))
+            except SessionLedgerError:
+                self._save_quietly(session)  # the expiries noticed are still facts
+                raise
+            if isinstance(decision, Refused):
+                if session.pending_events:
+                    self.app.save(session)
+                raise decision.error
+            # The answer is rendered before the save: once the events are committed, the
+            # command answers from them without another read that could fail.
+            document = self.render(session, now)
+            if session.pending_events or decision.save_with:
+                self.app.save(session, *decision.save_with)
+            return Done(decision.result, document)
+
+    def render(self, session: Session, now: datetime) -> SessionDocument:
+        """The session right after a command: the state the command saved, which the
+        projection folds from the same events with the same ``mutate``."""
+        return session_document(session, self.directory, now)
+
+    def _save_quietly(self, session: Session) -> None:
+        if session.pending_events:
+            # Whoever won the race has seen (or will see) the same expiries.
+            with contextlib.suppress(IntegrityError):
+                self.app.save(session)
