@@ -9,6 +9,7 @@ tokens in :mod:`application.cookie_tokens`.
 
 from __future__ import annotations
 
+import copy
 from typing import Any
 from uuid import UUID
 
@@ -67,6 +68,24 @@ class SessionsApp(Application[UUID]):
         if not isinstance(session, Session):
             raise Unauthorized
         return session
+
+    def cached_session(self, session_id: int) -> Session | None:
+        """A copy of the session as this process last saved or loaded it, without asking the
+        store (None when not cached): a guess, which the append's version check confirms, or
+        refutes with a conflict (another process wrote first)."""
+        cache = self.repository.cache
+        if cache is None:
+            return None
+        try:
+            cached = cache.get(aggregate_uuid(session_id))
+        except KeyError:
+            return None
+        return copy.deepcopy(cached) if isinstance(cached, Session) else None
+
+    def remember(self, session: Session) -> None:
+        """After ``session`` was saved: it is what the store now holds, the next guess."""
+        if self.repository.cache is not None:
+            self.repository.cache.put(session.id, session)
 
     def context_mapper(self) -> ContextMapper:
         """The mapper, as the ContextMapper :meth:`construct_mapper` made it."""

@@ -6,10 +6,15 @@ other aggregates to save with the session) or :class:`Refused` (an error to rais
 facts recorded on the way, such as a failed code, are saved). :meth:`UnitOfWork.run` returns
 the result with the session's document in a :class:`Done`.
 
-When another writer saved the same session first (two tabs switching at once), the command
-reloads and reruns, within a bound, then gives up with ConcurrentModification rather than
-lose an update. Within one process, commands on one session take turns on a lock, so two
-tabs served by the same process queue rather than collide.
+A command first decides on the session as this process last saw it, without reading the
+store: the append's version check confirms that guess in the same round trip (one round trip
+per command in the common case). When another writer saved the same session first (two tabs
+switching at once, another process), the append conflicts and the command reloads and reruns,
+within a bound, then gives up with ConcurrentModification rather than lose an update. A
+decision that would save nothing of the session (a refusal, a no-op, another aggregate only)
+has no append to confirm it, so it is made again on the session read from the store. Within
+one process, commands on one session take turns on a lock, so two tabs served by the same
+process queue rather than collide.
 """
 
 from __future__ import annotations
@@ -69,6 +74,10 @@ class StaleRead(Exception):
     """Raised inside an action when what it read has already changed; the action reruns."""
 
 
+class _Unconfirmed(Exception):
+    """Raised when a decision made on the cached session has no append to confirm it."""
+
+
 class CommandScope:
     """One run of an action: its time, and the locks it holds until the run ends."""
 
@@ -113,25 +122,34 @@ class UnitOfWork:
     def run(self, session_id: int, action: Action[R]) -> Done[R]:
         """Load, expire what is due, act, save; on a concurrent write, reload and rerun."""
         with self._session_locks.get(session_id):
+            guess = True
             for attempt in range(self.policy.command_retries):
                 try:
-                    return self._run_once(session_id, action)
+                    return self._run_once(session_id, action, guess)
+                except _Unconfirmed:
+                    guess = False  # decide again, on the stored session
                 except (IntegrityError, StaleRead):
+                    guess = False
                     # Exponential backoff with full jitter, so contenders from other
                     # processes stop arriving together.
                     time.sleep(random.uniform(0, min(0.05, 0.001 * 2**attempt)))
         raise ConcurrentModification
 
-    def _run_once(self, session_id: int, action: Action[R]) -> Done[R]:
+    def _run_once(self, session_id: int, action: Action[R], guess: bool) -> Done[R]:
         with contextlib.ExitStack() as held:  # the locks the action takes end with this run
-            session = self.app.load_session(session_id)
+            cached = self.app.cached_session(session_id) if guess else None
+            session = cached or self.app.load_session(session_id)
             now = self.clock.now()
             session.expire_sign_ins(now, self.policy.idle_timeout)
             try:
                 decision = action(session, CommandScope(now, held))
             except SessionLedgerError:
+                if cached is not None:
+                    raise _Unconfirmed from None
                 self._save_quietly(session)  # the expiries noticed are still facts
                 raise
+            if cached is not None and (isinstance(decision, Refused) or not session.pending_events):
+                raise _Unconfirmed
             if isinstance(decision, Refused):
                 if session.pending_events:
                     self.app.save(session)
@@ -141,6 +159,7 @@ class UnitOfWork:
             document = self.render(session, now)
             if session.pending_events or decision.save_with:
                 self.app.save(session, *decision.save_with)
+                self.app.remember(session)
             return Done(decision.result, document)
 
     def render(self, session: Session, now: datetime) -> SessionDocument:
