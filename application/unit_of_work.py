@@ -37,7 +37,7 @@ from application.policy import SessionPolicy
 from application.ports import Clock, Directory
 from application.read_model import SessionDocument, session_document
 from application.sessions import SessionsApp
-from domain.errors import SessionLedgerError
+from domain.errors import DomainError, SessionLedgerError
 from domain.session import Session
 
 R = TypeVar("R")
@@ -143,10 +143,13 @@ class UnitOfWork:
             session.expire_sign_ins(now, self.policy.idle_timeout)
             try:
                 decision = action(session, CommandScope(now, held))
-            except SessionLedgerError:
+            except DomainError:
                 if cached is not None:
-                    raise _Unconfirmed from None
+                    raise _Unconfirmed from None  # a refusal the session's state decided
                 self._save_quietly(session)  # the expiries noticed are still facts
+                raise
+            except SessionLedgerError:
+                self._save_quietly(session)  # a refusal of the request itself (a limit)
                 raise
             if cached is not None and (isinstance(decision, Refused) or not session.pending_events):
                 raise _Unconfirmed
