@@ -14,9 +14,9 @@ from contextlib import contextmanager
 from typing import Annotated, Any
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
+from api.cli_common import err, fail, load_settings, open_services, out, time_arg
 from domain.errors import SessionLedgerError
 from domain.ids import parse_id
 from infrastructure.settings import Settings
@@ -26,16 +26,6 @@ webhooks_app = typer.Typer(
     help="Webhook endpoints, secrets, replay and delivery (docs/webhooks.md).", no_args_is_help=True
 )
 
-out = Console(soft_wrap=True)
-err = Console(stderr=True, soft_wrap=True)
-
-
-def _cli() -> Any:
-    """The main CLI module, for its shared helpers (imported late: it imports this one)."""
-    from api import cli
-
-    return cli
-
 
 EventOption = Annotated[
     list[str] | None, typer.Option("--event", help="An event type (repeat); default: all")
@@ -44,11 +34,11 @@ EventOption = Annotated[
 
 @contextmanager
 def _webhooks() -> Iterator[WebhookService]:
-    services = _cli()._services(_cli().load_settings())
+    services = open_services(load_settings())
     try:
         yield services.webhooks
     except SessionLedgerError as error:
-        raise _cli()._fail(error.message) from None
+        raise fail(error.message) from None
     finally:
         services.close()
 
@@ -56,7 +46,7 @@ def _webhooks() -> Iterator[WebhookService]:
 def _id(raw: str) -> int:
     parsed = parse_id(raw)
     if parsed is None:
-        raise _cli()._fail(f"not an endpoint id: {raw!r}")
+        raise fail(f"not an endpoint id: {raw!r}")
     return parsed
 
 
@@ -152,8 +142,8 @@ def replay(
     to: Annotated[str | None, typer.Option(help="RFC 3339 end (exclusive)")] = None,
 ) -> None:
     """Deliver a window of history again (or back-fill it), with the same webhook ids."""
-    start = _cli()._time_arg(from_) if from_ else None
-    end = _cli()._time_arg(to) if to else None
+    start = time_arg(from_) if from_ else None
+    end = time_arg(to) if to else None
     _with(lambda w: {"queued": w.replay(_id(endpoint_id), since_position, start, end)})
 
 
@@ -223,7 +213,7 @@ def webhook_child(settings: Settings) -> WebhookChild:
 def run() -> None:
     """Deliver webhooks in the foreground until interrupted (when `serve` runs with
     SESSION_LEDGER_RUN_WEBHOOKS=false, or on another machine)."""
-    services = _cli()._services(_cli().load_settings())
+    services = open_services(load_settings())
     stop = threading.Event()
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, lambda *_: stop.set())
@@ -231,7 +221,7 @@ def run() -> None:
         services.webhooks.start()
     except SessionLedgerError as error:
         services.close()
-        raise _cli()._fail(error.message) from None
+        raise fail(error.message) from None
     err.print("webhook worker running; Ctrl-C to stop", markup=False)
     try:
         while not stop.wait(0.5):  # wake now and then: signals are handled between bytecodes

@@ -40,6 +40,7 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 import psycopg
@@ -222,6 +223,7 @@ def main() -> None:
         services = build_services(Settings(database_url=url))
         try:
             recorder = services.sessions.recorder
+            assert isinstance(recorder, PostgresApplicationRecorder)
             library = PostgresApplicationRecorder(
                 recorder.datastore, events_table_name="library_events"
             )
@@ -238,7 +240,7 @@ def main() -> None:
                 lock = f"LOCK TABLE {plain} IN EXCLUSIVE MODE"
                 notify = "NOTIFY bench_plain"
                 paths += [
-                    (f"plain + {what}", lambda before=before: PlainInsert(url0, plain, before))
+                    (f"plain + {what}", partial(PlainInsert, url0, plain, before))
                     for what, before in (
                         ("LOCK", [lock]),
                         ("NOTIFY", [notify]),

@@ -11,6 +11,7 @@ from __future__ import annotations
 import random
 from datetime import UTC, datetime, timedelta
 
+from application.ports import IdGenerator
 from domain.session import Session
 from domain.values import ActiveContext, OrganizationMembershipFact, SignInMethod
 from infrastructure.container import Services
@@ -40,7 +41,7 @@ def write_history(services: Services, sessions: int, events_per_session: int, se
 
 
 def _step(
-    session: Session, rng: random.Random, ids: SnowflakeGenerator, now: datetime, round_: int
+    session: Session, rng: random.Random, ids: IdGenerator, now: datetime, round_: int
 ) -> None:
     signed_in = {s.user_id: s.id for s in session.live_sign_ins(now)}
     missing = [u for u in USERS[:2] if u not in signed_in]

@@ -168,9 +168,9 @@ def main() -> None:
         services = build_services(Settings(database_url=url))
         cold = build_services(Settings(database_url=url, aggregate_cache_size=0))
         try:
-            from api.cli import demo_directory_text
+            from api.cli_common import demo_directory_text
 
-            services.directory.load(parse_directory(demo_directory_text()))
+            services.directory_loader.load(parse_directory(demo_directory_text()))
             started = time.perf_counter()
             warm_histories: Histories = {}
             cold_histories: Histories = {}

@@ -84,10 +84,10 @@ def main() -> None:
     with fresh_store(args.store) as url:
         services = build_services(Settings(database_url=url))
         try:
-            from api.cli import demo_directory_text
+            from api.cli_common import demo_directory_text
             from infrastructure.directory_file import parse_directory
 
-            services.directory.load(parse_directory(demo_directory_text()))
+            services.directory_loader.load(parse_directory(demo_directory_text()))
             seeded = seed_sessions(services, args.sessions)
         finally:
             services.close()

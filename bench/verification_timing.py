@@ -21,7 +21,7 @@ import time
 import httpx
 
 from api.app import create_app
-from api.cli import demo_directory_text
+from api.cli_common import demo_directory_text
 from bench.common import fresh_store, load_average
 from infrastructure.container import build_services
 from infrastructure.directory_file import parse_directory
@@ -64,7 +64,7 @@ def main() -> None:
     with fresh_store(args.store) as url:
         settings = Settings(database_url=url, rate_limits=False, cookie_secure=False)
         services = build_services(settings)
-        services.directory.load(parse_directory(demo_directory_text()))
+        services.directory_loader.load(parse_directory(demo_directory_text()))
         try:
             with (
                 serving(create_app(services=services)) as base,

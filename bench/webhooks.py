@@ -37,7 +37,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from bench.common import DEFAULT_URL, fresh_schema, load_average, seed_sessions, verdict
-from bench.switch import HOST, Server, WrkResult, events_in, free_port, lua_script, run_wrk
+from bench.switch import HOST, Server, WrkResult, events_in, free_port, run_wrk, switch_script
 from infrastructure.container import build_services
 from infrastructure.settings import Settings
 
@@ -171,7 +171,7 @@ def main() -> None:
         receiver.wait_ready(receiver_port, "/count")
         with fresh_schema(args.database_url) as url:
             schema = url.rsplit("schema=", 1)[1]
-            settings = Settings(database_url=url, webhook_key=KEY,  # type: ignore[arg-type]
+            settings = Settings(database_url=url, webhook_key=KEY,
                                 webhook_allow_private_addresses=True)  # fmt: skip
             services = build_services(settings)
             try:
@@ -179,7 +179,7 @@ def main() -> None:
             finally:
                 services.close()
             script = work / "switch.lua"
-            script.write_text(lua_script(seeded))
+            script.write_text(switch_script(seeded))
             for mode in modes:
                 # Messages for what earlier modes recorded are made now, outside the measurement,
                 # and each mode gets an endpoint of its own, so none starts with a backlog.

@@ -10,7 +10,6 @@ from collections.abc import Sequence
 from typing import Any
 from uuid import UUID
 
-from eventsourcing.application import LRUCache
 from eventsourcing.persistence import (
     DataError,
     IntegrityError,
@@ -26,38 +25,14 @@ from psycopg.sql import SQL, Identifier
 
 from infrastructure.audit.chain import Seal, originator_key
 from infrastructure.audit.group_commit import Append, GroupCommit
+from infrastructure.audit.known_heads import UNKNOWN, KnownHeads
 from infrastructure.audit.postgres_functions import sealing_functions
 from infrastructure.audit.sealing import Sealing, seal_row
 from infrastructure.sql import advisory_key
 
-_UNKNOWN: Any = object()
 SPECULATIONS = 3  # one-round-trip tries with fresh heads before the careful path
 INSERT_ATTEMPTS = 10  # as the library's recorder: tries of an append over lost connections
 INSERT_RETRY_WAIT = 0.2  # seconds between them
-
-
-class _KnownHeads:
-    """The chain heads as this process last wrote or read them: a guess, which the
-    append statement checks under the table lock, so a stale one costs a retry, never a
-    wrong seal."""
-
-    def __init__(self, size: int = 65_536) -> None:
-        self.global_head: str | None = _UNKNOWN
-        self._sessions: LRUCache[str, str | None] = LRUCache(maxsize=size)
-
-    def session(self, originator: str) -> str | None:
-        try:
-            return self._sessions.get(originator)
-        except KeyError:
-            return _UNKNOWN  # type: ignore[no-any-return]
-
-    def learn(self, global_head: str | None, sessions: dict[str, str | None]) -> None:
-        self.global_head = global_head
-        for originator, head in sessions.items():
-            self._sessions.put(originator, head)
-
-    def forget(self) -> None:
-        self.global_head = _UNKNOWN
 
 
 def _conflict(events: Sequence[StoredEvent]) -> IntegrityError:
@@ -116,7 +91,7 @@ class SealingPostgresApplicationRecorder(Sealing, PostgresApplicationRecorder):
         self._select_heads = functions.select_heads
         self._write_seals_call = functions.write_seals
         self._call_append_sealed = functions.append_sealed
-        self._heads = _KnownHeads()
+        self._heads = KnownHeads()
         self._ddl_lock_key = advisory_key(f"session-ledger ddl {schema}")
         self.group = GroupCommit(self._commit_batch)
 
@@ -297,23 +272,8 @@ class SealingPostgresApplicationRecorder(Sealing, PostgresApplicationRecorder):
         self, events: list[StoredEvent], originators: list[str]
     ) -> tuple[str | None, dict[str | None, str | None]]:
         """The heads this process last saw, looked up (without any lock) where unknown."""
-        first_versions: dict[str, int] = {}
-        for e in events:
-            key = originator_key(e.originator_id)
-            first_versions.setdefault(key, e.originator_version)
-            first_versions[key] = min(first_versions[key], e.originator_version)
-        heads: dict[str | None, str | None] = {}
-        unknown = []
-        for originator in originators:
-            known = self._heads.session(originator)
-            if known is not _UNKNOWN:
-                heads[originator] = known
-            elif first_versions[originator] == 1:
-                heads[originator] = None  # a new aggregate: its chain starts at genesis
-            else:
-                unknown.append(originator)
-        global_head = self._heads.global_head
-        if unknown or global_head is _UNKNOWN:
+        global_head, heads, unknown = self._heads.guess(events, originators)
+        if unknown or global_head is UNKNOWN:
             with self.datastore.get_connection() as conn, conn.cursor() as curs:
                 found = self._read_heads(curs, unknown)
             global_head = found.pop(None, None)
