@@ -104,6 +104,7 @@ class UnitOfWork:
         self.directory = directory
         self.policy = policy
         self._session_locks = StripedLocks()
+        self.conflicts = 0  # runs that lost to another writer, or to a stale guess
 
     def start(self, make: Callable[[datetime], tuple[Session, Changed[R]]]) -> Done[R]:
         """Save a session that ``make`` creates (with its result), drawing again on an id
@@ -113,7 +114,7 @@ class UnitOfWork:
             session, changed = make(now)
             document = self.render(session, now)  # before the save, as in :meth:`run`
             try:
-                self.app.save(session, *changed.save_with)
+                self._save(session, *changed.save_with)
             except IntegrityError:
                 continue  # an id collision: draw again
             return Done(changed.result, document)
@@ -130,6 +131,7 @@ class UnitOfWork:
                     guess = False  # decide again, on the stored session
                 except (IntegrityError, StaleRead):
                     guess = False
+                    self.conflicts += 1
                     # Exponential backoff with full jitter, so contenders from other
                     # processes stop arriving together.
                     time.sleep(random.uniform(0, min(0.05, 0.001 * 2**attempt)))
@@ -155,14 +157,13 @@ class UnitOfWork:
                 raise _Unconfirmed
             if isinstance(decision, Refused):
                 if session.pending_events:
-                    self.app.save(session)
+                    self._save(session)
                 raise decision.error
             # The answer is rendered before the save: once the events are committed, the
             # command answers from them without another read that could fail.
             document = self.render(session, now)
             if session.pending_events or decision.save_with:
-                self.app.save(session, *decision.save_with)
-                self.app.remember(session)
+                self._save(session, *decision.save_with)
             return Done(decision.result, document)
 
     def render(self, session: Session, now: datetime) -> SessionDocument:
@@ -170,8 +171,13 @@ class UnitOfWork:
         projection folds from the same events with the same ``mutate``."""
         return session_document(session, self.directory, now)
 
+    def _save(self, session: Session, *others: Aggregate) -> None:
+        """Save, and keep what was saved as this process's next guess of the session."""
+        self.app.save(session, *others)
+        self.app.remember(session)
+
     def _save_quietly(self, session: Session) -> None:
         if session.pending_events:
             # Whoever won the race has seen (or will see) the same expiries.
             with contextlib.suppress(IntegrityError):
-                self.app.save(session)
+                self._save(session)

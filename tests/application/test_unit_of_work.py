@@ -9,12 +9,12 @@ from collections.abc import Iterator
 import pytest
 
 from application.unit_of_work import Changed, CommandScope, Refused, StaleRead, UnitOfWork
-from domain.errors import InvalidCode, NoActiveSignIn
+from domain.errors import InvalidCode, InvalidCredentials, InvalidSignInId, NoActiveSignIn
 from domain.ids import aggregate_uuid
 from domain.session import Session
 from infrastructure.clock import SettableClock
 from infrastructure.container import Services
-from tests.helpers import ALICE, services_for
+from tests.helpers import ALICE, BOB, services_for
 
 
 @pytest.fixture
@@ -92,3 +92,59 @@ def test_a_lock_taken_by_an_action_is_released_when_the_run_ends(
     assert not lock.locked()
     assert work.run(session_id, stale_once_then_done).result == 2
     assert not lock.locked()
+
+
+def test_in_one_process_the_cached_guess_is_never_stale(
+    services: Services, work: UnitOfWork, clock: SettableClock
+) -> None:
+    # Given a session through every kind of save: a start, sign-ins, a refused (and saved)
+    # wrong password, switches and a sign-out
+    started = services.commands.start_session()
+    session_id = int(started.document.id)
+    signed_in = services.auth.sign_in_with_password(session_id, *ALICE[:2], started.new_token)
+    with pytest.raises(InvalidCredentials):
+        services.auth.sign_in_with_password(session_id, BOB[0], "wrong", signed_in.new_token)
+    both = services.auth.sign_in_with_password(session_id, *BOB[:2], signed_in.new_token)
+    ids = {s.user_id: s.id for s in both.document.signins}
+    for _ in range(3):
+        clock.advance(work.policy.activity_resolution)
+        services.commands.switch_sign_in(session_id, ids[ALICE[2]])
+        services.commands.switch_sign_in(session_id, ids[BOB[2]])
+    services.commands.sign_out(session_id, ids[BOB[2]], both.new_token)
+
+    # Then no command of this process ever lost to its own stale guess
+    assert work.conflicts == 0
+    document = services.queries.get_session(session_id)
+    assert [s.user_id for s in document.signins] == [ALICE[2]]
+
+
+def test_a_guess_made_stale_by_another_process_is_caught_by_the_append(
+    sqlite_url: str,
+) -> None:
+    with services_for(sqlite_url) as here, services_for(sqlite_url, load_demo=False) as there:
+        # Given a session both processes have worked on, Bob active
+        started = here.commands.start_session()
+        session_id = int(started.document.id)
+        token = here.auth.sign_in_with_password(session_id, *ALICE[:2], started.new_token)
+        both = here.auth.sign_in_with_password(session_id, *BOB[:2], token.new_token)
+        ids = {s.user_id: s.id for s in both.document.signins}
+        there.commands.switch_sign_in(session_id, ids[ALICE[2]])
+        there.commands.switch_sign_in(session_id, ids[BOB[2]])
+        # When the other process signs Bob out, behind this one's cached session
+        there.commands.sign_out(session_id, ids[BOB[2]], both.new_token)
+        # Then this process's switch to Alice, decided on its stale guess (Bob active),
+        # conflicts at the append, reruns on the stored session, and lands on top of it
+        here.commands.switch_sign_in(session_id, ids[ALICE[2]])
+        assert here.auth.work.conflicts == 1
+        document = there.queries.get_session(session_id)
+        assert [s.user_id for s in document.signins] == [ALICE[2]]
+        assert document.active_signin_id == ids[ALICE[2]]
+        # and a refusal is decided on the stored session, not on a guess (Bob is gone)
+        with pytest.raises(InvalidSignInId):
+            here.commands.switch_sign_in(session_id, ids[BOB[2]])
+        assert here.auth.work.conflicts == 1
+        versions = [
+            e.originator_version
+            for e in here.sessions.recorder.select_events(aggregate_uuid(session_id))
+        ]
+        assert versions == list(range(1, len(versions) + 1))
