@@ -121,16 +121,19 @@ class UnitOfWork:
         raise ConcurrentModification
 
     def run(self, session_id: int, action: Action[R]) -> Done[R]:
-        """Load, expire what is due, act, save; on a concurrent write, reload and rerun."""
+        """Decide on the cached guess; then, if it is not confirmed or loses to another
+        writer, load, act and save, up to ``command_retries`` times (the guess is not one)."""
         with self._session_locks.get(session_id):
-            guess = True
+            try:
+                return self._run_once(session_id, action, guess=True)
+            except _Unconfirmed:
+                pass  # decide again, on the stored session
+            except (IntegrityError, StaleRead):
+                self.conflicts += 1
             for attempt in range(self.policy.command_retries):
                 try:
-                    return self._run_once(session_id, action, guess)
-                except _Unconfirmed:
-                    guess = False  # decide again, on the stored session
+                    return self._run_once(session_id, action, guess=False)
                 except (IntegrityError, StaleRead):
-                    guess = False
                     self.conflicts += 1
                     # Exponential backoff with full jitter, so contenders from other
                     # processes stop arriving together.

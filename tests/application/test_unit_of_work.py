@@ -148,3 +148,20 @@ def test_a_guess_made_stale_by_another_process_is_caught_by_the_append(
             for e in here.sessions.recorder.select_events(aggregate_uuid(session_id))
         ]
         assert versions == list(range(1, len(versions) + 1))
+
+
+def test_the_guess_is_not_one_of_the_configured_tries() -> None:
+    # Given a service allowed one try per command
+    with services_for("memory://", command_retries=1) as services:
+        started = services.commands.start_session()
+        session_id = int(started.document.id)
+        signed_in = services.auth.sign_in_with_password(session_id, *ALICE[:2], started.new_token)
+        alice = signed_in.document.active_signin_id
+        assert alice is not None
+        # When a command saves nothing (a switch to the active sign-in) or is refused by the
+        # session's state, its guess is not confirmed and it is decided again on the stored
+        # session: that one try answers, not ConcurrentModification
+        document = services.commands.switch_sign_in(session_id, alice)
+        assert document.active_signin_id == alice
+        with pytest.raises(InvalidSignInId):
+            services.commands.switch_sign_in(session_id, "1" * 18)
