@@ -28,6 +28,7 @@ from infrastructure.audit.sealing import Sealing
 from infrastructure.audit.trail import AuditTrail
 from infrastructure.clock import SystemClock
 from infrastructure.deployment import token_issuer
+from infrastructure.directory_cache import ProfileCachingDirectory
 from infrastructure.directory_loading import DirectoryLoader
 from infrastructure.directory_store import SqlDirectory
 from infrastructure.ids import SnowflakeGenerator
@@ -147,7 +148,8 @@ def build_services(
         digester = HmacDigester(secrets.get_or_create("digest-key"))
         policy = _session_policy(settings)
         tokens = CookieTokens(sessions.repository, digester)
-        work = UnitOfWork(sessions, the_clock, directory, policy)
+        shown = _rendering_directory(settings, sql, directory)
+        work = UnitOfWork(sessions, the_clock, shown, policy)
         contexts = UserContexts(sessions, directory)
         commands = SessionCommands(work, tokens, contexts, directory, ids)
         codec = SessionStateCodec(sessions.mapper)
@@ -164,7 +166,7 @@ def build_services(
             sessions,
             SessionReadModel(views, codec, projectors[0], replica),
             commands,
-            directory=directory,
+            directory=shown,
             signer=keys,
             clock=the_clock,
             policy=policy,
@@ -242,6 +244,16 @@ def _outbox(settings: Settings) -> Outbox:
         starttls=settings.smtp_starttls,
     )
     return Outbox(SmtpTransport(smtp), settings.smtp_from)
+
+
+def _rendering_directory(
+    settings: Settings, sql: SqlDatabase, directory: SqlDirectory
+) -> SqlDirectory:
+    """The directory rendering reads: user profiles cached for a few seconds (not what
+    sign-in reads, not memberships or permissions)."""
+    if not settings.directory_cache_seconds:
+        return directory
+    return ProfileCachingDirectory(sql, settings.directory_cache_seconds)
 
 
 def _session_policy(settings: Settings) -> SessionPolicy:

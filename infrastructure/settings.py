@@ -111,6 +111,10 @@ class Settings(BaseSettings):
         default=15.0, ge=0, description="PostgreSQL statement_timeout; 0 turns it off"
     )
     aggregate_cache_size: int = Field(default=10_000, ge=0)
+    directory_cache_seconds: float = Field(
+        default=10.0, ge=0, le=3600,
+        description="How long rendered sessions may show a user's cached name and email; 0 off",
+    )
     command_retries: int = Field(default=20, ge=1)
     # Webhooks (docs/webhooks.md)
     webhook_key: SecretStr | None = Field(

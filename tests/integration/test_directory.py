@@ -13,6 +13,7 @@ from eventsourcing.sqlite import SQLiteDatastore
 
 from application.ports import Role
 from domain.values import OrganizationMembershipFact, WorkspaceMembershipFact
+from infrastructure.directory_cache import ProfileCachingDirectory
 from infrastructure.directory_file import DirectoryFile, DirectoryFileError, parse_directory
 from infrastructure.directory_loading import DirectoryLoader
 from infrastructure.directory_store import DuplicateEmail, SqlDirectory
@@ -304,3 +305,44 @@ def test_create_user_refuses_a_taken_email_and_survives_reloads(
     found = directory.find_user_by_email("dave@example.com")
     assert found is not None
     assert found.password_hash == "h"
+
+
+class _Ticks:
+    """A monotonic clock the test moves."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_rendering_keeps_profiles_for_its_ttl_then_reads_the_directory_again(
+    db: SqlDatabase, directory: SqlDirectory, loader: DirectoryLoader
+) -> None:
+    loader.load(demo())
+    ticks = _Ticks()
+    cached = ProfileCachingDirectory(db, ttl_seconds=10, monotonic=ticks)
+    before = cached.user_profiles([ALICE, BOB])
+    assert {before[ALICE].first_name, before[BOB].first_name} == {"Alice", "Bob"}
+
+    def rename_alice(data: dict[str, Any]) -> None:
+        next(u for u in data["users"] if u["id"] == str(ALICE))["first_name"] = "Alicia"
+
+    loader.load(demo(rename_alice))  # as `directory load` in another process would
+    ticks.now += 9.9
+    assert cached.user_profiles([ALICE])[ALICE].first_name == "Alice"  # within the TTL
+    assert directory.user_profiles([ALICE])[ALICE].first_name == "Alicia"  # uncached reads
+    ticks.now += 0.2
+    assert cached.user_profiles([ALICE, BOB])[ALICE].first_name == "Alicia"
+
+
+def test_rendering_caches_no_absence_so_a_new_user_shows_at_once(
+    db: SqlDatabase, directory: SqlDirectory, loader: DirectoryLoader
+) -> None:
+    loader.load(demo())
+    cached = ProfileCachingDirectory(db, ttl_seconds=3600, monotonic=_Ticks())
+    new_user = 100000000000000099
+    assert cached.user_profiles([new_user, ALICE]).keys() == {ALICE}
+    directory.create_user(new_user, "New@Example.com", "New", "User", None)
+    assert cached.user_profiles([new_user])[new_user].email == "new@example.com"
