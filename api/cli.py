@@ -197,7 +197,9 @@ def serve(
         try:
             uvicorn.run(
                 app_, host=host, port=port, log_level="info", log_config=log_config(),
-                http=EnvelopeRejections,
+                # X-Forwarded-* are judged by our trusted-proxy settings alone (api/context.py):
+                # uvicorn's own handling believes them from any local peer.
+                http=EnvelopeRejections, proxy_headers=False,
             )  # fmt: skip
         finally:
             child.stop()

@@ -42,7 +42,9 @@ def run_workers(app: str, host: str, port: int, workers: int) -> None:
     """Serve the app factory ``app`` from ``workers`` processes sharing one listener."""
     config = TcpConfig(
         app, factory=True, host=host, port=port, workers=workers, log_config=log_config(),
-        http=EnvelopeRejections,
+        # X-Forwarded-* are judged by our trusted-proxy settings alone (api/context.py):
+        # uvicorn's own handling believes them from any local peer.
+        http=EnvelopeRejections, proxy_headers=False,
     )  # fmt: skip
     with contextlib.suppress(KeyboardInterrupt):  # Ctrl-C is how one stops it
         Multiprocess(config, sockets=[config.bind_socket()]).run()

@@ -79,7 +79,8 @@ def test_every_answer_and_every_log_line_of_a_request_carry_its_id(sqlite_url: s
         path = Path(sqlite_url.removeprefix("sqlite:///"))
         with sqlite3.connect(path) as lite:
             lite.execute("ALTER TABLE directory_users RENAME TO directory_users_away")
-        answers["bug"] = http.get("/session")
+        # (a sign-in reads it; rendering a session may answer from its cache of profiles)
+        answers["bug"] = http.post("/auth/signin", data={**form, "email": CAROL[0]})
 
     # Then every answer has an id, the caller's own where it offered a sane one
     assert answers["sign-in"].status_code == 200
@@ -96,3 +97,21 @@ def test_every_answer_and_every_log_line_of_a_request_carry_its_id(sqlite_url: s
     unhandled = [line for line in output if "unhandled" in line]
     assert unhandled, output
     assert all(re.search(rf"\[{re.escape(ids['bug'])}\]", line) for line in unhandled)
+
+
+def test_served_uvicorn_believes_no_forwarded_header_that_our_settings_do_not_trust(
+    sqlite_url: str,
+) -> None:
+    # Given serve with no trusted proxies (the default), reached directly from 127.0.0.1
+    output: list[str] = []
+    with served(sqlite_url, output) as base, httpx.Client(base_url=base) as http:
+        # When a client claims another address in X-Forwarded-For while signing in
+        form = {"email": ALICE[0], "password": ALICE[1], "strategy": "plain_email"}
+        spoofed = {"X-Forwarded-For": "203.0.113.9", "X-Forwarded-Proto": "https"}
+        assert http.post("/auth/signin", data=form, headers=spoofed).status_code == 200
+        devices = http.get("/me/signins").json()["data"]
+
+    # Then the sign-in is kept with the address the connection came from (truncated, as the
+    # audit settings keep it by default), not the claimed one: uvicorn's own proxy-header
+    # handling would have believed any local peer
+    assert [d["ip_address"] for d in devices] == ["127.0.0.0"]

@@ -134,7 +134,8 @@ def _rename_users_table(url: str, services: Any, back: bool) -> None:
 def test_a_command_that_cannot_render_its_answer_commits_nothing(
     durable_database_url: str,
 ) -> None:
-    settings: dict[str, Any] = {"cookie_secure": False}
+    # (no cache of user profiles, so that rendering reads the directory)
+    settings: dict[str, Any] = {"cookie_secure": False, "directory_cache_seconds": 0}
     with (
         services_for(durable_database_url, **settings) as services,
         serving(create_app(services=services)) as base,
