@@ -90,8 +90,7 @@ def _session_token(
     caller = require_caller(request, services, cookie)
     if template != "default":
         raise TemplateNotFound
-    token, expires = services.queries.session_token(caller.session_id)
-    info = services.queries.session_info(caller.session_id)
+    token, expires, info = services.queries.session_token(caller.session_id)
     return success(TokenData(token=token, expires=expires), info)
 
 

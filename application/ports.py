@@ -147,6 +147,12 @@ class SessionReadModel(Protocol):
         is the version the caller knows was written: a read model that answers from a
         replica waits a bounded time for the replica to reach it, else reads the primary."""
 
+    def state_at_head(self, session_id: int) -> tuple[int, Session | None] | None:
+        """In one read: the version of the session's last recorded event and its projected
+        state (None if not projected yet); None if the session has no events. Raises
+        :class:`NotImplementedError` where the read model cannot see the event store in
+        the same statement (another database, a replica)."""
+
 
 @dataclass(frozen=True)
 class UserSignIn:

@@ -50,8 +50,9 @@ class SessionQueries:
             return self._commands.note_activity(session_id)
         return session_document(state, self._directory, now)
 
-    def session_token(self, session_id: int) -> tuple[str, int]:
-        """A short-lived signed token for the active sign-in, and its expiry in epoch ms."""
+    def session_token(self, session_id: int) -> tuple[str, int, SessionInfo]:
+        """A short-lived signed token for the active sign-in, its expiry in epoch ms, and
+        the short form of the session it was signed from (for the envelope)."""
         now = self._clock.now()
         state = self._projected(session_id) or self._app.load_session(session_id)
         if self._needs_writing(state, now):
@@ -86,16 +87,11 @@ class SessionQueries:
                 "workspace": _permissions(workspace.roles if workspace else ()),
             },
         }
-        return self._signer.sign(claims), expires * 1000
+        return self._signer.sign(claims), expires * 1000, _info(state)
 
     def session_info(self, session_id: int) -> SessionInfo:
         """The short form of a session, for envelopes; records nothing."""
-        session = self._projected(session_id) or self._app.load_session(session_id)
-        return SessionInfo(
-            id=str(session.session_id),
-            created_at=rfc3339(session.created_on),
-            updated_at=rfc3339(session.modified_on),
-        )
+        return _info(self._projected(session_id) or self._app.load_session(session_id))
 
     def _needs_writing(self, state: Session, now: datetime) -> bool:
         """True if expiries are due or the active sign-in's activity should be noted."""
@@ -109,17 +105,32 @@ class SessionQueries:
     def _projected(self, session_id: int) -> Session | None:
         """The session as the read model shows it, once the read model has caught up with
         the session's last recorded event (read-your-writes, also across processes)."""
-        latest = self._app.recorder.select_events(aggregate_uuid(session_id), desc=True, limit=1)
-        if not latest:
+        try:
+            found = self.read_model.state_at_head(session_id)
+        except NotImplementedError:  # views elsewhere, or a replica: two reads
+            latest = self._app.recorder.select_events(
+                aggregate_uuid(session_id), desc=True, limit=1
+            )
+            found = (latest[0].originator_version, None) if latest else None
+            if found is not None:
+                found = (found[0], self.read_model.session_state(session_id, found[0]))
+        if found is None:
             return None
-        written = latest[0].originator_version
-        state = self.read_model.session_state(session_id, written)
+        written, state = found
         if state is None or state.version < written:
             # The projection has not reached a write that was just answered: apply it now
             # rather than wait for the worker.
             self.read_model.catch_up()
             state = self.read_model.session_state(session_id, written)
         return state
+
+
+def _info(session: Session) -> SessionInfo:
+    return SessionInfo(
+        id=str(session.session_id),
+        created_at=rfc3339(session.created_on),
+        updated_at=rfc3339(session.modified_on),
+    )
 
 
 def _permissions(roles: Sequence[Role]) -> list[str]:

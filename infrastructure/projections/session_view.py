@@ -154,12 +154,15 @@ class SessionReadModel:
         codec: SessionStateCodec,
         projector: Any,
         replica: ReplicaReads | None = None,
+        events_table: str | None = None,
     ) -> None:
         self._db = db
         self._codec = codec
         self._projector = projector
         self._view = db.table("read_sessions")
         self._replica = replica
+        # The event store's table, when it lives in this database and no replica answers.
+        self._events = db.table(events_table) if events_table and replica is None else None
 
     def catch_up(self, position: int | None = None) -> None:
         """Make the read model reflect the log up to ``position`` (or its head)."""
@@ -177,6 +180,31 @@ class SessionReadModel:
         return self._replica.read(
             query, lambda state: state is not None and state.version >= at_least, self._db
         )
+
+    def state_at_head(self, session_id: int) -> tuple[int, Session | None] | None:
+        """The version of the session's last event and its projected state, in one round
+        trip (see :meth:`application.ports.SessionReadModel.state_at_head`)."""
+        if self._events is None:
+            raise NotImplementedError("the read model is not beside the event store")
+        originator = aggregate_uuid(session_id)
+        sql = (
+            "SELECT e.written, v.version, v.state FROM (SELECT max(originator_version) AS"
+            f" written FROM {self._events} WHERE originator_id = %(originator)s) AS e"
+            f" LEFT JOIN {self._view} AS v ON v.session_id = %(id)s"
+        )
+        params = {
+            "originator": originator if self._db.dialect == "postgres" else originator.hex,
+            "id": str(session_id),
+        }
+        with self._db.read() as cursor:
+            cursor.execute(sql, params)
+            row = cursor.fetchone()
+        if row is None or row["written"] is None:
+            return None
+        if row["version"] is None:
+            return int(row["written"]), None
+        state = self._codec.decode(session_id, int(row["version"]), row["state"])
+        return int(row["written"]), state
 
     def _read(self, db: SqlDatabase, session_id: int) -> Session | None:
         with db.read() as cursor:

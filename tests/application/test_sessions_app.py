@@ -619,7 +619,8 @@ def test_the_session_token_speaks_for_the_active_sign_in(
     app.commands.switch_sign_in(session_id, sign_in_ids(result.document)[ALICE[2]])
     app.commands.switch_workspace(session_id, ACME_WEB)
 
-    token, expires_ms = app.queries.session_token(session_id)
+    token, expires_ms, info = app.queries.session_token(session_id)
+    assert info.id == str(session_id)
 
     claims = jwt.decode(token, options={"verify_signature": False})
     assert (claims["sub"], claims["sid"]) == (ALICE[2], str(session_id))

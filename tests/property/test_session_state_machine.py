@@ -408,7 +408,8 @@ class SessionMachine(RuleBasedStateMachine):
         if active is None:
             raises(NoActiveSignIn, partial(self.services.queries.session_token, int(model.id)))
             return
-        token, expires_ms = self.services.queries.session_token(int(model.id))
+        token, expires_ms, info = self.services.queries.session_token(int(model.id))
+        assert info.id == model.id
         claims = jwt.decode(token, options={"verify_signature": False})
         organization, workspace = active.context
         assert (claims["sub"], claims["sid"]) == (active.user_id, model.id)
