@@ -11,7 +11,7 @@ from collections.abc import Iterable, Sequence
 from typing import Any, ClassVar
 
 from domain.session import END_REASONS, Session
-from infrastructure.projections.engine import ProjectedEvent, Projection, Write
+from infrastructure.projections.projection import ProjectedEvent, Projection, Write
 from infrastructure.sql import SqlCursor, SqlDatabase, bulk_insert, select_in
 
 Row = dict[str, Any]

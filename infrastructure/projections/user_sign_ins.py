@@ -17,11 +17,11 @@ from typing import Any, ClassVar
 
 from application.ports import UserSignIn
 from domain.session import END_REASONS, Session
-from infrastructure.projections.engine import (
+from infrastructure.projections.engine import Projector
+from infrastructure.projections.projection import (
     Payload,
     ProjectedEvent,
     Projection,
-    Projector,
     Write,
     recorded_context,
 )
