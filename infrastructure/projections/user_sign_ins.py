@@ -16,7 +16,8 @@ from datetime import datetime
 from typing import Any, ClassVar
 
 from application.ports import UserSignIn
-from domain.session import END_REASONS, Session
+from domain.events import END_REASONS
+from domain.session import Session
 from infrastructure.projections.engine import Projector
 from infrastructure.projections.projection import (
     Payload,
