@@ -11,7 +11,8 @@ import psycopg
 from eventsourcing.persistence import InfrastructureFactory, PersistenceError
 from eventsourcing.utils import Environment
 
-from application.authentication import Authenticator, random_code
+from application.authentication import Authenticator
+from application.authenticator_base import random_code
 from application.cookie_tokens import CookieTokens
 from application.errors import StoreUnavailable
 from application.me import MyAccount

@@ -15,7 +15,8 @@ from datetime import timedelta
 
 import pytest
 
-from application.authentication import DISCARDED, Authenticator
+from application.authentication import Authenticator
+from application.email_codes import DISCARDED
 from application.errors import RateLimited, UnsupportedStrategy
 from application.session_commands import CommandResult
 from domain.errors import InvalidAttempt, InvalidCode
