@@ -8,13 +8,14 @@ from fastapi import APIRouter, Query
 from fastapi.responses import JSONResponse
 
 from api.deployment_doc import Deployment, deployment_document
-from api.deps import RequiredCaller, ServicesDep, set_session_cookie
+from api.deps import Caller, RequiredCaller, ServicesDep, set_session_cookie
 from api.envelope import Envelope, ErrorEnvelope, success
 from application.me_documents import (
     OrganizationMembershipEntry,
     UserSignInDoc,
     WorkspaceMembershipEntry,
 )
+from infrastructure.container import Services
 
 router = APIRouter(tags=["Me"])
 
@@ -55,7 +56,7 @@ def get_deployment(services: ServicesDep) -> JSONResponse:
 def organization_memberships(services: ServicesDep, caller: RequiredCaller) -> JSONResponse:
     """Each ``id`` is what a sign-in's ``active_organization_membership_id`` can hold."""
     entries = services.me.organization_memberships(caller.session_id)
-    return success(_dump(entries), services.queries.session_info(caller.session_id))
+    return _listed(services, caller, entries)
 
 
 @router.get(
@@ -76,7 +77,7 @@ def workspace_memberships(
 ) -> JSONResponse:
     """Each ``id`` is what a sign-in's ``active_workspace_membership_id`` can hold."""
     entries = services.me.workspace_memberships(caller.session_id, org_id)
-    return success(_dump(entries), services.queries.session_info(caller.session_id))
+    return _listed(services, caller, entries)
 
 
 @router.get(
@@ -89,7 +90,7 @@ def workspace_memberships(
 def sign_ins(services: ServicesDep, caller: RequiredCaller) -> JSONResponse:
     """Every live sign-in of the active user, in any session; ``current`` marks this one."""
     entries = services.me.sign_ins(caller.session_id)
-    return success(_dump(entries), services.queries.session_info(caller.session_id))
+    return _listed(services, caller, entries)
 
 
 @router.post(
@@ -116,5 +117,7 @@ def sign_out_sign_in(
     return response
 
 
-def _dump(entries: list[Any]) -> list[Any]:
-    return [entry.model_dump(mode="json") for entry in entries]
+def _listed(services: Services, caller: Caller, entries: list[Any]) -> JSONResponse:
+    """A /me list in the envelope, with the caller's session info."""
+    data = [entry.model_dump(mode="json") for entry in entries]
+    return success(data, services.queries.session_info(caller.session_id))

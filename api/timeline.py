@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from html import escape
 
 from application.read_model import SessionDocument
-from infrastructure.audit.trail import AuditEvent
+from infrastructure.audit.event_records import AuditEvent
 
 _STYLE = """
 body{font:14px/1.4 system-ui,sans-serif;margin:2rem;color:#1d2330}

@@ -26,6 +26,7 @@ from application.session_commands import CommandResult, SessionCommands
 from application.session_queries import SessionQueries
 from domain.errors import InvalidSignInId, NoActiveSignIn
 from domain.ids import parse_id
+from domain.values import sign_in_ends_at
 
 
 class MyAccount:
@@ -178,8 +179,7 @@ class MyAccount:
 
     def _live(self, sign_in: UserSignIn, now: datetime) -> bool:
         idle = self.policy.idle_timeout
-        idle_until = sign_in.last_active_at + idle if idle else None
-        return now < sign_in.expires_at and (idle_until is None or now < idle_until)
+        return now < sign_in_ends_at(sign_in.expires_at, sign_in.last_active_at, idle)
 
 
 def _organization(group: Group) -> OrganizationDoc:

@@ -46,6 +46,7 @@ from bench import better_auth
 from bench.common import DEFAULT_URL, SeededSession, load_average, seed_sessions, verdict
 from bench.switch import (
     HOST,
+    PATH,
     Row,
     Server,
     WrkResult,
@@ -57,10 +58,6 @@ from bench.switch import (
 )
 from infrastructure.container import build_services
 from infrastructure.settings import Settings
-
-ROOT = Path(__file__).resolve().parent.parent
-SWITCH = "/session/switch-sign-in"
-
 
 # CPU accounting ------------------------------------------------------------------------
 
@@ -212,7 +209,7 @@ def check_our_switch(port: int, s: SeededSession) -> bytes:
     """By hand: switch to Alice and back to Bob; each answer must name that sign-in active."""
     body = b""
     for target in (s.alice_sign_in, s.bob_sign_in):
-        status, body = request(port, "POST", f"{SWITCH}?sign_in_id={target}", s.token)
+        status, body = request(port, "POST", f"{PATH}?sign_in_id={target}", s.token)
         active = json.loads(body)["data"]["active_signin_id"] if status == 200 else None
         if active != str(target):
             raise SystemExit(f"our switch to {target} answered {status}, active {active}")

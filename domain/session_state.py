@@ -24,6 +24,7 @@ from domain.values import (
     SignInAttempt,
     SignInMethod,
     SignInStep,
+    sign_in_ends_at,
 )
 
 # Attempts past their lifetime are pruned from the state when the next one starts (their
@@ -88,8 +89,7 @@ class SessionState:
         """(sign-in id, when it expired) of each sign-in past its lifetime or idle too long."""
         due = []
         for sign_in in self.sign_ins:
-            idle_until = sign_in.last_active_at + idle_timeout if idle_timeout else None
-            ended = min(sign_in.expires_at, idle_until) if idle_until else sign_in.expires_at
+            ended = sign_in_ends_at(sign_in.expires_at, sign_in.last_active_at, idle_timeout)
             if ended <= now:
                 due.append((sign_in.id, ended))
         return due

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from enum import StrEnum
 
 
@@ -75,6 +75,15 @@ class SignIn:
     def is_live(self, now: datetime) -> bool:
         """True until the sign-in's absolute lifetime runs out."""
         return now < self.expires_at
+
+
+def sign_in_ends_at(
+    expires_at: datetime, last_active_at: datetime, idle_timeout: timedelta | None
+) -> datetime:
+    """When a sign-in ends: at the end of its lifetime, or once unused for ``idle_timeout``."""
+    if not idle_timeout:
+        return expires_at
+    return min(expires_at, last_active_at + idle_timeout)
 
 
 @dataclass

@@ -11,7 +11,8 @@ import psycopg
 from eventsourcing.persistence import InfrastructureFactory, PersistenceError
 from eventsourcing.utils import Environment
 
-from application.authentication import Authenticator, random_code
+from application.authentication import Authenticator
+from application.authenticator_base import random_code
 from application.cookie_tokens import CookieTokens
 from application.errors import StoreUnavailable
 from application.me import MyAccount
@@ -20,32 +21,28 @@ from application.ports import Clock, Digester, IdGenerator
 from application.session_commands import SessionCommands
 from application.session_queries import SessionQueries
 from application.sessions import SessionsApp
-from application.sign_in_limits import AuthPolicy
 from application.unit_of_work import UnitOfWork
 from application.user_contexts import UserContexts
 from infrastructure.audit.chain import Chain
 from infrastructure.audit.sealing import Sealing
 from infrastructure.audit.trail import AuditTrail
 from infrastructure.clock import SystemClock
-from infrastructure.deployment import token_issuer
+from infrastructure.databases import check_reachable, prepare_pool, replica_reads, views_database
 from infrastructure.directory_cache import ProfileCachingDirectory
 from infrastructure.directory_loading import DirectoryLoader
 from infrastructure.directory_store import SqlDirectory
 from infrastructure.ids import SnowflakeGenerator
-from infrastructure.mail import LogTransport, Outbox, SmtpSettings, SmtpTransport
+from infrastructure.mail import Outbox
 from infrastructure.migrations import migrate
-from infrastructure.multihost import replace_all_after_failover, target_writable
-from infrastructure.outage import harden_datastore
 from infrastructure.passwords import Argon2Passwords
 from infrastructure.pending_sign_ups import SqlPendingSignUps
 from infrastructure.persistence import (
     TARGET_SESSION_ATTRS,
-    StoreConfig,
     StoreConfigError,
-    open_sql_database,
     sql_database_for,
     store_config,
 )
+from infrastructure.policies_from_settings import auth_policy_for, outbox_for, session_policy_for
 from infrastructure.projections.analytics import AnalyticsProjection
 from infrastructure.projections.engine import Projector
 from infrastructure.projections.lease import WorkerLease
@@ -129,9 +126,11 @@ def build_services(
     passwords = passwords or Argon2Passwords()
     factory: InfrastructureFactory[Any] | None = None
     try:
-        _check_reachable(config)
+        check_reachable(config)
         factory = InfrastructureFactory.construct(Environment(SessionsApp.name, env))
-        _prepare(settings, getattr(factory, "datastore", None), env.get(TARGET_SESSION_ATTRS, ""))
+        prepare_pool(
+            settings, getattr(factory, "datastore", None), env.get(TARGET_SESSION_ATTRS, "")
+        )
         sql = sql_database_for(factory)
         migrate(sql, "store")
         secrets = ServerSecrets(sql)
@@ -139,14 +138,14 @@ def build_services(
         the_clock = clock or SystemClock()
         keys = SigningKeys(sql, the_clock, timedelta(seconds=settings.token_lifetime_seconds))
         keys.ensure_active_key()
-        views = _views_database(settings, sql)
-        replica = _replica_reads(settings)
+        views = views_database(settings, sql)
+        replica = replica_reads(settings)
         sessions = SessionsApp(env, factory=factory)
         if isinstance(sessions.recorder, Sealing) and settings.audit_key:
             sessions.recorder.chain = Chain(settings.audit_key.get_secret_value().encode())
         ids = SnowflakeGenerator()
         digester = HmacDigester(secrets.get_or_create("digest-key"))
-        policy = _session_policy(settings)
+        policy = session_policy_for(settings)
         tokens = CookieTokens(sessions.repository, digester)
         shown = _rendering_directory(settings, sql, directory)
         work = UnitOfWork(sessions, the_clock, shown, policy)
@@ -181,7 +180,7 @@ def build_services(
         webhooks.ensure()
         limiter = SqlRateLimiter(sql, the_clock, enabled=settings.rate_limits)
         pending = SqlPendingSignUps(sql, the_clock)
-        outbox = _outbox(settings)
+        outbox = outbox_for(settings)
         auth = Authenticator(
             work,
             tokens=tokens,
@@ -197,7 +196,7 @@ def build_services(
             hasher=passwords,
             pending=pending,
             accounts=directory,
-            policy=_auth_policy(settings),
+            policy=auth_policy_for(settings),
             new_code=new_code,
         )
     except (PersistenceError, OSError, psycopg.Error) as error:
@@ -238,20 +237,6 @@ def build_services(
     )
 
 
-def _outbox(settings: Settings) -> Outbox:
-    if not settings.smtp_host:
-        return Outbox(LogTransport(), settings.smtp_from)
-    smtp = SmtpSettings(
-        host=settings.smtp_host,
-        port=settings.smtp_port,
-        username=settings.smtp_username,
-        password=settings.smtp_password.get_secret_value() if settings.smtp_password else None,
-        sender=settings.smtp_from,
-        starttls=settings.smtp_starttls,
-    )
-    return Outbox(SmtpTransport(smtp), settings.smtp_from)
-
-
 def _events_beside(views: SqlDatabase, factory: Any, sessions: SessionsApp) -> str | None:
     """The event store's table if the views live in its database (one read for both)."""
     if getattr(factory, "datastore", None) is not views.datastore:
@@ -268,93 +253,3 @@ def _rendering_directory(
     if not settings.directory_cache_seconds:
         return directory
     return ProfileCachingDirectory(sql, settings.directory_cache_seconds)
-
-
-def _session_policy(settings: Settings) -> SessionPolicy:
-    return SessionPolicy(
-        max_sign_ins=settings.max_sign_ins,
-        sign_in_lifetime=timedelta(seconds=settings.sign_in_lifetime_seconds),
-        attempt_lifetime=timedelta(seconds=settings.sign_in_attempt_lifetime_seconds),
-        command_retries=settings.command_retries,
-        idle_timeout=(
-            timedelta(seconds=settings.sign_in_idle_timeout_seconds)
-            if settings.sign_in_idle_timeout_seconds
-            else None
-        ),
-        activity_resolution=timedelta(seconds=settings.activity_resolution_seconds),
-        token_lifetime=timedelta(seconds=settings.token_lifetime_seconds),
-        token_issuer=token_issuer(settings),
-    )
-
-
-def _auth_policy(settings: Settings) -> AuthPolicy:
-    return AuthPolicy(
-        code_lifetime=timedelta(seconds=settings.code_lifetime_seconds),
-        window_seconds=settings.rate_limit_window_seconds,
-        sign_ins_per_address=settings.rate_limit_sign_ins_per_address,
-        failures_per_account_and_address=settings.rate_limit_failures_per_account_and_address,
-        account_failures_before_cool_down=settings.rate_limit_account_failures_before_cool_down,
-        cool_down_max_seconds=settings.rate_limit_cool_down_max_seconds,
-        codes_per_attempt=settings.rate_limit_codes_per_attempt,
-        codes_per_address=settings.rate_limit_codes_per_address,
-        verifications_per_address=settings.rate_limit_verifications_per_address,
-        sign_ups_per_address=settings.rate_limit_sign_ups_per_address,
-    )
-
-
-def _views_database(settings: Settings, sql: SqlDatabase) -> SqlDatabase:
-    if not settings.views_database_url:
-        return sql
-    return _other_database(settings, settings.views_database_url, "views database", True)
-
-
-def _replica_reads(settings: Settings) -> ReplicaReads | None:
-    if not settings.read_database_url:
-        return None
-    # Not checked at start: reads fall back to the primary while no replica answers.
-    replica = _other_database(settings, settings.read_database_url, "read database", False)
-    return ReplicaReads(replica, settings.read_replica_wait_seconds)
-
-
-def _other_database(settings: Settings, url: str, what: str, check: bool) -> SqlDatabase:
-    """A database of its own, besides the event store's, from another URL setting."""
-    try:
-        config = store_config(settings, url)
-    except StoreConfigError as error:
-        raise StoreUnavailable(f"{what}: {error}") from None
-    if check:
-        _check_reachable(config)
-    database = open_sql_database(config)
-    _prepare(settings, database.datastore, config.env.get(TARGET_SESSION_ATTRS, ""))
-    return database
-
-
-def _prepare(settings: Settings, datastore: object, session_attrs: str) -> None:
-    """Before a PostgreSQL pool's first connection: which node it wants (a cluster URL's
-    ``target_session_attrs``), bounded waits, and, on a cluster, replacing every dead
-    connection together after a failover."""
-    target_writable(datastore, session_attrs)
-    harden_datastore(
-        datastore, settings.database_timeout_seconds, settings.postgres_statement_timeout_seconds
-    )
-    if session_attrs:
-        replace_all_after_failover(datastore)
-
-
-def _check_reachable(config: StoreConfig) -> None:
-    """Fail fast, with the server's own reason, when PostgreSQL does not answer."""
-    if config.kind != "postgres":
-        return
-    env = config.env
-    options: dict[str, Any] = {
-        "dbname": env["POSTGRES_DBNAME"],
-        "host": env["POSTGRES_HOST"],
-        "port": env["POSTGRES_PORT"],
-        "user": env["POSTGRES_USER"],
-        "password": env["POSTGRES_PASSWORD"] or None,
-        "connect_timeout": 5,
-    }
-    if env[TARGET_SESSION_ATTRS]:
-        options["target_session_attrs"] = env[TARGET_SESSION_ATTRS]
-    with psycopg.connect(**options):
-        pass

@@ -112,7 +112,9 @@ class Settings(BaseSettings):
     )
     aggregate_cache_size: int = Field(default=10_000, ge=0)
     directory_cache_seconds: float = Field(
-        default=10.0, ge=0, le=3600,
+        default=10.0,
+        ge=0,
+        le=3600,
         description="How long rendered sessions may show a user's cached name and email; 0 off",
     )
     command_retries: int = Field(default=20, ge=1)

@@ -11,7 +11,7 @@ from typing import Any
 from hypothesis import HealthCheck, settings
 from hypothesis.stateful import run_state_machine_as_test
 
-from application.authentication import random_code
+from application.authenticator_base import random_code
 from application.ports import Clock
 from infrastructure.clock import SettableClock
 from infrastructure.container import Services, build_services

@@ -1,122 +1,39 @@
 """What auditors ask of the store: a session's events, its state at any moment, a user's
-sign-ins, a verified history, and a faithful export that can be re-imported elsewhere.
-
-Export lines carry both a readable view (type, time, data, request context) and the exact
-stored form (topic, payload in base64), so an import reproduces the events byte for byte and
-therefore the same chain head. Field names are documented in docs/audit.md.
+sign-ins, a verified history, and a faithful export that can be re-imported elsewhere
+(the forms of its events and export lines are in :mod:`infrastructure.audit.event_records`).
 """
 
 from __future__ import annotations
 
-import base64
-import json
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
 from datetime import datetime
 from typing import IO, Any
 from uuid import UUID
 
 from eventsourcing.persistence import Notification, StoredEvent
 
-from application.errors import InvalidExport, StoreNotEmpty, UnknownSession
+from application.errors import StoreNotEmpty, UnknownSession
 from application.ports import Directory
 from application.read_model import SessionDocument, rfc3339, session_document
-from application.request_context import CONTEXT_KEY
 from application.sessions import SessionsApp
 from domain.ids import aggregate_uuid
 from domain.session import Session
-from infrastructure.audit.chain import CHAIN_TABLE, GENESIS, originator_key
+from infrastructure.audit.chain import CHAIN_TABLE, originator_key
+from infrastructure.audit.event_records import (
+    AuditEvent,
+    audit_event,
+    export_line,
+    plain,
+    read_export,
+)
 from infrastructure.audit.sources import HistorySources
 from infrastructure.audit.verify import Verifier, VerifyReport
 from infrastructure.projections.replica_reads import ReplicaReads
 from infrastructure.sql import SqlDatabase
 
-EXPORT_FORMAT = "session-ledger-audit/1"
-
-
-@dataclass(frozen=True)
-class AuditEvent:
-    """One event as auditors read it."""
-
-    position: int | None
-    session_id: str | None
-    aggregate: str
-    version: int
-    type: str
-    time: str
-    data: dict[str, Any]
-    context: dict[str, Any] | None
-
-    def as_json(self) -> dict[str, Any]:
-        """Stable field names (docs/audit.md)."""
-        return {
-            "position": self.position,
-            "session_id": self.session_id,
-            "aggregate": self.aggregate,
-            "version": self.version,
-            "type": self.type,
-            "time": self.time,
-            "data": self.data,
-            "context": self.context,
-        }
-
 
 def _to_ms(moment: datetime) -> datetime:
     return moment.replace(microsecond=moment.microsecond // 1000 * 1000)
-
-
-def _read_export(lines: Iterable[str], chain: Any) -> list[StoredEvent]:
-    events: list[StoredEvent] = []
-    versions: dict[str, int] = {}
-    heads: dict[str, bytes] = {}
-    head = GENESIS
-    for number, line in enumerate(lines, start=1):
-        if not line.strip():
-            continue
-        try:
-            record = json.loads(line)
-            if record.get("format") != EXPORT_FORMAT:
-                raise ValueError(f"format is not {EXPORT_FORMAT}")
-            event = StoredEvent(
-                originator_id=UUID(record["originator_id"]),
-                originator_version=int(record["version"]),
-                topic=str(record["topic"]),
-                state=base64.b64decode(record["payload"], validate=True),
-            )
-        except (ValueError, KeyError, TypeError) as error:
-            raise InvalidExport(f"line {number}: {error}") from None
-        key = originator_key(event.originator_id)
-        if event.originator_version != versions.get(key, 0) + 1:
-            raise InvalidExport(
-                f"line {number}: version {event.originator_version} of {key} does not follow "
-                f"version {versions.get(key, 0)}; a partial export (--since) cannot be imported"
-            )
-        versions[key] = event.originator_version
-        if chain is not None:
-            digest = chain.event_hash(event)
-            head = chain.link(head, digest)
-            heads[key] = chain.link(heads.get(key, GENESIS), digest)
-            if record.get("global_hash") not in (None, head.hex()):
-                raise InvalidExport(f"line {number}: the chain does not match (altered export)")
-        events.append(event)
-    return events
-
-
-def _plain(value: Any) -> Any:
-    """JSON-safe: ids as strings (they exceed JavaScript's integers), times in RFC 3339."""
-    if isinstance(value, bool) or value is None or isinstance(value, (str, float)):
-        return value
-    if isinstance(value, int):
-        return str(value)
-    if isinstance(value, datetime):
-        return rfc3339(value)
-    if isinstance(value, UUID):
-        return value.hex
-    if isinstance(value, dict):
-        return {k: _plain(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_plain(v) for v in value]
-    return str(value)
 
 
 class AuditTrail:
@@ -143,24 +60,7 @@ class AuditTrail:
 
     def _audit_event(self, stored: StoredEvent, position: int | None) -> AuditEvent:
         payload = self.sessions.mapper.payload(stored)  # type: ignore[attr-defined]
-        context = payload.pop(CONTEXT_KEY, None)
-        timestamp = payload.pop("timestamp", None)
-        payload.pop("originator_topic", None)
-        key = (
-            stored.originator_id
-            if isinstance(stored.originator_id, UUID)
-            else UUID(str(stored.originator_id))
-        )
-        return AuditEvent(
-            position=position,
-            session_id=str(key.int) if key.int < 2**64 else None,
-            aggregate=stored.topic.split(":")[-1].split(".")[0],
-            version=stored.originator_version,
-            type=stored.topic.split(".")[-1],
-            time=rfc3339(timestamp) if isinstance(timestamp, datetime) else "",
-            data=_plain(payload),
-            context=context,
-        )
+        return audit_event(stored, position, payload)
 
     def _positions(self, db: SqlDatabase, originator_id: UUID) -> dict[int, int]:
         if self.chain is None:
@@ -225,7 +125,7 @@ class AuditTrail:
                     {"u": str(user_id)},
                 )
                 rows = cursor.fetchall()
-            return (int(state["position"]) if state else 0), [_plain(dict(r)) for r in rows]
+            return (int(state["position"]) if state else 0), [plain(dict(r)) for r in rows]
 
         if self.replica is None:
             return query(self.views)[1]
@@ -258,15 +158,7 @@ class AuditTrail:
             event = self._audit_event(notification, notification.id)
             if since is not None and event.time and event.time < rfc3339(since):
                 continue
-            line = event.as_json()
-            line.update(
-                format=EXPORT_FORMAT,
-                originator_id=originator_key(notification.originator_id),
-                topic=notification.topic,
-                payload=base64.b64encode(bytes(notification.state)).decode(),
-                global_hash=seals.get(notification.id),
-            )
-            out.write(json.dumps(line, separators=(",", ":")) + "\n")
+            out.write(export_line(event, notification, seals.get(notification.id)))
             count += 1
             if progress is not None:
                 progress(notification.id)
@@ -295,7 +187,7 @@ class AuditTrail:
         """
         if self.sessions.recorder.max_notification_id():
             raise StoreNotEmpty
-        events = _read_export(lines, self.chain)
+        events = read_export(lines, self.chain)
         if events:
             self.sessions.recorder.insert_events(events)
         return len(events)

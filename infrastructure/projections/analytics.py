@@ -10,8 +10,9 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from typing import Any, ClassVar
 
-from domain.session import END_REASONS, Session
-from infrastructure.projections.engine import ProjectedEvent, Projection, Write
+from domain.events import END_REASONS
+from domain.session import Session
+from infrastructure.projections.projection import ProjectedEvent, Projection, Write
 from infrastructure.sql import SqlCursor, SqlDatabase, bulk_insert, select_in
 
 Row = dict[str, Any]

@@ -6,9 +6,9 @@ new position are written in one transaction, after locking that row, so a crash 
 leaves the tables and the position in agreement, and concurrent processors (the request that
 just wrote, the background worker, another process) never apply an event twice.
 
-Tables are physical per generation (``<table>_g<N>``); readers use stable views (``<table>``)
-that point at the live generation. A rebuild fills generation N+1 from the first event while
-N keeps serving, then, in one transaction, catches up the last events and repoints the views.
+A rebuild fills generation N+1 (see :mod:`infrastructure.projections.projection`) from the
+first event while N keeps serving, then, in one transaction, catches up the last events and
+repoints the views.
 
 The library's ProjectionRunner commits one event per transaction and needs a subscription the
 SQLite recorder lacks; this engine batches (hundreds of events per transaction) and only uses
@@ -18,17 +18,20 @@ subscriptions to wake up (see :mod:`infrastructure.projections.worker`).
 from __future__ import annotations
 
 import zlib
-from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import Any
 from uuid import UUID
 
 from eventsourcing.application import Application
-from eventsourcing.persistence import Notification, StoredEvent
+from eventsourcing.persistence import Notification
 
-from application.request_context import CONTEXT_KEY
 from infrastructure.migrations import migrate
+from infrastructure.projections.projection import (
+    ProjectedEvent,
+    Projection,
+    ProjectionStatus,
+    Write,
+)
 from infrastructure.sql import SqlCursor, SqlDatabase
 
 BATCH_SIZE = 500  # live catch-up: small, so a request never waits on a long transaction
@@ -38,100 +41,6 @@ REBUILD_BATCH_SIZE = (
 REBUILD_SUFFIX = "#rebuild"
 
 Progress = Callable[[int, int], None]
-
-
-@dataclass(frozen=True)
-class ProjectedEvent:
-    """A decoded domain event with its position in the log, and the record it was read from
-    (whose payload also holds the request context, which the decoded event drops)."""
-
-    position: int
-    event: Any
-    stored: Notification | None = None
-
-
-Payload = Callable[[StoredEvent], dict[str, Any]]  # a stored event's payload, context included
-
-
-def recorded_context(projected: ProjectedEvent, payload: Payload) -> dict[str, Any] | None:
-    """The request context the event was recorded with (as the audit settings keep it), or
-    None when it was recorded outside a request. Decoded only by projections that ask."""
-    if projected.stored is None:
-        return None
-    context = payload(projected.stored).get(CONTEXT_KEY)
-    return context if isinstance(context, dict) else None
-
-
-@dataclass(frozen=True)
-class Write:
-    """Where a projection writes a batch: the transaction's cursor, the database, the
-    generation being written, and the memo that survives from batch to batch while one
-    writer owns the generation (see :meth:`Projection.apply`)."""
-
-    cursor: SqlCursor
-    db: SqlDatabase
-    generation: int
-    memo: dict[str, Any]
-
-    def table(self, name: str) -> str:
-        """The physical name of one of the projection's tables in this generation."""
-        return _physical(self.db, name, self.generation)
-
-
-class Projection(ABC):
-    """What a projection needs to say: its tables, its views, and how events change them."""
-
-    name: ClassVar[str]
-    tables: ClassVar[tuple[str, ...]]
-    # Bump when tables, views or folding change: services that start with a newer version
-    # than the live generation was built with rebuild it before serving.
-    version: ClassVar[int] = 1
-
-    @abstractmethod
-    def create_statements(self, db: SqlDatabase, generation: int) -> list[str]:
-        """DDL creating this generation's tables and indexes (IF NOT EXISTS)."""
-
-    def view_statements(self, db: SqlDatabase, generation: int) -> list[tuple[str, str]]:
-        """``(view name, SELECT)`` pairs of the stable views, in dependency order: by
-        default one view per table, under the table's own name."""
-        return [(t, f"SELECT * FROM {self.physical(db, t, generation)}") for t in self.tables]
-
-    @abstractmethod
-    def apply(self, write: Write, batch: Sequence[ProjectedEvent]) -> None:
-        """Change this generation's tables for a batch of events, in the caller's transaction.
-
-        ``write.memo`` survives from batch to batch while one writer owns the generation (a
-        rebuild), so rows written by an earlier batch need not be read back; for live
-        catch-ups it is empty every time. When ``memo["defer"]`` is true the projection may
-        hold its writes back until :meth:`flush` (nobody reads a generation being rebuilt,
-        and an interrupted rebuild starts again from scratch); ``memo["complete"]`` says the
-        memo holds every row of the generation, so there is nothing to read back.
-        """
-
-    def flush(self, write: Write) -> None:
-        """Write what ``apply`` deferred (a rebuild defers writes until the swap); by
-        default nothing is deferred."""
-        return
-
-    def physical(self, db: SqlDatabase, table: str, generation: int) -> str:
-        """The physical name of one of the projection's tables in a generation."""
-        return _physical(db, table, generation)
-
-
-@dataclass(frozen=True)
-class ProjectionStatus:
-    """Where a projection stands against the head of the log."""
-
-    name: str
-    generation: int
-    position: int
-    head: int
-    rebuilding: bool
-
-    @property
-    def lag(self) -> int:
-        """Events recorded but not yet projected."""
-        return max(self.head - self.position, 0)
 
 
 class Projector:
@@ -397,7 +306,3 @@ class Projector:
 
 def _lock_key(name: str) -> int:
     return zlib.crc32(name.encode())
-
-
-def _physical(db: SqlDatabase, table: str, generation: int) -> str:
-    return db.table(f"{table}_g{generation}")

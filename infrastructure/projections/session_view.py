@@ -17,7 +17,7 @@ from eventsourcing.utils import get_topic
 
 from domain.ids import aggregate_uuid
 from domain.session import Session
-from infrastructure.projections.engine import ProjectedEvent, Projection, Write
+from infrastructure.projections.projection import ProjectedEvent, Projection, Write
 from infrastructure.projections.replica_reads import ReplicaReads
 from infrastructure.sql import SqlCursor, SqlDatabase, bulk_insert, select_in
 

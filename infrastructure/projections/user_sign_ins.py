@@ -16,12 +16,13 @@ from datetime import datetime
 from typing import Any, ClassVar
 
 from application.ports import UserSignIn
-from domain.session import END_REASONS, Session
-from infrastructure.projections.engine import (
+from domain.events import END_REASONS
+from domain.session import Session
+from infrastructure.projections.engine import Projector
+from infrastructure.projections.projection import (
     Payload,
     ProjectedEvent,
     Projection,
-    Projector,
     Write,
     recorded_context,
 )

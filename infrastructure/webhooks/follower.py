@@ -24,7 +24,7 @@ from typing import Any, ClassVar
 from application.read_model import rfc3339
 from domain.ids import snowflake_of
 from domain.session import Session
-from infrastructure.projections.engine import (
+from infrastructure.projections.projection import (
     Payload,
     ProjectedEvent,
     Projection,

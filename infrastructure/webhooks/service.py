@@ -9,8 +9,9 @@ from typing import Any
 from eventsourcing.application import Application
 
 from application.errors import InvalidRequest, WebhooksNotConfigured
-from infrastructure.projections.engine import Payload, Projector
+from infrastructure.projections.engine import Projector
 from infrastructure.projections.lease import WorkerLease
+from infrastructure.projections.projection import Payload
 from infrastructure.settings import Settings
 from infrastructure.sql import SqlDatabase
 from infrastructure.webhooks.deliveries import DeliveryStore, RetryPolicy

@@ -15,12 +15,13 @@ from datetime import timedelta
 
 import pytest
 
-from application.authentication import DISCARDED, Authenticator
+from application.authentication import Authenticator
+from application.email_codes import DISCARDED
 from application.errors import RateLimited, UnsupportedStrategy
 from application.session_commands import CommandResult
 from domain.errors import InvalidAttempt, InvalidCode
 from domain.ids import aggregate_uuid
-from domain.session import MAX_CODE_FAILURES
+from domain.session_attempts import MAX_CODE_FAILURES
 from infrastructure.clock import SettableClock
 from infrastructure.container import Services
 from tests.helpers import ALICE, BOB, SequentialCodes, services_for

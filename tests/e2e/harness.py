@@ -18,7 +18,7 @@ from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
 from api.app import create_app
-from application.authentication import random_code
+from application.authenticator_base import random_code
 from infrastructure.clock import SettableClock
 from infrastructure.container import Services
 from tests.helpers import services_for

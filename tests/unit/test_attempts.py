@@ -8,7 +8,8 @@ import pytest
 from eventsourcing.utils import get_topic
 
 from domain.errors import InvalidAttempt, MaxSignInsReached, UserAlreadySignedIn
-from domain.session import MAX_CODE_FAILURES, Session
+from domain.session import Session
+from domain.session_attempts import MAX_CODE_FAILURES
 from domain.values import FailureReason, SignInMethod, SignInStep
 from tests.unit.test_session import T0, event_names, signed_in
 
