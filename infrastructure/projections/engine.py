@@ -41,6 +41,7 @@ REBUILD_BATCH_SIZE = (
 REBUILD_SUFFIX = "#rebuild"
 
 Progress = Callable[[int, int], None]
+Decoded = dict[int, ProjectedEvent]  # events of a batch by notification id
 
 
 class Projector:
@@ -156,6 +157,17 @@ class Projector:
         """Process events into the live generation until ``until`` (or the head) is reached."""
         return self._catch_up(self.name, until)
 
+    def read_after(self, position: int) -> Sequence[Notification]:
+        """The next batch of the log after ``position``."""
+        return self._read(position)
+
+    def apply_within(
+        self, cursor: SqlCursor, notifications: Sequence[Notification], decoded: Decoded
+    ) -> int:
+        """Apply the batch's events beyond this projection's position in the caller's
+        transaction (which commits them with the new position); the position reached."""
+        return self._apply(self.name, notifications, cursor, decoded=decoded)
+
     def _catch_up(
         self,
         state_name: str,
@@ -210,9 +222,17 @@ class Projector:
             for row in cursor.fetchall()
         ]
 
-    def _decode(self, notifications: Sequence[Notification]) -> list[ProjectedEvent]:
+    def _decode(
+        self, notifications: Sequence[Notification], decoded: Decoded | None = None
+    ) -> list[ProjectedEvent]:
+        """The batch's events; ``decoded`` shares them among projectors of one app."""
         to_event = self.app.mapper.to_domain_event
-        return [ProjectedEvent(n.id, to_event(n), n) for n in notifications]
+        if decoded is None:
+            return [ProjectedEvent(n.id, to_event(n), n) for n in notifications]
+        for n in notifications:
+            if n.id not in decoded:
+                decoded[n.id] = ProjectedEvent(n.id, to_event(n), n)
+        return [decoded[n.id] for n in notifications]
 
     def _apply(
         self,
@@ -220,6 +240,7 @@ class Projector:
         notifications: Sequence[Notification],
         cursor: SqlCursor | None = None,
         memo: dict[str, Any] | None = None,
+        decoded: Decoded | None = None,
     ) -> int:
         """Apply what the batch holds beyond the locked position; return the new position."""
         if cursor is None:
@@ -229,7 +250,7 @@ class Projector:
         fresh = [n for n in notifications if n.id > position]
         if not fresh:
             return position
-        batch = self._decode(fresh)
+        batch = self._decode(fresh, decoded)
         memo = {} if memo is None else memo
         self.projection.apply(Write(cursor, self.db, generation, memo), batch)
         cursor.execute(
