@@ -17,7 +17,7 @@ from application.cookie_tokens import CookieTokens
 from application.errors import StoreUnavailable
 from application.me import MyAccount
 from application.policy import SessionPolicy
-from application.ports import Clock, Digester, IdGenerator
+from application.ports import Clock, Digester, IdGenerator, Mailer
 from application.session_commands import SessionCommands
 from application.session_queries import SessionQueries
 from application.sessions import SessionsApp
@@ -114,8 +114,10 @@ def build_services(
     clock: Clock | None = None,
     passwords: Argon2Passwords | None = None,
     new_code: Callable[[], str] = random_code,
+    mailer: Mailer | None = None,
 ) -> Services:
-    """Open the store, create missing tables and secrets, and wire the applications."""
+    """Open the store, create missing tables and secrets, and wire the applications
+    (``mailer``: where codes go instead of the settings' outbox, for tests in process)."""
     try:
         config = store_config(settings)
     except StoreConfigError as error:
@@ -192,7 +194,7 @@ def build_services(
             clock=the_clock,
             session_policy=policy,
             limiter=limiter,
-            mailer=outbox,
+            mailer=mailer or outbox,
             hasher=passwords,
             pending=pending,
             accounts=directory,

@@ -12,7 +12,7 @@ from hypothesis import HealthCheck, settings
 from hypothesis.stateful import run_state_machine_as_test
 
 from application.authenticator_base import random_code
-from application.ports import Clock
+from application.ports import Clock, Mailer
 from infrastructure.clock import SettableClock
 from infrastructure.container import Services, build_services
 from infrastructure.directory_file import parse_directory
@@ -58,6 +58,7 @@ def services_for(
     clock: Clock | None = None,
     load_demo: bool = True,
     new_code: Callable[[], str] = random_code,
+    mailer: Mailer | None = None,
     **settings: object,
 ) -> Iterator[Services]:
     """Services on ``database_url`` with the demo directory loaded; closed afterwards."""
@@ -66,6 +67,7 @@ def services_for(
         clock=clock or SettableClock(),
         passwords=cheap_passwords(),
         new_code=new_code,
+        mailer=mailer,
     )
     try:
         if load_demo:

@@ -109,32 +109,16 @@ def subject() -> Iterator[Codes]:
     """An authenticator on the in-memory store mailing in process, with predictable codes."""
     clock = SettableClock()
     codes = SequentialCodes()
+    mailer = InProcessMailer()
     with services_for(
         "memory://",
         clock=clock,
+        new_code=codes,
+        mailer=mailer,
         code_lifetime_seconds=int(CODE_LIFETIME.total_seconds()),
         rate_limit_codes_per_attempt=CODES_PER_ATTEMPT,
     ) as services:
-        built = services.auth
-        mailer = InProcessMailer()
-        auth = Authenticator(
-            built.work,
-            tokens=built.tokens,
-            contexts=built.contexts,
-            directory=built.directory,
-            passwords=built.passwords,
-            digester=built.digester,
-            ids=built.ids,
-            clock=built.clock,
-            session_policy=built.session_policy,
-            limiter=built.limiter,
-            mailer=mailer,
-            hasher=built.hasher,
-            pending=built.pending,
-            accounts=built.accounts,
-            policy=built.policy,
-            new_code=codes,
-        )
+        auth = services.auth
         yield Codes(auth, services, clock, mailer, codes)
 
 

@@ -150,9 +150,7 @@ def open_stack(
     clock = clock or SettableClock(START)
     with ExitStack() as exits:
         services = exits.enter_context(
-            services_for(
-                database_url, clock=clock, load_demo=load_demo, new_code=new_code, **settings
-            )
+            services_for(database_url, clock, load_demo, new_code, None, **settings)
         )
         app = create_app(services=services)
         browser = Browser(exits.enter_context(_client(app)))
