@@ -20,18 +20,13 @@ from __future__ import annotations
 import zlib
 from collections.abc import Callable, Sequence
 from typing import Any
-from uuid import UUID
 
 from eventsourcing.application import Application
 from eventsourcing.persistence import Notification
 
 from infrastructure.migrations import migrate
-from infrastructure.projections.projection import (
-    ProjectedEvent,
-    Projection,
-    ProjectionStatus,
-    Write,
-)
+from infrastructure.projections.event_log import Decoded, EventLog
+from infrastructure.projections.projection import Projection, ProjectionStatus, Write
 from infrastructure.sql import SqlCursor, SqlDatabase
 
 BATCH_SIZE = 500  # live catch-up: small, so a request never waits on a long transaction
@@ -41,7 +36,6 @@ REBUILD_BATCH_SIZE = (
 REBUILD_SUFFIX = "#rebuild"
 
 Progress = Callable[[int, int], None]
-Decoded = dict[int, ProjectedEvent]  # events of a batch by notification id
 
 
 class Projector:
@@ -59,6 +53,7 @@ class Projector:
         self.projection = projection
         self.batch_size = batch_size
         self._state = db.table("projection_state")
+        self.log = EventLog(app, db, batch_size)
 
     @property
     def name(self) -> str:
@@ -157,10 +152,6 @@ class Projector:
         """Process events into the live generation until ``until`` (or the head) is reached."""
         return self._catch_up(self.name, until)
 
-    def read_after(self, position: int) -> Sequence[Notification]:
-        """The next batch of the log after ``position``."""
-        return self._read(position)
-
     def apply_within(
         self, cursor: SqlCursor, notifications: Sequence[Notification], decoded: Decoded
     ) -> int:
@@ -180,7 +171,7 @@ class Projector:
         head = until
         limit = REBUILD_BATCH_SIZE if memo is not None else self.batch_size
         while until is None or position < until:
-            notifications = self._read(position, limit)
+            notifications = self.log.read(position, limit)
             if not notifications:
                 break
             position = self._apply(state_name, notifications, memo=memo)
@@ -189,50 +180,6 @@ class Projector:
             if len(notifications) < limit:
                 break  # that read reached the head; positions are issued in commit order
         return position
-
-    def _read(self, after: int, limit: int | None = None) -> Sequence[Notification]:
-        return self.app.recorder.select_notifications(
-            start=after, limit=limit or self.batch_size, inclusive_of_start=False
-        )
-
-    def _read_within(self, cursor: SqlCursor, after: int) -> Sequence[Notification]:
-        """Read the log inside our own write transaction.
-
-        On SQLite, when the views share the events' database, the pool hands out another
-        connection only once this writer is done, and a thread queued for the writer holds
-        its fairness slot: so read through this transaction's cursor instead.
-        """
-        shared = getattr(self.app.factory, "datastore", None) is self.db.datastore
-        if self.db.dialect != "sqlite" or not shared:
-            return self._read(after)
-        table = self.app.recorder.events_table_name  # type: ignore[attr-defined]
-        cursor.execute(
-            "SELECT rowid AS id, originator_id, originator_version, topic, state "
-            f"FROM {table} WHERE rowid > %(after)s ORDER BY rowid LIMIT %(limit)s",
-            {"after": after, "limit": self.batch_size},
-        )
-        return [
-            Notification(
-                id=int(row["id"]),
-                originator_id=UUID(row["originator_id"]),
-                originator_version=int(row["originator_version"]),
-                topic=str(row["topic"]),
-                state=bytes(row["state"]),
-            )
-            for row in cursor.fetchall()
-        ]
-
-    def _decode(
-        self, notifications: Sequence[Notification], decoded: Decoded | None = None
-    ) -> list[ProjectedEvent]:
-        """The batch's events; ``decoded`` shares them among projectors of one app."""
-        to_event = self.app.mapper.to_domain_event
-        if decoded is None:
-            return [ProjectedEvent(n.id, to_event(n), n) for n in notifications]
-        for n in notifications:
-            if n.id not in decoded:
-                decoded[n.id] = ProjectedEvent(n.id, to_event(n), n)
-        return [decoded[n.id] for n in notifications]
 
     def _apply(
         self,
@@ -250,7 +197,7 @@ class Projector:
         fresh = [n for n in notifications if n.id > position]
         if not fresh:
             return position
-        batch = self._decode(fresh, decoded)
+        batch = self.log.decode(fresh, decoded)
         memo = {} if memo is None else memo
         self.projection.apply(Write(cursor, self.db, generation, memo), batch)
         cursor.execute(
@@ -286,7 +233,7 @@ class Projector:
         with self.db.transaction(immediate=True) as cursor:
             self._read_state(cursor, self.name, lock=True)  # hold off live catch-ups
             _, position = self._read_state(cursor, rebuild_name, lock=True)
-            while notifications := self._read_within(cursor, position):
+            while notifications := self.log.read_within(cursor, position):
                 position = self._apply(rebuild_name, notifications, cursor, memo)
             self.projection.flush(Write(cursor, self.db, generation, memo))
             cursor.execute(

@@ -25,7 +25,8 @@ from typing import Any
 from eventsourcing.application import Application
 
 from infrastructure.outage import store_unavailable
-from infrastructure.projections.engine import Decoded, Projector
+from infrastructure.projections.engine import Projector
+from infrastructure.projections.event_log import Decoded
 from infrastructure.projections.lease import WorkerLease
 from infrastructure.sql import select_in
 
@@ -133,12 +134,12 @@ def catch_up_together(projectors: Sequence[Projector]) -> int:
         rows = select_in(cursor, f"SELECT position FROM {state}", "name", names)
     position = min(int(row["position"]) for row in rows)
     while True:
-        notifications = first.read_after(position)
+        notifications = first.log.read(position)
         if not notifications:
             return position
         decoded: Decoded = {}
         with first.db.transaction(immediate=True) as cursor:
             reached = [p.apply_within(cursor, notifications, decoded) for p in projectors]
         position = min(reached)
-        if len(notifications) < first.batch_size:
+        if len(notifications) < first.log.batch_size:
             return position
