@@ -12,14 +12,16 @@ PostgreSQL (``--database-url``; fresh databases are created there and dropped af
    Bob into as many browsers with real sign-in requests.
 3. Checks by hand-rolled requests that a switch really changes the active account, on both.
 4. Starts bench/noop_app.py (same uvicorn settings as ``serve``) answering our routes with
-   bytes saved from real answers.
+   bytes saved from real answers, and bench/lean_switch.py: the least a durable switch can
+   be in Python (async route, cookie HMAC cached, one INSERT), the floor of any design here.
 5. ``--rounds`` times, interleaved: each target under the same wrk pattern (4 threads,
    32 connections, each thread rotating through its share of browsers, each visit switching
    to the account that is not active), ``--warmup`` s discarded then ``--duration`` s
    measured; and one-connection runs of the switches on PostgreSQL and the no-op.
 6. Prints req/s, p50/p90/p99, errors (socket + non-2xx), server CPU per request (all
    processes of the server, from /proc) and PostgreSQL backend CPU per request (the
-   backends of that server's database), then the issue's ratios with MET / NOT MET.
+   backends of that server's database), then the issue's ratios with MET / NOT MET, and
+   the same ratios for the lean sketch (marked "(floor)": not targets, what bounds them).
 """
 
 from __future__ import annotations
@@ -299,7 +301,7 @@ def main() -> None:
     print(f"peer: {better_auth.versions()}")
     base = args.database_url
 
-    with fresh_databases(base, ["ours", "ours2", "peer"]) as dbs, ExitStack() as stack:
+    with fresh_databases(base, ["ours", "ours2", "peer", "lean"]) as dbs, ExitStack() as stack:
         sqlite_url = f"sqlite:///{workdir / 'ours.db'}"
         seeded = {key: seed(url, args.browsers) for key, url in
                   (("pg", dbs["ours"]), ("pg2", dbs["ours2"]), ("sqlite", sqlite_url))}  # fmt: skip
@@ -336,6 +338,13 @@ def main() -> None:
             "BENCH_NOOP_TOKEN_FILE": str(bodies["token"])}, workdir / "noop.log")  # fmt: skip
         stack.callback(noop.stop)
         noop.wait_ready(noop_port, "/session")
+        lean_port = free_port()
+        lean = Server("lean", [
+            sys.executable, "-m", "bench.lean_switch", "--host", HOST, "--port", str(lean_port),
+        ], {**os.environ, "BENCH_NOOP_BODY_FILE": str(bodies["switch"]),
+            "BENCH_LEAN_DATABASE_URL": dbs["lean"]}, workdir / "lean.log")  # fmt: skip
+        stack.callback(lean.stop)
+        lean.wait_ready(lean_port, "/docs")
 
         def ours(name: str, server: Server, port: int, key: str, path: str | None = None,
                  database: str | None = None) -> Target:  # fmt: skip
@@ -359,6 +368,8 @@ def main() -> None:
             "peer-sqlite": peer("better-auth set-active, SQLite", peer_lite, peer_lite_port,
                                 peer_lite_browsers),
             "noop": ours("no-op FastAPI (switch path)", noop, noop_port, "pg"),
+            "lean": ours("lean sketch: 1 durable INSERT, async", lean, lean_port, "pg", None,
+                         database_of(dbs["lean"])),
             "ours-pg-w2": ours("ours switch, PostgreSQL, 2 workers", ours_w2, ours_w2_port,
                                "pg2", None, database_of(dbs["ours2"])),
             "ours-get": ours("ours GET /session, PostgreSQL", ours_pg, ours_pg_port, "pg",
@@ -429,6 +440,8 @@ def main() -> None:
         ("GET /session / no-op", s["ours-get"].rate / s["noop-get"].rate, ">=", 0.7),
         ("GET /session/token / no-op", s["ours-token"].rate / s["noop-token"].rate, ">=", 0.7),
         ("--workers 2 / 1 worker, PG", s["ours-pg-w2"].rate / s["ours-pg"].rate, ">=", 1.6),
+        ("(floor) lean sketch / better-auth PG", s["lean"].rate / s["peer-pg"].rate, ">=", 2.0),
+        ("(floor) lean sketch / no-op", s["lean"].rate / s["noop"].rate, ">=", 0.5),
         ("errors, all our targets", float(sum(v.errors for k, v in s.items() if "peer" not in k)),
          "<=", 0.0),
     ]  # fmt: skip
