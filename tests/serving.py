@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import shutil
 import socket
 import subprocess
 import threading
@@ -98,3 +99,34 @@ def wait_until_answering(
             process.kill()
             process.wait()
         pytest.fail(f"the server did not start: {output()[-2000:]}")
+
+
+SESSION_LEDGER = shutil.which("session-ledger") or ""
+
+
+@contextmanager
+def served_cli(url: str, *args: str, output: list[str] | None = None) -> Iterator[str]:
+    """``session-ledger serve --demo ARGS`` on ``url`` and a free port, insecure cookies
+    (http); its base URL. Its output goes to a pipe, read when it has stopped (and added to
+    ``output`` if given)."""
+    port = free_port()
+    env = {**os.environ, "SESSION_LEDGER_DATABASE_URL": url,
+           "SESSION_LEDGER_COOKIE_SECURE": "false"}  # fmt: skip
+    process = subprocess.Popen(
+        [SESSION_LEDGER, "serve", "--port", str(port), "--demo", *args],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        wait_until_answering(
+            base, process, output=lambda: process.stdout.read() if process.stdout else ""
+        )
+        yield base
+    finally:
+        process.terminate()
+        out, _ = process.communicate(timeout=20)
+        if output is not None:
+            output.extend(out.splitlines())
