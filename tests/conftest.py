@@ -12,6 +12,8 @@ another or ``CI=true`` (then ``ci``: thorough and reproducible).
 from __future__ import annotations
 
 import os
+import shutil
+import tempfile
 import uuid
 import warnings
 from collections.abc import Iterator
@@ -101,6 +103,22 @@ def fresh_postgres_url() -> Iterator[str]:
     """The URL of a new, empty schema on the test server (see :func:`fresh_schema`)."""
     with fresh_schema() as schema:
         yield schema_url(schema)
+
+
+@contextmanager
+def fresh_store(kind: str) -> Iterator[str]:
+    """The URL of a new, empty store of ``kind`` (memory, sqlite, postgres), removed after."""
+    if kind == "memory":
+        yield "memory://"
+    elif kind == "sqlite":
+        directory = tempfile.mkdtemp(prefix="session-ledger-")
+        try:
+            yield f"sqlite:///{directory}/events.db"
+        finally:
+            shutil.rmtree(directory, ignore_errors=True)
+    else:
+        with fresh_postgres_url() as url:
+            yield url
 
 
 def postgres_datastore(schema: str) -> PostgresDatastore:
