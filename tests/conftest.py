@@ -182,3 +182,8 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
         on_postgres = callspec is not None and "postgres" in callspec.params.values()
         if on_postgres or "postgres_schema" in getattr(item, "fixturenames", ()):
             item.add_marker(pytest.mark.slow)
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        # In pytest-xdist's worker processes (which hand tests out in this order): the slow
+        # tests first, so that the last tests left to share between the workers are the
+        # quick ones and neither waits long for the other at the end.
+        items.sort(key=lambda item: item.get_closest_marker("slow") is None)
