@@ -12,6 +12,8 @@ another or ``CI=true`` (then ``ci``: thorough and reproducible).
 from __future__ import annotations
 
 import os
+import shutil
+import tempfile
 import uuid
 import warnings
 from collections.abc import Iterator
@@ -103,6 +105,22 @@ def fresh_postgres_url() -> Iterator[str]:
         yield schema_url(schema)
 
 
+@contextmanager
+def fresh_store(kind: str) -> Iterator[str]:
+    """The URL of a new, empty store of ``kind`` (memory, sqlite, postgres), removed after."""
+    if kind == "memory":
+        yield "memory://"
+    elif kind == "sqlite":
+        directory = tempfile.mkdtemp(prefix="session-ledger-")
+        try:
+            yield f"sqlite:///{directory}/events.db"
+        finally:
+            shutil.rmtree(directory, ignore_errors=True)
+    else:
+        with fresh_postgres_url() as url:
+            yield url
+
+
 def postgres_datastore(schema: str) -> PostgresDatastore:
     """eventsourcing's datastore on ``schema`` of the test server, with room for many threads
     (recorder tests that append from a dozen threads at once)."""
@@ -164,3 +182,8 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
         on_postgres = callspec is not None and "postgres" in callspec.params.values()
         if on_postgres or "postgres_schema" in getattr(item, "fixturenames", ()):
             item.add_marker(pytest.mark.slow)
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        # In pytest-xdist's worker processes (which hand tests out in this order): the slow
+        # tests first, so that the last tests left to share between the workers are the
+        # quick ones and neither waits long for the other at the end.
+        items.sort(key=lambda item: item.get_closest_marker("slow") is None)

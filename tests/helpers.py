@@ -8,6 +8,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import pytest
 from hypothesis import HealthCheck, settings
 from hypothesis.stateful import run_state_machine_as_test
 
@@ -86,14 +87,27 @@ def at_most(examples: int) -> int:
     return min(examples, int(profile.max_examples))
 
 
+def each_store(machines: Mapping[str, object]) -> pytest.MarkDecorator:
+    """Parametrize ``store`` over the stores ``machines`` names: the in-memory machine in
+    the fast tier (few examples under the dev profile), the others in the slow tier."""
+    return pytest.mark.parametrize(
+        "store",
+        [pytest.param(s, marks=[pytest.mark.slow] if s != "memory" else []) for s in machines],
+    )
+
+
 def run_machine(store: str, machines: Mapping[str, tuple[type[Any], int, int]]) -> None:
-    """Run the Hypothesis state machine for ``store`` with at most its (examples, steps) budget
-    (the loaded profile may run fewer examples, see :func:`at_most`)."""
+    """Run the Hypothesis state machine for ``store`` (the machine class on that store: its
+    ``store`` attribute set; a new store per example) with at most its (examples, steps)
+    budget (the loaded profile may run fewer examples, see :func:`at_most`). On PostgreSQL
+    an example's new schema and tables cost more than its steps: fewer, longer examples run
+    as many commands."""
     if store == "postgres":
         require_postgres()
     machine, examples, steps = machines[store]
+    on_store = type(f"{store.title()}{machine.__name__}", (machine,), {"store": store})
     run_state_machine_as_test(  # type: ignore[no-untyped-call]
-        machine,
+        on_store,
         settings=settings(
             max_examples=at_most(examples),
             stateful_step_count=steps,

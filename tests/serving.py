@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import importlib.util
+import itertools
 import os
+import shutil
 import socket
 import subprocess
 import threading
@@ -47,11 +49,40 @@ def require_chromium() -> None:
     pytest.skip(f"SKIPPED LOUDLY: {problem}")
 
 
+# The servers the tests start listen below the kernel's ephemeral range (32768-60999), where
+# no outgoing connection is given a local port, and each test process (pytest-xdist's gw0,
+# gw1, ...) has a range of its own: a port found free stays free until its server binds it.
+# (A port the kernel picks, bind to 0, can meanwhile become some connection's local port.)
+# Below the private clusters' ports (tests/outage: 26500 up, tests/cluster: 27000 up).
+PORTS_PER_PROCESS = 1300
+PROCESS_SLOTS = 5  # 20000-26499: one test process, or up to four xdist workers
+
+
+def _process_slot() -> int:
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "")  # "gw0", "gw1", ...; unset: one process
+    return int(worker[2:]) + 1 if worker.startswith("gw") else 0
+
+
+_FIRST_PORT = 20000 + _process_slot() * PORTS_PER_PROCESS
+_next_ports = itertools.cycle(range(_FIRST_PORT, _FIRST_PORT + PORTS_PER_PROCESS))
+
+
 def free_port() -> int:
-    """A port of 127.0.0.1 that nothing listens on now."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+    """A port of 127.0.0.1 that nothing listens on now, from this test process's range (the
+    next free one after the last given, so a port just closed is not reused at once)."""
+    if _process_slot() >= PROCESS_SLOTS:
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            return int(s.getsockname()[1])
+    for _ in range(PORTS_PER_PROCESS):
+        port = next(_next_ports)
+        with socket.socket() as probe:
+            try:
+                probe.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        return port
+    pytest.fail(f"no free port in this test process's range of {PORTS_PER_PROCESS}")
 
 
 @contextmanager
@@ -98,3 +129,34 @@ def wait_until_answering(
             process.kill()
             process.wait()
         pytest.fail(f"the server did not start: {output()[-2000:]}")
+
+
+SESSION_LEDGER = shutil.which("session-ledger") or ""
+
+
+@contextmanager
+def served_cli(url: str, *args: str, output: list[str] | None = None) -> Iterator[str]:
+    """``session-ledger serve --demo ARGS`` on ``url`` and a free port, insecure cookies
+    (http); its base URL. Its output goes to a pipe, read when it has stopped (and added to
+    ``output`` if given)."""
+    port = free_port()
+    env = {**os.environ, "SESSION_LEDGER_DATABASE_URL": url,
+           "SESSION_LEDGER_COOKIE_SECURE": "false"}  # fmt: skip
+    process = subprocess.Popen(
+        [SESSION_LEDGER, "serve", "--port", str(port), "--demo", *args],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        wait_until_answering(
+            base, process, output=lambda: process.stdout.read() if process.stdout else ""
+        )
+        yield base
+    finally:
+        process.terminate()
+        out, _ = process.communicate(timeout=20)
+        if output is not None:
+            output.extend(out.splitlines())

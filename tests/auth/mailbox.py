@@ -8,7 +8,6 @@ it queues a marker message and waits for it, and the outbox sends in order.
 from __future__ import annotations
 
 import re
-import socket
 import threading
 import time
 from collections.abc import Iterator
@@ -21,6 +20,7 @@ from typing import Any
 from aiosmtpd.controller import Controller
 
 from infrastructure.container import Services
+from tests.serving import free_port
 
 CODE = re.compile(r"(?<![0-9])[0-9]{6}(?![0-9])")
 MARKER = "outbox-marker@mail.test"
@@ -108,13 +108,6 @@ class Mailbox:
             markers = len([m for m in self._mail if MARKER in m.recipients])
         services.outbox.send_code(MARKER, "000000", "marker", 1)
         self.wait_for(MARKER, markers + 1)
-
-
-def free_port() -> int:
-    """A TCP port nobody listens on right now."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @dataclass(frozen=True)

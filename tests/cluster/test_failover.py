@@ -49,7 +49,10 @@ from tests.cluster.control import (
 from tests.cluster.traffic import Ledger, Traffic
 from tests.projections.support import console_script
 
-pytestmark = pytest.mark.slow  # a Patroni/etcd cluster, faults and traffic
+pytestmark = [
+    pytest.mark.slow,  # a Patroni/etcd cluster, faults and traffic
+    pytest.mark.xdist_group("cluster"),  # one worker runs the module's fixture, once
+]
 
 DEMO_DIRECTORY = ROOT / "infrastructure" / "demo" / "demo-directory.json"
 WRITES_BEFORE = 40

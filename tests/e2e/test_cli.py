@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -14,9 +13,9 @@ import httpx
 import pytest
 
 from tests.helpers import ALICE, BOB, DEMO_DIRECTORY
-from tests.serving import free_port, wait_until_answering
+from tests.serving import SESSION_LEDGER, served_cli
 
-EXE = shutil.which("session-ledger") or ""
+EXE = SESSION_LEDGER
 pytestmark = [
     pytest.mark.slow,  # served processes
     pytest.mark.skipif(not EXE, reason="session-ledger is not installed (pip install -e .)"),
@@ -31,29 +30,9 @@ def run(args: list[str], url: str, timeout: float = 60) -> subprocess.CompletedP
 @pytest.fixture(params=[1, 2], ids=["one-worker", "two-workers"])
 def server(durable_database_url: str, request: pytest.FixtureRequest) -> Iterator[str]:
     """``session-ledger serve --demo [--workers 2]`` on a free port, insecure cookies (http)."""
-    port = free_port()
     workers = ["--workers", str(request.param)] if request.param > 1 else []
-    env = {
-        **os.environ,
-        "SESSION_LEDGER_DATABASE_URL": durable_database_url,
-        "SESSION_LEDGER_COOKIE_SECURE": "false",
-    }
-    process = subprocess.Popen(
-        [EXE, "serve", "--port", str(port), "--demo", *workers],
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    base = f"http://127.0.0.1:{port}"
-    try:
-        wait_until_answering(
-            base, process, output=lambda: process.stdout.read() if process.stdout else ""
-        )
+    with served_cli(durable_database_url, *workers) as base:
         yield base
-    finally:
-        process.terminate()
-        process.wait(timeout=10)
 
 
 def test_a_new_user_signs_in_two_demo_accounts_and_switches(server: str) -> None:

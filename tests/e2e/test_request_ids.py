@@ -9,51 +9,20 @@ the output of the server has each answer's id on its lines.
 
 from __future__ import annotations
 
-import os
 import re
-import shutil
 import sqlite3
-import subprocess
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
 import pytest
 
 from tests.helpers import ALICE, CAROL
-from tests.serving import free_port, wait_until_answering
+from tests.serving import SESSION_LEDGER, served_cli
 
-EXE = shutil.which("session-ledger") or ""
 pytestmark = [
     pytest.mark.slow,  # a served process
-    pytest.mark.skipif(not EXE, reason="session-ledger is not installed"),
+    pytest.mark.skipif(not SESSION_LEDGER, reason="session-ledger is not installed"),
 ]
-
-
-@contextmanager
-def served(url: str, output: list[str]) -> Iterator[str]:
-    """``session-ledger serve --demo`` on ``url``; its whole output lands in ``output``."""
-    port = free_port()
-    env = {**os.environ, "SESSION_LEDGER_DATABASE_URL": url,
-           "SESSION_LEDGER_COOKIE_SECURE": "false"}  # fmt: skip
-    process = subprocess.Popen(
-        [EXE, "serve", "--port", str(port), "--demo"],
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    base = f"http://127.0.0.1:{port}"
-    try:
-        wait_until_answering(
-            base, process, output=lambda: process.stdout.read() if process.stdout else ""
-        )
-        yield base
-    finally:
-        process.terminate()
-        out, _ = process.communicate(timeout=20)
-        output.extend(out.splitlines())
 
 
 def lines_of(output: list[str], request_id: str) -> list[str]:
@@ -64,7 +33,7 @@ def lines_of(output: list[str], request_id: str) -> list[str]:
 def test_every_answer_and_every_log_line_of_a_request_carry_its_id(sqlite_url: str) -> None:
     output: list[str] = []
     answers: dict[str, httpx.Response] = {}
-    with served(sqlite_url, output) as base, httpx.Client(base_url=base) as http:
+    with served_cli(sqlite_url, output=output) as base, httpx.Client(base_url=base) as http:
         # Given a browser that signs Alice in and asks for a code for Carol
         form = {"email": ALICE[0], "password": ALICE[1], "strategy": "plain_email"}
         answers["sign-in"] = http.post("/auth/signin", data=form)

@@ -26,14 +26,26 @@ from infrastructure.sql import SqlDatabase
 from tests.conftest import fresh_schema, postgres_datastore
 
 
-class _SQLiteStore:
+class _Store:
+    """A datastore of its own per test case; every recorder made on it has its seals
+    verified at the end. Subclasses open the datastore and make the recorder."""
+
+    datastore: Any
+    cleanup: ExitStack
+
+    def open_datastore(self) -> Any:
+        raise NotImplementedError
+
+    def new_recorder(self) -> Any:
+        raise NotImplementedError
+
     def setUp(self) -> None:
-        self.directory = tempfile.mkdtemp()
-        self.datastore = SQLiteDatastore(f"{self.directory}/events.db")
+        self.cleanup = ExitStack()
+        self.datastore = self.open_datastore()
         self.recorders: list[Any] = []
 
-    def create_recorder(self) -> SealingSQLiteApplicationRecorder:
-        recorder = SealingSQLiteApplicationRecorder(self.datastore)
+    def create_recorder(self) -> Any:
+        recorder = self.new_recorder()
         recorder.create_table()
         self.recorders.append(recorder)
         return recorder
@@ -42,26 +54,25 @@ class _SQLiteStore:
         for recorder in self.recorders:
             _assert_seals_verify(recorder, SqlDatabase(self.datastore))
         self.datastore.close()
-        shutil.rmtree(self.directory, ignore_errors=True)
+        self.cleanup.close()
 
 
-class _PostgresStore:
-    def setUp(self) -> None:
-        self.schema = ExitStack()
-        self.datastore = postgres_datastore(self.schema.enter_context(fresh_schema("rec")))
-        self.recorders: list[Any] = []
+class _SQLiteStore(_Store):
+    def open_datastore(self) -> SQLiteDatastore:
+        directory = tempfile.mkdtemp()
+        self.cleanup.callback(shutil.rmtree, directory, ignore_errors=True)
+        return SQLiteDatastore(f"{directory}/events.db")
 
-    def create_recorder(self) -> SealingPostgresApplicationRecorder:
-        recorder = SealingPostgresApplicationRecorder(self.datastore, events_table_name="events")
-        recorder.create_table()
-        self.recorders.append(recorder)
-        return recorder
+    def new_recorder(self) -> SealingSQLiteApplicationRecorder:
+        return SealingSQLiteApplicationRecorder(self.datastore)
 
-    def tearDown(self) -> None:
-        for recorder in self.recorders:
-            _assert_seals_verify(recorder, SqlDatabase(self.datastore))
-        self.datastore.close()
-        self.schema.close()
+
+class _PostgresStore(_Store):
+    def open_datastore(self) -> Any:
+        return postgres_datastore(self.cleanup.enter_context(fresh_schema("rec")))
+
+    def new_recorder(self) -> SealingPostgresApplicationRecorder:
+        return SealingPostgresApplicationRecorder(self.datastore, events_table_name="events")
 
 
 def _assert_seals_verify(recorder: Any, db: SqlDatabase) -> None:

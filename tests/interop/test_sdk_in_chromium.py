@@ -30,7 +30,10 @@ from infrastructure.clock import SystemClock
 from tests.helpers import ACME, ACME_WEB, ALICE, BOB, services_for
 from tests.serving import CHROMIUM, CHROMIUM_ARGS, free_port, require_chromium, serving
 
-pytestmark = pytest.mark.slow  # Chromium and a served instance
+pytestmark = [
+    pytest.mark.slow,  # Chromium and a served instance
+    pytest.mark.xdist_group("chromium-sdk"),  # one worker runs the module's fixture, once
+]
 
 PAGE = (Path(__file__).resolve().parent / "sdk_page.html").read_text()
 APP_HOST, API_HOST = "app.example.test", "frontend.example.test"

@@ -10,9 +10,6 @@ from __future__ import annotations
 import re
 import shutil
 import sys
-import tempfile
-from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -21,7 +18,6 @@ from application.read_model import rfc3339
 from domain.session import Session
 from infrastructure.container import Services
 from infrastructure.sql import SqlDatabase
-from tests.conftest import fresh_postgres_url
 
 # Far in the future, so no sign-in is ever past its lifetime by the database's clock and
 # ``analytics_session_state`` (computed at query time) does not change between two reads.
@@ -175,19 +171,3 @@ def tables_and_views(db: SqlDatabase) -> set[str]:
         else:
             cursor.execute("SELECT name FROM sqlite_master WHERE type IN ('table', 'view')")
         return {str(r["name"]) for r in cursor.fetchall()}
-
-
-@contextmanager
-def fresh_store(kind: str) -> Iterator[str]:
-    """The URL of a new, empty store of ``kind`` (memory, sqlite, postgres), removed after."""
-    if kind == "memory":
-        yield "memory://"
-    elif kind == "sqlite":
-        directory = tempfile.mkdtemp(prefix="session-ledger-")
-        try:
-            yield f"sqlite:///{directory}/events.db"
-        finally:
-            shutil.rmtree(directory, ignore_errors=True)
-    else:
-        with fresh_postgres_url() as url:
-            yield url

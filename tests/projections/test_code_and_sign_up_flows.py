@@ -12,6 +12,7 @@ from collections.abc import Iterator
 
 import pytest
 
+from application.read_model import SessionDocument
 from domain.errors import InvalidCode
 from domain.ids import aggregate_uuid
 from domain.session import Session
@@ -43,6 +44,22 @@ def wrong(code: str) -> str:
     return f"{(int(code) + 1) % 1_000_000:06d}"
 
 
+def verify_after_a_mistyped_code(
+    mailed: tuple[Services, SequentialCodes], session_id: int, attempt: str, token: str | None
+) -> SessionDocument:
+    """Email a code for ``attempt``, type it wrong once (refused), then right; the session
+    after, which has an active sign-in."""
+    services, codes = mailed
+    auth = services.auth
+    auth.prepare_verification(session_id, attempt, "email_otp")
+    code = codes.sent[-1]
+    with pytest.raises(InvalidCode):
+        auth.attempt_verification(session_id, attempt, wrong(code), token)
+    signed_in = auth.attempt_verification(session_id, attempt, code, token).document
+    assert signed_in.active_signin is not None
+    return signed_in
+
+
 def check_projected_as_recorded(services: Services, session_id: int) -> None:
     """Caught up, the read model is the aggregate and a rebuild changes no row."""
     services.worker.catch_up()
@@ -57,18 +74,13 @@ def check_projected_as_recorded(services: Services, session_id: int) -> None:
 
 
 def test_a_sign_in_by_emailed_code_is_projected(mailed: tuple[Services, SequentialCodes]) -> None:
-    services, codes = mailed
+    services = mailed[0]
     auth = services.auth
     started = services.commands.start_session()
     session_id, token = int(started.document.id), started.new_token
     # Given a code sign-in whose first code is mistyped
     attempt = auth.start_email_code_sign_in(session_id, ALICE[0]).document.signin_attempts[0].id
-    auth.prepare_verification(session_id, attempt, "email_otp")
-    code = codes.sent[-1]
-    with pytest.raises(InvalidCode):
-        auth.attempt_verification(session_id, attempt, wrong(code), token)
-    signed_in = auth.attempt_verification(session_id, attempt, code, token).document
-    assert signed_in.active_signin is not None
+    verify_after_a_mistyped_code(mailed, session_id, attempt, token)
     # Then every view follows
     check_projected_as_recorded(services, session_id)
     aggregate: Session = services.sessions.repository.get(aggregate_uuid(session_id))
@@ -81,18 +93,14 @@ def test_a_sign_in_by_emailed_code_is_projected(mailed: tuple[Services, Sequenti
 
 
 def test_a_sign_up_is_projected(mailed: tuple[Services, SequentialCodes]) -> None:
-    services, codes = mailed
+    services = mailed[0]
     auth = services.auth
     started = services.commands.start_session()
     session_id, token = int(started.document.id), started.new_token
     # Given a sign-up whose first code is mistyped
     signing_up = auth.sign_up(session_id, dict(DORA)).document
     attempt = signing_up.signup_attempts[0].id
-    auth.prepare_verification(session_id, attempt, "email_otp")
-    code = codes.sent[-1]
-    with pytest.raises(InvalidCode):
-        auth.attempt_verification(session_id, attempt, wrong(code), token)
-    signed_in = auth.attempt_verification(session_id, attempt, code, token).document
+    signed_in = verify_after_a_mistyped_code(mailed, session_id, attempt, token)
     assert signed_in.active_signin is not None
     # Then every view follows, and the new account's sign-in is counted like any other
     check_projected_as_recorded(services, session_id)

@@ -19,7 +19,6 @@ from contextlib import ExitStack
 from datetime import datetime, timedelta
 from typing import Any, ClassVar
 
-import pytest
 from hypothesis import strategies as st
 from hypothesis.stateful import (
     RuleBasedStateMachine,
@@ -36,6 +35,7 @@ from domain.session import Session
 from infrastructure.clock import SettableClock
 from infrastructure.container import Services
 from infrastructure.projections.session_view import SessionStateCodec
+from tests.conftest import fresh_store
 from tests.helpers import (
     ACME,
     ACME_DATA,
@@ -44,6 +44,7 @@ from tests.helpers import (
     BOB,
     CAROL,
     GLOBEX,
+    each_store,
     run_machine,
     services_for,
 )
@@ -54,7 +55,6 @@ from tests.projections.support import (
     day_of,
     dicts,
     differences,
-    fresh_store,
     records,
     session_events,
     stored_time,
@@ -414,36 +414,14 @@ def _day_of_stored(value: Any) -> str:
     return value[:10] if isinstance(value, str) else day_of(value)
 
 
-class MemoryProjectionMachine(ProjectionMachine):
-    """On the in-memory store (views in a private in-memory SQLite database)."""
-
-    store = "memory"
-
-
-class SqliteProjectionMachine(ProjectionMachine):
-    """On a new SQLite file per example."""
-
-    store = "sqlite"
-
-
-class PostgresProjectionMachine(ProjectionMachine):
-    """On a new PostgreSQL schema per example."""
-
-    store = "postgres"
-
-
 MACHINES: dict[str, tuple[type[ProjectionMachine], int, int]] = {
-    # store: (machine, examples, steps per example). On PostgreSQL an example's new schema
-    # and tables cost more than its steps: fewer, longer examples run as many commands.
-    "memory": (MemoryProjectionMachine, 30, 30),
-    "sqlite": (SqliteProjectionMachine, 30, 25),
-    "postgres": (PostgresProjectionMachine, 10, 30),
+    # store: (machine, examples, steps per example), see tests.helpers.run_machine
+    "memory": (ProjectionMachine, 30, 30),
+    "sqlite": (ProjectionMachine, 30, 25),
+    "postgres": (ProjectionMachine, 10, 30),
 }
 
 
-# On memory the machine is part of the fast tier (few examples under the dev profile).
-@pytest.mark.parametrize(
-    "store", [pytest.param(s, marks=[pytest.mark.slow] if s != "memory" else []) for s in MACHINES]
-)
+@each_store(MACHINES)
 def test_projections_agree_with_aggregates_history_and_rebuilds(store: str) -> None:
     run_machine(store, MACHINES)

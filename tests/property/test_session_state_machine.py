@@ -8,8 +8,6 @@ BEHAVIOUR.md is checked, and so is a replay of the stored events.
 
 from __future__ import annotations
 
-import shutil
-import tempfile
 import uuid
 from collections.abc import Callable
 from contextlib import ExitStack
@@ -18,7 +16,6 @@ from functools import partial
 from typing import Any, ClassVar, TypeVar
 
 import jwt
-import pytest
 from eventsourcing.application import AggregateNotFoundError, Repository
 from hypothesis import event
 from hypothesis import strategies as st
@@ -47,7 +44,7 @@ from domain.session import Session
 from domain.user_context import UserContext, user_context_uuid
 from infrastructure.clock import SettableClock
 from infrastructure.container import Services
-from tests.conftest import fresh_postgres_url
+from tests.conftest import fresh_store
 from tests.helpers import (
     ACME,
     ACME_DATA,
@@ -56,6 +53,7 @@ from tests.helpers import (
     BOB,
     CAROL,
     GLOBEX,
+    each_store,
     run_machine,
     services_for,
 )
@@ -134,22 +132,13 @@ class SessionMachine(RuleBasedStateMachine):
         self.clock = SettableClock()
         self.resources = ExitStack()  # the store, removed last
         self.running = ExitStack()  # the services on it
-        self.url = self._open_store()
+        self.url = self.resources.enter_context(fresh_store(self.store))
         self.services = self._open_services(load_demo=True)
         self.sessions: list[ModelSession] = []
         self.contexts: dict[str, Context] = {}  # what each user activated last
         self.seen_sign_in_ids: set[str] = set()
 
     # Plumbing ---------------------------------------------------------------------------
-
-    def _open_store(self) -> str:
-        if self.store == "memory":
-            return "memory://"
-        if self.store == "sqlite":
-            directory = tempfile.mkdtemp(prefix="session-ledger-")
-            self.resources.callback(shutil.rmtree, directory, ignore_errors=True)
-            return f"sqlite:///{directory}/events.db"
-        return self.resources.enter_context(fresh_postgres_url())
 
     def _open_services(self, load_demo: bool) -> Services:
         return self.running.enter_context(
@@ -546,12 +535,6 @@ def _fold(app: SessionsApp, aggregate_id: uuid.UUID) -> Any:
     return aggregate
 
 
-class MemorySessionMachine(SessionMachine):
-    """The machine on the in-memory store."""
-
-    store = "memory"
-
-
 class DurableSessionMachine(SessionMachine):
     """On a durable store the service may also restart between any two steps."""
 
@@ -562,30 +545,14 @@ class DurableSessionMachine(SessionMachine):
         self.services = self._open_services(load_demo=False)
 
 
-class SqliteSessionMachine(DurableSessionMachine):
-    """The machine on a new SQLite file per example."""
-
-    store = "sqlite"
-
-
-class PostgresSessionMachine(DurableSessionMachine):
-    """The machine on a new PostgreSQL schema per example."""
-
-    store = "postgres"
-
-
 MACHINES: dict[str, tuple[type[SessionMachine], int, int]] = {
-    # store: (machine, examples, steps per example). On PostgreSQL an example's new schema
-    # and tables cost more than its steps: fewer, longer examples run as many commands.
-    "memory": (MemorySessionMachine, 80, 30),
-    "sqlite": (SqliteSessionMachine, 20, 25),
-    "postgres": (PostgresSessionMachine, 16, 40),
+    # store: (machine, examples, steps per example); on SQLite and PostgreSQL it restarts
+    "memory": (SessionMachine, 80, 30),
+    "sqlite": (DurableSessionMachine, 20, 25),
+    "postgres": (DurableSessionMachine, 16, 40),
 }
 
 
-# On memory the machine is part of the fast tier (few examples under the dev profile).
-@pytest.mark.parametrize(
-    "store", [pytest.param(s, marks=[pytest.mark.slow] if s != "memory" else []) for s in MACHINES]
-)
+@each_store(MACHINES)
 def test_the_sessions_app_behaves_like_the_model(store: str) -> None:
     run_machine(store, MACHINES)

@@ -96,6 +96,42 @@ class _FakeStore:
             self.issued[append.events[0].state] = ids
 
 
+class _HeldFirstBatch:
+    """A group whose first batch (an opener's one append) is held in its commit function
+    until ``callers`` appends have queued behind it, so that they share the next batch."""
+
+    def __init__(self, callers: int) -> None:
+        self.callers = callers
+        self.calls: list[int] = []  # each batch's size, in order
+        self.opened: list[list[int]] = []  # the opener's positions, once it has them
+        self.entered = threading.Event()
+        self.group: GroupCommit | None = None
+
+    def enter(self, batch: list[Append]) -> None:
+        """The commit function's first step: count ``batch``; hold it if it is the first."""
+        self.calls.append(len(batch))
+        if len(self.calls) == 1:
+            self.entered.set()
+            group = self.group
+            assert group is not None
+            _wait_until(lambda: len(group._queue) == self.callers, "the callers queued")
+
+    def run(self, commit: Callable[[list[Append]], None], state: Callable[[int], str]) -> Outcomes:
+        """A group on ``commit``: the opener's append, then the callers' ``state(index)``
+        appends queued behind it; each caller's outcome."""
+        group = self.group = GroupCommit(commit)
+        opener = threading.Thread(
+            target=lambda: self.opened.append(group.submit(_events("opener"))), daemon=True
+        )
+        opener.start()
+        assert self.entered.wait(TIMEOUT)
+        outcomes: Outcomes = {}
+        assert _run_threads(self.callers, _submitting(group, outcomes, state)) == []
+        opener.join(TIMEOUT)
+        assert not opener.is_alive()
+        return outcomes
+
+
 def _events(name: str, count: int = 1) -> list[StoredEvent]:
     originator = uuid.uuid4()
     return [_event(originator, v, name if v == 1 else f"{name}-{v}") for v in range(1, count + 1)]
@@ -128,37 +164,20 @@ def test_group_commit_gives_each_caller_its_own_positions_one_commit_at_a_time()
 
 
 def test_a_batch_wide_error_reaches_every_caller_of_that_batch_and_no_other() -> None:
-    group: GroupCommit
-    calls: list[list[bytes]] = []
-    entered = threading.Event()
     waiting = 5
+    held = _HeldFirstBatch(waiting)
 
     def commit(batch: list[Append]) -> None:
-        calls.append([a.events[0].state for a in batch])
-        if len(calls) == 1:
-            entered.set()
-            # Hold the first batch until the others have queued behind it.
-            _wait_until(lambda: len(group._queue) == waiting, "the others queued")
-        if len(calls) == 2:
+        held.enter(batch)  # the others queue behind the first batch
+        if len(held.calls) == 2:
             raise RuntimeError("the database went away")
-        for position, append in enumerate(batch, start=len(calls) * 100):
+        for position, append in enumerate(batch, start=len(held.calls) * 100):
             append.ids = [position]
 
-    group = GroupCommit(commit)
-    first: list[list[int]] = []
-    leader = threading.Thread(
-        target=lambda: first.append(group.submit(_events("first"))), daemon=True
-    )
-    leader.start()
-    assert entered.wait(TIMEOUT)
+    outcomes = held.run(commit, lambda i: f"follower-{i}")
 
-    outcomes: Outcomes = {}
-    assert _run_threads(waiting, _submitting(group, outcomes, lambda i: f"follower-{i}")) == []
-    leader.join(TIMEOUT)
-    assert not leader.is_alive()
-
-    assert first == [[100]]
-    assert [len(batch) for batch in calls] == [1, waiting]
+    assert held.opened == [[100]]
+    assert held.calls == [1, waiting]
     assert len(outcomes) == waiting
     errors = [o for o in outcomes.values() if isinstance(o, BaseException)]
     assert len(errors) == waiting, outcomes
@@ -169,21 +188,18 @@ def test_a_batch_wide_error_reaches_every_caller_of_that_batch_and_no_other() ->
     assert len({id(error.__cause__) for error in errors}) == 1
 
     # Leadership was handed over: later appends still commit.
-    assert group.submit(_events("later")) == [300]
-    assert [len(batch) for batch in calls] == [1, waiting, 1]
+    assert held.group is not None
+    assert held.group.submit(_events("later")) == [300]
+    assert held.calls == [1, waiting, 1]
 
 
 def test_a_batch_error_after_some_appends_committed_keeps_their_positions() -> None:
-    group: GroupCommit
     callers = 6
-    calls: list[int] = []
-    entered = threading.Event()
+    held = _HeldFirstBatch(callers)
 
     def commit(batch: list[Append]) -> None:
-        calls.append(len(batch))
-        if len(calls) == 1:
-            entered.set()
-            _wait_until(lambda: len(group._queue) == callers, "the callers queued")
+        held.enter(batch)
+        if len(held.calls) == 1:
             batch[0].ids = [1]
             return
         # Like the careful path committing one round, then losing the connection.
@@ -191,17 +207,9 @@ def test_a_batch_error_after_some_appends_committed_keeps_their_positions() -> N
             append.ids = [position]
         raise RuntimeError("lost the connection")
 
-    group = GroupCommit(commit)
-    opener = threading.Thread(target=lambda: group.submit(_events("opener")), daemon=True)
-    opener.start()
-    assert entered.wait(TIMEOUT)
+    outcomes = held.run(commit, lambda i: f"caller-{i}")
 
-    outcomes: Outcomes = {}
-    assert _run_threads(callers, _submitting(group, outcomes, lambda i: f"caller-{i}")) == []
-    opener.join(TIMEOUT)
-    assert not opener.is_alive()
-
-    assert calls == [1, callers]
+    assert held.calls == [1, callers]
     committed = [o for o in outcomes.values() if isinstance(o, list)]
     failed = [o for o in outcomes.values() if isinstance(o, BaseException)]
     assert sorted(committed) == [[10], [11], [12]]
@@ -226,35 +234,20 @@ def test_a_failing_lone_leader_hands_over_leadership() -> None:
 
 
 def test_an_error_for_one_append_fails_only_its_caller() -> None:
-    group: GroupCommit
     callers = 8
     store = _FakeStore()
-    calls: list[int] = []
-    entered = threading.Event()
+    held = _HeldFirstBatch(callers)
 
     def commit(batch: list[Append]) -> None:
-        calls.append(len(batch))
-        if len(calls) == 1:
-            entered.set()
-            _wait_until(lambda: len(group._queue) == callers, "the callers queued")
+        held.enter(batch)
         store.decide([a for a in batch if a.events[0].state != b"bad"])
         for append in batch:
             if append.events[0].state == b"bad":
                 append.error = ValueError("this one conflicts")
 
-    group = GroupCommit(commit)
-    opener = threading.Thread(target=lambda: group.submit(_events("opener")), daemon=True)
-    opener.start()
-    assert entered.wait(TIMEOUT)
+    outcomes = held.run(commit, lambda i: "bad" if i == 3 else f"good-{i}")
 
-    outcomes: Outcomes = {}
-    work = _submitting(group, outcomes, lambda i: "bad" if i == 3 else f"good-{i}")
-
-    assert _run_threads(callers, work) == []
-    opener.join(TIMEOUT)
-    assert not opener.is_alive()
-
-    assert calls == [1, callers]  # the bad append shared its batch with the good ones
+    assert held.calls == [1, callers]  # the bad append shared its batch with the good ones
     bad = outcomes.pop(3)
     assert type(bad) is ValueError
     assert str(bad) == "this one conflicts"
