@@ -73,7 +73,7 @@ def test_served_uvicorn_believes_no_forwarded_header_that_our_settings_do_not_tr
 ) -> None:
     # Given serve with no trusted proxies (the default), reached directly from 127.0.0.1
     output: list[str] = []
-    with served(sqlite_url, output) as base, httpx.Client(base_url=base) as http:
+    with served_cli(sqlite_url, output=output) as base, httpx.Client(base_url=base) as http:
         # When a client claims another address in X-Forwarded-For while signing in
         form = {"email": ALICE[0], "password": ALICE[1], "strategy": "plain_email"}
         spoofed = {"X-Forwarded-For": "203.0.113.9", "X-Forwarded-Proto": "https"}
