@@ -17,6 +17,7 @@ from typing import Any
 
 from application.errors import UnknownEndpoint
 from infrastructure.sql import Row, SqlDatabase
+from infrastructure.webhooks.attempt_records import AttemptRecords
 from infrastructure.webhooks.endpoints import now_ms, time_of
 from infrastructure.webhooks.http import Outcome
 from infrastructure.webhooks.tables import ATTEMPTS, DELIVERIES, ENDPOINTS, MESSAGES, to_ms
@@ -62,6 +63,7 @@ class DeliveryStore:
         self.policy = policy
         self._d, self._m = db.table(DELIVERIES), db.table(MESSAGES)
         self._a, self._e = db.table(ATTEMPTS), db.table(ENDPOINTS)
+        self._records = AttemptRecords(db, policy)
 
     def due(self, endpoint_id: int, limit: int, skip: set[str]) -> list[Due]:
         """Up to ``limit`` pending deliveries of an endpoint whose time has come, oldest event
@@ -84,88 +86,7 @@ class DeliveryStore:
     def record(self, attempts: Sequence[Attempted]) -> None:
         """Record attempts, in one transaction (one commit for many answers): for each, the
         delivery's new state, the endpoint's failure streak, and the attempt itself."""
-        with self.db.transaction(immediate=True) as cursor:
-            for attempted in attempts:
-                self._record(cursor, *attempted)
-
-    def _record(
-        self, cursor: Any, due: Due, outcome: Outcome, attempted_at: int, address: str | None
-    ) -> None:
-        policy = self.policy
-        cursor.execute(
-            f"SELECT attempts, tries, status, next_attempt_at FROM {self._d} "
-            f"WHERE endpoint_id = %(e)s AND message_id = %(m)s{self.db.for_update()}",
-            {"e": due.endpoint_id, "m": due.message_id},
-        )
-        row = cursor.fetchone()
-        if row is None or row["status"] != "pending":
-            return  # finished meanwhile (another worker before a lease change)
-        attempts, tries = int(row["attempts"]) + 1, int(row["tries"]) + 1
-        retry_at: int | None = None
-        if int(row["next_attempt_at"]) != due.due_at:
-            # Replayed while this attempt was in flight: keep the attempt, owe the replay.
-            status, finished, attempts = "pending", None, int(row["attempts"])
-            retry_at = int(row["next_attempt_at"])
-        elif outcome.ok:
-            status, finished = "delivered", attempted_at
-        elif attempts >= policy.max_attempts:
-            status, finished = "failed", attempted_at
-        else:
-            status, finished = "pending", None
-            ended = attempted_at + outcome.latency_ms  # gaps count from the answer
-            retry_at = ended + int(policy.retry_delay(attempts) * 1000)
-        cursor.execute(
-            f"UPDATE {self._d} SET status = %(s)s, attempts = %(a)s, tries = %(t)s, "
-            "finished_at = %(f)s, next_attempt_at = COALESCE(%(r)s, next_attempt_at) "
-            "WHERE endpoint_id = %(e)s AND message_id = %(m)s",
-            {"s": status, "a": attempts, "t": tries, "f": finished, "r": retry_at,
-             "e": due.endpoint_id, "m": due.message_id},
-        )  # fmt: skip
-        cursor.execute(
-            f"INSERT INTO {self._a} (endpoint_id, message_id, seq, attempted_at, address, "
-            "status_code, latency_ms, outcome, error, response, next_attempt_at) VALUES "
-            "(%(e)s, %(m)s, %(seq)s, %(at)s, %(addr)s, %(code)s, %(lat)s, %(out)s, %(err)s, "
-            "%(resp)s, %(r)s)",
-            {"e": due.endpoint_id, "m": due.message_id, "seq": tries, "at": attempted_at,
-             "addr": address, "code": outcome.status, "lat": outcome.latency_ms,
-             "out": "delivered" if outcome.ok else "failed", "err": outcome.error,
-             "resp": outcome.response, "r": retry_at},
-        )  # fmt: skip
-        self._update_endpoint(cursor, due.endpoint_id, outcome, attempted_at)
-
-    def _update_endpoint(
-        self, cursor: Any, endpoint_id: int, outcome: Outcome, attempted_at: int
-    ) -> None:
-        if outcome.ok:
-            cursor.execute(
-                f"UPDATE {self._e} SET failure_streak = 0, streak_since = NULL, "
-                "attempts_total = attempts_total + 1, delivered_total = delivered_total + 1 "
-                "WHERE id = %(e)s",
-                {"e": endpoint_id},
-            )
-            return
-        cursor.execute(
-            f"UPDATE {self._e} SET failure_streak = failure_streak + 1, "
-            "streak_since = COALESCE(streak_since, %(at)s), attempts_total = attempts_total + 1, "
-            "failures_total = failures_total + 1 WHERE id = %(e)s",
-            {"e": endpoint_id, "at": attempted_at},
-        )
-        policy = self.policy
-        cursor.execute(
-            f"UPDATE {self._e} SET enabled = 0, disabled_at = %(now)s, disabled_reason = "
-            "%(reason)s WHERE id = %(e)s AND enabled = 1 AND failure_streak >= %(n)s "
-            "AND streak_since <= %(since)s",
-            {
-                "e": endpoint_id,
-                "now": now_ms(),
-                "n": policy.disable_after_failures,
-                "since": now_ms() - int(policy.disable_after_seconds * 1000),
-                "reason": (
-                    f"{policy.disable_after_failures} failed attempts in a row; last: "
-                    f"{outcome.error or 'no answer'}"
-                )[:500],
-            },
-        )
+        self._records.record(attempts)
 
     def replay(
         self,

@@ -13,10 +13,11 @@ from datetime import timedelta
 
 import pytest
 
+from infrastructure.webhooks.catalogue import EVENT_TYPES
 from infrastructure.webhooks.endpoints import now_ms
 from infrastructure.webhooks.http import Outcome
 from tests.e2e.harness import START
-from tests.helpers import ALICE, BOB
+from tests.helpers import ALICE, BOB, CAROL
 from tests.webhooks.receiver import Receiver, running, wait_for
 from tests.webhooks.support import ADMIN, catch_up, every_event_story, messages, ok, webhook_stack
 
@@ -145,3 +146,45 @@ def test_a_replay_during_an_attempt_is_still_owed(
         assert again.message_id == claimed.message_id
         store_.record([(again, Outcome(200, 5, None, "ok"), again.due_at, "192.0.2.1")])
         assert hooks.deliveries(endpoint.id)[0]["status"] == "delivered"
+
+
+@pytest.mark.parametrize("store", STORES)
+def test_a_batch_of_answers_settles_each_delivery_and_the_endpoint_streak_in_order(
+    store: str, request: pytest.FixtureRequest
+) -> None:
+    """Answers recorded together count as if recorded one by one: a success in the batch
+    ends the streak, the failures after it start the next one."""
+    url = str(request.getfixturevalue(f"{store}_url"))
+    with webhook_stack(url) as stack:
+        hooks = stack.services.webhooks
+        endpoint = hooks.create_endpoint("https://hooks.example.com/in", list(EVENT_TYPES))[0]
+        stack.browser.signed_in(ALICE)
+        stack.browser.signed_in(BOB)
+        stack.browser.signed_in(CAROL)
+        catch_up(stack)
+        store_ = hooks.delivery_store
+        due = store_.due(endpoint.id, 10, set())
+        assert len(due) >= 4
+        first, second, third, fourth = due[:4]
+        failed = Outcome(500, 7, "HTTP 500", "no")
+        store_.record([
+            (first, failed, first.due_at + 1, "192.0.2.1"),
+            (second, Outcome(204, 3, None, ""), second.due_at + 2, "192.0.2.1"),
+            (third, failed, third.due_at + 3, "192.0.2.1"),
+            (fourth, Outcome(None, 9, "timed out", None), fourth.due_at + 4, "192.0.2.1"),
+        ])  # fmt: skip
+
+        settled = hooks.endpoint(endpoint.id)
+        totals = (settled.attempts_total, settled.delivered_total, settled.failures_total)
+        assert totals == (4, 1, 3)
+        assert settled.failure_streak == 2
+        assert settled.enabled
+        statuses = {d["message_id"]: d["status"] for d in hooks.deliveries(endpoint.id)}
+        assert [statuses[d.message_id] for d in (first, second, third, fourth)] == [
+            "pending", "delivered", "pending", "pending",
+        ]  # fmt: skip
+        outcomes = [hooks.attempts(endpoint.id, d.message_id) for d in (first, second, fourth)]
+        assert [[a["outcome"] for a in each] for each in outcomes] == [
+            ["failed"], ["delivered"], ["failed"],
+        ]  # fmt: skip
+        assert outcomes[2][0]["error"] == "timed out"

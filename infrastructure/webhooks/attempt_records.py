@@ -1,0 +1,182 @@
+"""Recording what a batch of delivery attempts found, in a few statements per batch.
+
+The sender finishes attempts many at a time; each one changes its delivery (delivered,
+failed, or due again after ``retry_delay``), adds a row to the attempts, and lengthens or
+ends its endpoint's failure streak. Done one attempt at a time that was four statements and
+round trips per attempt; here a batch locks its deliveries with one SELECT per endpoint,
+writes the deliveries and the attempts with one ``executemany`` each (one pipelined round
+trip on PostgreSQL), and settles each endpoint's counters and streak once, from the batch's
+outcomes in the order they came, with the disabling rule checked after its failures.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from infrastructure.sql import SqlDatabase
+from infrastructure.webhooks.endpoints import now_ms
+from infrastructure.webhooks.http import Outcome
+from infrastructure.webhooks.tables import ATTEMPTS, DELIVERIES, ENDPOINTS
+
+if TYPE_CHECKING:
+    from infrastructure.webhooks.deliveries import Attempted, RetryPolicy
+
+
+@dataclass
+class _Streak:
+    """What a batch did to one endpoint: counts, and the failures after its last success."""
+
+    attempts: int = 0
+    delivered: int = 0
+    failures: int = 0
+    reset: bool = False  # a success came: the streak restarts from the failures after it
+    streak: int = 0
+    since: int | None = None
+    last_failure: Outcome | None = None
+
+    def add(self, outcome: Outcome, attempted_at: int) -> None:
+        self.attempts += 1
+        if outcome.ok:
+            self.delivered += 1
+            self.reset, self.streak, self.since = True, 0, None
+            return
+        self.failures += 1
+        self.streak += 1
+        self.since = attempted_at if self.since is None else self.since
+        self.last_failure = outcome
+
+
+class AttemptRecords:
+    """Writes a batch of attempts into the delivery, attempt and endpoint tables."""
+
+    def __init__(self, db: SqlDatabase, policy: RetryPolicy) -> None:
+        self.db = db
+        self.policy = policy
+        self._d, self._a, self._e = (db.table(t) for t in (DELIVERIES, ATTEMPTS, ENDPOINTS))
+
+    def record(self, attempts: Sequence[Attempted]) -> None:
+        """Record the attempts in one transaction; those whose delivery is no longer
+        pending (finished by another worker before a lease change) are left out."""
+        if not attempts:
+            return
+        with self.db.transaction(immediate=True) as cursor:
+            states = self._lock(cursor, attempts)
+            deliveries: list[dict[str, Any]] = []
+            rows: list[dict[str, Any]] = []
+            streaks: dict[int, _Streak] = {}
+            for due, outcome, attempted_at, address in attempts:
+                row = states.get((due.endpoint_id, due.message_id))
+                if row is None or row["status"] != "pending":
+                    continue
+                delivery, attempt = self._decide(row, due.due_at, outcome, attempted_at)
+                row.update(attempts=delivery["a"], tries=delivery["t"], status=delivery["s"])
+                key = {"e": due.endpoint_id, "m": due.message_id}
+                deliveries.append({**delivery, **key})
+                rows.append({**attempt, **key, "addr": address})
+                streaks.setdefault(due.endpoint_id, _Streak()).add(outcome, attempted_at)
+            self._write(cursor, deliveries, rows)
+            for endpoint_id, streak in streaks.items():
+                self._settle(cursor, endpoint_id, streak)
+
+    def _lock(self, cursor: Any, attempts: Sequence[Attempted]) -> dict[tuple[int, str], Any]:
+        """The deliveries' states, locked, in one SELECT per endpoint (in key order)."""
+        by_endpoint: dict[int, set[str]] = {}
+        for due, *_ in attempts:
+            by_endpoint.setdefault(due.endpoint_id, set()).add(due.message_id)
+        states: dict[tuple[int, str], Any] = {}
+        for endpoint_id in sorted(by_endpoint):
+            ids = sorted(by_endpoint[endpoint_id])
+            params: dict[str, Any] = {f"m{i}": m for i, m in enumerate(ids)}
+            marks = ", ".join(f"%(m{i})s" for i in range(len(ids)))
+            cursor.execute(
+                f"SELECT message_id, attempts, tries, status, next_attempt_at FROM {self._d} "
+                f"WHERE endpoint_id = %(e)s AND message_id IN ({marks}) ORDER BY message_id"
+                f"{self.db.for_update()}",
+                {**params, "e": endpoint_id},
+            )
+            for row in cursor.fetchall():
+                states[(endpoint_id, str(row["message_id"]))] = dict(row)
+        return states
+
+    def _decide(
+        self, row: Any, due_at: int, outcome: Outcome, attempted_at: int
+    ) -> tuple[dict[str, Any], dict[str, Any]]:
+        """The delivery's new state and the attempt's row (without their keys)."""
+        attempts, tries = int(row["attempts"]) + 1, int(row["tries"]) + 1
+        retry_at: int | None = None
+        if int(row["next_attempt_at"]) != due_at:
+            # Replayed while this attempt was in flight: keep the attempt, owe the replay.
+            status, finished, attempts = "pending", None, int(row["attempts"])
+            retry_at = int(row["next_attempt_at"])
+        elif outcome.ok:
+            status, finished = "delivered", attempted_at
+        elif attempts >= self.policy.max_attempts:
+            status, finished = "failed", attempted_at
+        else:
+            status, finished = "pending", None
+            ended = attempted_at + outcome.latency_ms  # gaps count from the answer
+            retry_at = ended + int(self.policy.retry_delay(attempts) * 1000)
+        delivery = {"s": status, "a": attempts, "t": tries, "f": finished, "r": retry_at}
+        attempt = {
+            "seq": tries, "at": attempted_at, "code": outcome.status, "lat": outcome.latency_ms,
+            "out": "delivered" if outcome.ok else "failed", "err": outcome.error,
+            "resp": outcome.response, "r": retry_at,
+        }  # fmt: skip
+        return delivery, attempt
+
+    def _write(
+        self, cursor: Any, deliveries: list[dict[str, Any]], rows: list[dict[str, Any]]
+    ) -> None:
+        if not deliveries:
+            return
+        cursor.executemany(
+            f"UPDATE {self._d} SET status = %(s)s, attempts = %(a)s, tries = %(t)s, "
+            "finished_at = %(f)s, next_attempt_at = COALESCE(%(r)s, next_attempt_at) "
+            "WHERE endpoint_id = %(e)s AND message_id = %(m)s",
+            deliveries,
+        )
+        cursor.executemany(
+            f"INSERT INTO {self._a} (endpoint_id, message_id, seq, attempted_at, address, "
+            "status_code, latency_ms, outcome, error, response, next_attempt_at) VALUES "
+            "(%(e)s, %(m)s, %(seq)s, %(at)s, %(addr)s, %(code)s, %(lat)s, %(out)s, %(err)s, "
+            "%(resp)s, %(r)s)",
+            rows,
+        )
+
+    def _settle(self, cursor: Any, endpoint_id: int, streak: _Streak) -> None:
+        """The endpoint's totals and failure streak after the batch; then the disabling rule,
+        if the batch ended in failures."""
+        counts = {"e": endpoint_id, "a": streak.attempts, "d": streak.delivered,
+                  "f": streak.failures, "n": streak.streak, "since": streak.since}  # fmt: skip
+        totals = (
+            "attempts_total = attempts_total + %(a)s, delivered_total = delivered_total + %(d)s,"
+            " failures_total = failures_total + %(f)s"
+        )
+        if streak.reset:
+            set_streak = "failure_streak = %(n)s, streak_since = %(since)s"
+        else:
+            set_streak = (
+                "failure_streak = failure_streak + %(n)s,"
+                " streak_since = COALESCE(streak_since, %(since)s)"
+            )
+        cursor.execute(f"UPDATE {self._e} SET {set_streak}, {totals} WHERE id = %(e)s", counts)
+        if streak.streak == 0 or streak.last_failure is None:
+            return
+        policy = self.policy
+        cursor.execute(
+            f"UPDATE {self._e} SET enabled = 0, disabled_at = %(now)s, disabled_reason = "
+            "%(reason)s WHERE id = %(e)s AND enabled = 1 AND failure_streak >= %(n)s "
+            "AND streak_since <= %(since)s",
+            {
+                "e": endpoint_id,
+                "now": now_ms(),
+                "n": policy.disable_after_failures,
+                "since": now_ms() - int(policy.disable_after_seconds * 1000),
+                "reason": (
+                    f"{policy.disable_after_failures} failed attempts in a row; last: "
+                    f"{streak.last_failure.error or 'no answer'}"
+                )[:500],
+            },
+        )
