@@ -51,7 +51,7 @@ class Cluster:
 
     directory: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="sl-cluster-")))
 
-    def run(self, *args: str, timeout: float = 300) -> str:
+    def run(self, *args: str, timeout: float = 900) -> str:
         """``deploy/cluster ARGS``; its output (raises with the output if it fails)."""
         env = {
             **os.environ,
@@ -61,6 +61,9 @@ class Cluster:
             "SESSION_LEDGER_BIN": console_script(),
             # The traffic comes from one address: per-address limits would answer 429.
             "SESSION_LEDGER_RATE_LIMITS": "false",
+            # Bootstrapping took over 120 s once, while the other test process kept both
+            # cores and the disk busy (15 s alone): patience at set-up, none in the tests.
+            "SESSION_LEDGER_CLUSTER_WAIT_SECONDS": "400",
         }
         try:
             done = subprocess.run(
@@ -77,8 +80,10 @@ class Cluster:
         """The last lines of every process's log, to say why the cluster misbehaved."""
         tails = []
         for log in sorted((self.directory / "logs").glob("*.log")):
-            tail = log.read_text(errors="replace").splitlines()[-lines:]
-            tails.append(f"== {log.name}\n" + "\n".join(tail))
+            text = log.read_text(errors="replace").splitlines()
+            # The start says what a node was doing (bootstrap, initdb); the end, how it ended.
+            shown = text if len(text) <= 2 * lines else [*text[:lines], "...", *text[-lines:]]
+            tails.append(f"== {log.name}\n" + "\n".join(shown))
         return "\n".join(tails)
 
     def settings(self) -> dict[str, str]:
