@@ -5,7 +5,6 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
-import threading
 import time
 from pathlib import Path
 from typing import Annotated
@@ -102,16 +101,19 @@ def projections_status() -> None:
 def projections_run() -> None:
     """Keep every projection caught up, in the foreground, until interrupted."""
     services = open_services(load_settings())
-    stop = threading.Event()
+    # The handler only appends to a list: a handler that took a lock (threading.Event.set)
+    # deadlocked when the signal came while this thread held that lock inside Event.wait,
+    # and the child of a stopped `serve` lived on.
+    signals: list[int] = []
     for signum in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(signum, lambda *_: stop.set())
+        signal.signal(signum, lambda received, _: signals.append(received))
     services.worker.start()
     err.print("projection worker running; Ctrl-C to stop", markup=False)
     try:
-        # Signal handlers run only in the main thread, and only between its bytecodes: wake
-        # up now and then, or a SIGTERM delivered while blocked here would wait forever.
-        while not stop.wait(0.5):
-            pass
+        # Handlers run only in the main thread, between its bytecodes; sleep is cut short
+        # by a signal, so the loop sees it at once.
+        while not signals:
+            time.sleep(0.5)
     finally:
         services.close()
 
