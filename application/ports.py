@@ -148,10 +148,10 @@ class SessionReadModel(Protocol):
         replica waits a bounded time for the replica to reach it, else reads the primary."""
 
     def state_at_head(self, session_id: int) -> tuple[int, Session | None] | None:
-        """In one read: the version of the session's last recorded event and its projected
-        state (None if not projected yet); None if the session has no events. Raises
-        :class:`NotImplementedError` where the read model cannot see the event store in
-        the same statement (another database, a replica)."""
+        """The version of the session's last recorded event and its projected state (None if
+        not projected yet); None if the session has no events. One read where the read
+        model lives beside the event store; two where it cannot see it in one statement
+        (another database, a replica: the state then waits for that version)."""
 
 
 @dataclass(frozen=True)

@@ -16,7 +16,6 @@ from application.ports import Clock, Directory, Role, SessionReadModel, TokenSig
 from application.read_model import SessionDocument, SessionInfo, rfc3339, session_document
 from application.session_commands import SessionCommands
 from application.sessions import SessionsApp
-from domain.ids import aggregate_uuid
 from domain.session import Session
 
 
@@ -105,15 +104,7 @@ class SessionQueries:
     def _projected(self, session_id: int) -> Session | None:
         """The session as the read model shows it, once the read model has caught up with
         the session's last recorded event (read-your-writes, also across processes)."""
-        try:
-            found = self.read_model.state_at_head(session_id)
-        except NotImplementedError:  # views elsewhere, or a replica: two reads
-            latest = self._app.recorder.select_events(
-                aggregate_uuid(session_id), desc=True, limit=1
-            )
-            found = (latest[0].originator_version, None) if latest else None
-            if found is not None:
-                found = (found[0], self.read_model.session_state(session_id, found[0]))
+        found = self.read_model.state_at_head(session_id)
         if found is None:
             return None
         written, state = found

@@ -165,13 +165,7 @@ def build_services(
         # Queries come after the projections they read.
         queries = SessionQueries(
             sessions,
-            SessionReadModel(
-                views,
-                codec,
-                projectors[0],
-                replica,
-                events_table=_events_beside(views, factory, sessions),
-            ),
+            SessionReadModel(views, codec, projectors[0], replica),
             commands,
             directory=shown,
             signer=keys,
@@ -237,14 +231,6 @@ def build_services(
         digester=digester,
         policy=policy,
     )
-
-
-def _events_beside(views: SqlDatabase, factory: Any, sessions: SessionsApp) -> str | None:
-    """The event store's table if the views live in its database (one read for both)."""
-    if getattr(factory, "datastore", None) is not views.datastore:
-        return None
-    table: str | None = getattr(sessions.recorder, "events_table_name", None)
-    return table
 
 
 def _rendering_directory(

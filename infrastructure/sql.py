@@ -74,16 +74,24 @@ class _SqliteCursor:
 
 
 def select_in(
-    cursor: SqlCursor, select: str, column: str, keys: Iterable[str], chunk: int = 500
+    cursor: SqlCursor,
+    select: str,
+    column: str,
+    keys: Iterable[str],
+    chunk: int = 500,
+    params: Mapping[str, Any] | None = None,
+    suffix: str = "",
 ) -> list[Row]:
-    """Rows of ``select … WHERE column IN (keys)``, in chunks small enough for any driver."""
+    """Rows of ``select … WHERE column IN (keys) suffix``, in chunks small enough for any
+    driver, keys in sorted order (so rows locked by a ``FOR UPDATE`` suffix are taken in one
+    order); ``params`` are the select's own parameters."""
     ordered = sorted(set(keys))
     rows: list[Row] = []
     for start in range(0, len(ordered), chunk):
         part = ordered[start : start + chunk]
-        params = {f"k{i}": key for i, key in enumerate(part)}
+        values = {**(params or {}), **{f"k{i}": key for i, key in enumerate(part)}}
         marks = ", ".join(f"%(k{i})s" for i in range(len(part)))
-        cursor.execute(f"{select} WHERE {column} IN ({marks})", params)
+        cursor.execute(f"{select} WHERE {column} IN ({marks}){suffix}", values)
         rows.extend(cursor.fetchall())
     return rows
 

@@ -34,6 +34,7 @@ REBUILD_BATCH_SIZE = (
     20_000  # rebuilds: few, large transactions (each session encoded once per batch)
 )
 REBUILD_SUFFIX = "#rebuild"
+STATE_TABLE = "projection_state"  # a projection's live generation and position, by name
 
 Progress = Callable[[int, int], None]
 
@@ -52,7 +53,7 @@ class Projector:
         self.db = db
         self.projection = projection
         self.batch_size = batch_size
-        self._state = db.table("projection_state")
+        self._state = db.table(STATE_TABLE)
         self.log = EventLog(app, db, batch_size)
 
     @property

@@ -24,6 +24,14 @@ class EventLog:
         self.db = db
         self.batch_size = batch_size
 
+    def table_here(self) -> str | None:
+        """The events' table (unqualified) when the events live in ``db`` itself, so one
+        statement can read them beside the views; else None."""
+        if getattr(self.app.factory, "datastore", None) is not self.db.datastore:
+            return None
+        table: str | None = getattr(self.app.recorder, "events_table_name", None)
+        return table
+
     def read(self, after: int, limit: int | None = None) -> Sequence[Notification]:
         """The next batch after position ``after``."""
         return self.app.recorder.select_notifications(
@@ -37,10 +45,9 @@ class EventLog:
         connection only once this writer is done, and a thread queued for the writer holds
         its fairness slot: so read through this transaction's cursor instead.
         """
-        shared = getattr(self.app.factory, "datastore", None) is self.db.datastore
-        if self.db.dialect != "sqlite" or not shared:
+        table = self.table_here()
+        if self.db.dialect != "sqlite" or table is None:
             return self.read(after)
-        table = self.app.recorder.events_table_name  # type: ignore[attr-defined]
         cursor.execute(
             "SELECT rowid AS id, originator_id, originator_version, topic, state "
             f"FROM {table} WHERE rowid > %(after)s ORDER BY rowid LIMIT %(limit)s",

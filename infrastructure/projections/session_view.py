@@ -17,6 +17,7 @@ from eventsourcing.utils import get_topic
 
 from domain.ids import aggregate_uuid
 from domain.session import Session
+from infrastructure.projections.engine import Projector
 from infrastructure.projections.projection import ProjectedEvent, Projection, Write
 from infrastructure.projections.replica_reads import ReplicaReads
 from infrastructure.sql import SqlCursor, SqlDatabase, bulk_insert, select_in
@@ -152,17 +153,18 @@ class SessionReadModel:
         self,
         db: SqlDatabase,
         codec: SessionStateCodec,
-        projector: Any,
+        projector: Projector,
         replica: ReplicaReads | None = None,
-        events_table: str | None = None,
     ) -> None:
         self._db = db
         self._codec = codec
         self._projector = projector
         self._view = db.table("read_sessions")
         self._replica = replica
-        # The event store's table, when it lives in this database and no replica answers.
-        self._events = db.table(events_table) if events_table and replica is None else None
+        # The event store's table, when it lives in this database and no replica answers:
+        # then a session's head and its projected state are one statement.
+        table = projector.log.table_here() if replica is None else None
+        self._events = db.table(table) if table else None
 
     def catch_up(self, position: int | None = None) -> None:
         """Make the read model reflect the log up to ``position`` (or its head)."""
@@ -182,11 +184,16 @@ class SessionReadModel:
         )
 
     def state_at_head(self, session_id: int) -> tuple[int, Session | None] | None:
-        """The version of the session's last event and its projected state, in one round
-        trip (see :meth:`application.ports.SessionReadModel.state_at_head`)."""
-        if self._events is None:
-            raise NotImplementedError("the read model is not beside the event store")
+        """The version of the session's last event and its projected state: one round trip
+        beside the event store, else two (see the port's docstring)."""
         originator = aggregate_uuid(session_id)
+        if self._events is None:
+            recorder = self._projector.app.recorder
+            latest = recorder.select_events(originator, desc=True, limit=1)
+            if not latest:
+                return None
+            written = latest[0].originator_version
+            return written, self.session_state(session_id, written)
         sql = (
             "SELECT e.written, v.version, v.state FROM (SELECT max(originator_version) AS"
             f" written FROM {self._events} WHERE originator_id = %(originator)s) AS e"

@@ -25,7 +25,7 @@ from typing import Any
 from eventsourcing.application import Application
 
 from infrastructure.outage import store_unavailable
-from infrastructure.projections.engine import Projector
+from infrastructure.projections.engine import STATE_TABLE, Projector
 from infrastructure.projections.event_log import Decoded
 from infrastructure.projections.lease import WorkerLease
 from infrastructure.sql import select_in
@@ -129,7 +129,7 @@ def catch_up_together(projectors: Sequence[Projector]) -> int:
     if any(p.db is not first.db or p.app is not first.app for p in projectors):
         return min(p.catch_up() for p in projectors)
     with first.db.read() as cursor:
-        state = first.db.table("projection_state")
+        state = first.db.table(STATE_TABLE)
         names = [p.name for p in projectors]
         rows = select_in(cursor, f"SELECT position FROM {state}", "name", names)
     position = min(int(row["position"]) for row in rows)

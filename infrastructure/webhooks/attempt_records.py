@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from infrastructure.sql import SqlDatabase
+from infrastructure.sql import SqlDatabase, select_in
 from infrastructure.webhooks.endpoints import now_ms
 from infrastructure.webhooks.http import Outcome
 from infrastructure.webhooks.tables import ATTEMPTS, DELIVERIES, ENDPOINTS
@@ -87,16 +87,15 @@ class AttemptRecords:
             by_endpoint.setdefault(due.endpoint_id, set()).add(due.message_id)
         states: dict[tuple[int, str], Any] = {}
         for endpoint_id in sorted(by_endpoint):
-            ids = sorted(by_endpoint[endpoint_id])
-            params: dict[str, Any] = {f"m{i}": m for i, m in enumerate(ids)}
-            marks = ", ".join(f"%(m{i})s" for i in range(len(ids)))
-            cursor.execute(
-                f"SELECT message_id, attempts, tries, status, next_attempt_at FROM {self._d} "
-                f"WHERE endpoint_id = %(e)s AND message_id IN ({marks}) ORDER BY message_id"
-                f"{self.db.for_update()}",
-                {**params, "e": endpoint_id},
+            rows = select_in(
+                cursor,
+                f"SELECT message_id, attempts, tries, status, next_attempt_at FROM {self._d}",
+                "message_id",
+                by_endpoint[endpoint_id],
+                params={"e": endpoint_id},
+                suffix=" AND endpoint_id = %(e)s ORDER BY message_id" + self.db.for_update(),
             )
-            for row in cursor.fetchall():
+            for row in rows:
                 states[(endpoint_id, str(row["message_id"]))] = dict(row)
         return states
 
