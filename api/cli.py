@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import signal
 import time
 from pathlib import Path
 from typing import Annotated
@@ -22,7 +21,16 @@ from rich.progress import (
 from rich.table import Table
 
 from api.cli_audit import audit_app
-from api.cli_common import demo_directory_text, err, fail, load_settings, open_services, out
+from api.cli_common import (
+    demo_directory_text,
+    err,
+    fail,
+    load_settings,
+    open_services,
+    out,
+    stop_signals,
+    wait_for_signal,
+)
 from api.cli_webhooks import webhook_child, webhooks_app
 from api.projection_process import projection_process
 from api.serving import run_workers
@@ -100,20 +108,12 @@ def projections_status() -> None:
 @projections_app.command("run")
 def projections_run() -> None:
     """Keep every projection caught up, in the foreground, until interrupted."""
+    signals = stop_signals()
     services = open_services(load_settings())
-    # The handler only appends to a list: a handler that took a lock (threading.Event.set)
-    # deadlocked when the signal came while this thread held that lock inside Event.wait,
-    # and the child of a stopped `serve` lived on.
-    signals: list[int] = []
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(signum, lambda received, _: signals.append(received))
     services.worker.start()
     err.print("projection worker running; Ctrl-C to stop", markup=False)
     try:
-        # Handlers run only in the main thread, between its bytecodes; sleep is cut short
-        # by a signal, so the loop sees it at once.
-        while not signals:
-            time.sleep(0.5)
+        wait_for_signal(signals)
     finally:
         services.close()
 

@@ -3,6 +3,10 @@ and services."""
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
+import signal
+import time
 from datetime import datetime
 from importlib import resources
 
@@ -58,3 +62,28 @@ def time_arg(raw: str) -> datetime:
     if moment.tzinfo is None:
         raise fail(f"the time needs a zone, e.g. {raw}Z")
     return moment
+
+
+def die_with_parent() -> None:
+    """In a child, before exec: receive SIGTERM when the parent goes away (PR_SET_PDEATHSIG)."""
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)
+
+
+def stop_signals() -> list[int]:
+    """Have SIGINT and SIGTERM recorded in the returned list (then :func:`wait_for_signal`).
+
+    The handler only appends: one that took a lock (``threading.Event.set``) deadlocked when
+    the signal came while the main thread held that lock inside ``Event.wait``, and the
+    child of a stopped ``serve`` lived on."""
+    received: list[int] = []
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, lambda number, _: received.append(number))
+    return received
+
+
+def wait_for_signal(received: list[int]) -> None:
+    """Return once :func:`stop_signals` has recorded a signal. Handlers run in the main
+    thread between its bytecodes, and a signal cuts the sleep short, so this is prompt."""
+    while not received:
+        time.sleep(0.5)

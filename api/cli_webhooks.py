@@ -2,13 +2,10 @@
 
 from __future__ import annotations
 
-import ctypes
 import json
 import os
-import signal
 import subprocess
 import sys
-import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Annotated, Any
@@ -16,7 +13,17 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
-from api.cli_common import err, fail, load_settings, open_services, out, time_arg
+from api.cli_common import (
+    die_with_parent,
+    err,
+    fail,
+    load_settings,
+    open_services,
+    out,
+    stop_signals,
+    time_arg,
+    wait_for_signal,
+)
 from domain.errors import SessionLedgerError
 from domain.ids import parse_id
 from infrastructure.settings import Settings
@@ -192,10 +199,6 @@ class WebhookChild:
             self.process.wait()
 
 
-def _die_with_parent() -> None:
-    ctypes.CDLL(None).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
-
-
 def webhook_child(settings: Settings) -> WebhookChild:
     """Start ``session-ledger webhooks run`` beside ``serve`` when webhooks are configured,
     wanted inside ``serve`` and meant to run in a process (the default)."""
@@ -204,7 +207,7 @@ def webhook_child(settings: Settings) -> WebhookChild:
         return WebhookChild(None)
     command = [sys.executable, "-c", "from api.cli import main; main()", "webhooks", "run"]
     process = subprocess.Popen(  # noqa: S603 - our own command, the same settings (environment)
-        command, env=dict(os.environ), preexec_fn=_die_with_parent
+        command, env=dict(os.environ), preexec_fn=die_with_parent
     )
     return WebhookChild(process)
 
@@ -213,10 +216,8 @@ def webhook_child(settings: Settings) -> WebhookChild:
 def run() -> None:
     """Deliver webhooks in the foreground until interrupted (when `serve` runs with
     SESSION_LEDGER_RUN_WEBHOOKS=false, or on another machine)."""
+    signals = stop_signals()
     services = open_services(load_settings())
-    stop = threading.Event()
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(signum, lambda *_: stop.set())
     try:
         services.webhooks.start()
     except SessionLedgerError as error:
@@ -224,7 +225,6 @@ def run() -> None:
         raise fail(error.message) from None
     err.print("webhook worker running; Ctrl-C to stop", markup=False)
     try:
-        while not stop.wait(0.5):  # wake now and then: signals are handled between bytecodes
-            pass
+        wait_for_signal(signals)
     finally:
         services.close()

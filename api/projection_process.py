@@ -12,25 +12,18 @@ read-your-writes without it: a read whose projection is behind catches it up fir
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import logging
 import os
-import signal
 import subprocess
 import sys
 import threading
 from collections.abc import Iterator
 
+from api.cli_common import die_with_parent
+
 logger = logging.getLogger("session_ledger.projections")
 
 RESTART_DELAY_SECONDS = 1.0
-_PR_SET_PDEATHSIG = 1
-
-
-def _die_with_parent() -> None:
-    """In the child, before exec: receive SIGTERM when the parent goes away."""
-    with contextlib.suppress(OSError, AttributeError):
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
 class ProjectionProcess:
@@ -62,7 +55,7 @@ class ProjectionProcess:
                 self._process = subprocess.Popen(  # noqa: S603 - our own command line
                     self.command,
                     env=self._env,
-                    preexec_fn=_die_with_parent,
+                    preexec_fn=die_with_parent,
                 )
 
     def _supervise(self) -> None:
