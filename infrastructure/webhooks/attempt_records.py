@@ -4,9 +4,10 @@ The sender finishes attempts many at a time; each one changes its delivery (deli
 failed, or due again after ``retry_delay``), adds a row to the attempts, and lengthens or
 ends its endpoint's failure streak. Done one attempt at a time that was four statements and
 round trips per attempt; here a batch locks its deliveries with one SELECT per endpoint,
-writes the deliveries and the attempts with one ``executemany`` each (one pipelined round
-trip on PostgreSQL), and settles each endpoint's counters and streak once, from the batch's
-outcomes in the order they came, with the disabling rule checked after its failures.
+writes the deliveries and the attempts with one statement each (over arrays on PostgreSQL:
+see :func:`~infrastructure.sql.insert_rows`), and settles each endpoint's counters and
+streak once, from the batch's outcomes in the order they came, with the disabling rule
+checked after its failures.
 """
 
 from __future__ import annotations
@@ -15,13 +16,21 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from infrastructure.sql import SqlDatabase, select_in
+from infrastructure.sql import SqlDatabase, insert_rows, select_in, update_rows
 from infrastructure.webhooks.endpoints import now_ms
 from infrastructure.webhooks.http import Outcome
 from infrastructure.webhooks.tables import ATTEMPTS, DELIVERIES, ENDPOINTS
 
 if TYPE_CHECKING:
     from infrastructure.webhooks.deliveries import Attempted, RetryPolicy
+
+# The PostgreSQL types of what a batch writes (for insert_rows and update_rows).
+_DELIVERY_CHANGE = {"e": "bigint", "m": "text", "s": "text", "a": "integer", "t": "integer",
+                    "f": "bigint", "r": "bigint"}  # fmt: skip
+_ATTEMPT_TYPES = {"endpoint_id": "bigint", "message_id": "text", "seq": "integer",
+                  "attempted_at": "bigint", "address": "text", "status_code": "integer",
+                  "latency_ms": "integer", "outcome": "text", "error": "text",
+                  "response": "text", "next_attempt_at": "bigint"}  # fmt: skip
 
 
 @dataclass
@@ -72,9 +81,9 @@ class AttemptRecords:
                     continue
                 delivery, attempt = self._decide(row, due.due_at, outcome, attempted_at)
                 row.update(attempts=delivery["a"], tries=delivery["t"], status=delivery["s"])
-                key = {"e": due.endpoint_id, "m": due.message_id}
-                deliveries.append({**delivery, **key})
-                rows.append({**attempt, **key, "addr": address})
+                deliveries.append({**delivery, "e": due.endpoint_id, "m": due.message_id})
+                rows.append({**attempt, "endpoint_id": due.endpoint_id,
+                             "message_id": due.message_id, "address": address})  # fmt: skip
                 streaks.setdefault(due.endpoint_id, _Streak()).add(outcome, attempted_at)
             self._write(cursor, deliveries, rows)
             for endpoint_id, streak in streaks.items():
@@ -119,30 +128,24 @@ class AttemptRecords:
             retry_at = ended + int(self.policy.retry_delay(attempts) * 1000)
         delivery = {"s": status, "a": attempts, "t": tries, "f": finished, "r": retry_at}
         attempt = {
-            "seq": tries, "at": attempted_at, "code": outcome.status, "lat": outcome.latency_ms,
-            "out": "delivered" if outcome.ok else "failed", "err": outcome.error,
-            "resp": outcome.response, "r": retry_at,
+            "seq": tries, "attempted_at": attempted_at, "status_code": outcome.status,
+            "latency_ms": outcome.latency_ms, "outcome": "delivered" if outcome.ok else "failed",
+            "error": outcome.error, "response": outcome.response, "next_attempt_at": retry_at,
         }  # fmt: skip
         return delivery, attempt
 
     def _write(
         self, cursor: Any, deliveries: list[dict[str, Any]], rows: list[dict[str, Any]]
     ) -> None:
-        if not deliveries:
-            return
-        cursor.executemany(
-            f"UPDATE {self._d} SET status = %(s)s, attempts = %(a)s, tries = %(t)s, "
-            "finished_at = %(f)s, next_attempt_at = COALESCE(%(r)s, next_attempt_at) "
-            "WHERE endpoint_id = %(e)s AND message_id = %(m)s",
+        dialect = self.db.dialect
+        update_rows(
+            cursor, dialect, self._d, _DELIVERY_CHANGE,
+            "status = {s}, attempts = {a}, tries = {t}, finished_at = {f}, "
+            "next_attempt_at = COALESCE({r}, next_attempt_at)",
+            "endpoint_id = {e} AND message_id = {m}",
             deliveries,
-        )
-        cursor.executemany(
-            f"INSERT INTO {self._a} (endpoint_id, message_id, seq, attempted_at, address, "
-            "status_code, latency_ms, outcome, error, response, next_attempt_at) VALUES "
-            "(%(e)s, %(m)s, %(seq)s, %(at)s, %(addr)s, %(code)s, %(lat)s, %(out)s, %(err)s, "
-            "%(resp)s, %(r)s)",
-            rows,
-        )
+        )  # fmt: skip
+        insert_rows(cursor, dialect, self._a, _ATTEMPT_TYPES, rows)
 
     def _settle(self, cursor: Any, endpoint_id: int, streak: _Streak) -> None:
         """The endpoint's totals and failure streak after the batch; then the disabling rule,

@@ -31,7 +31,7 @@ from infrastructure.projections.projection import (
     Write,
     recorded_context,
 )
-from infrastructure.sql import SqlCursor, SqlDatabase, select_in
+from infrastructure.sql import SqlCursor, SqlDatabase, insert_rows, select_in
 from infrastructure.webhooks import tables
 from infrastructure.webhooks.catalogue import RULES, SessionState, SignInRow
 from infrastructure.webhooks.tables import moment, to_ms
@@ -136,17 +136,32 @@ def _load(cursor: SqlCursor, db: SqlDatabase, session_ids: set[int]) -> dict[int
     return states
 
 
+# The PostgreSQL types of the columns each batch writes (for insert_rows).
+_BIGINT = "bigint"
+_SESSION_TYPES = dict.fromkeys(
+    ("session_id", "created_at", "updated_at", "active_sign_in_id"), _BIGINT
+)
+_SIGN_IN_TYPES = dict.fromkeys(
+    ("id", "session_id", "user_id", "created_at", "expires_at", "organization_membership_id",
+     "workspace_membership_id"), _BIGINT,
+) | {"method": "text"}  # fmt: skip
+_MESSAGE_TYPES = {"id": "text", "position": _BIGINT, "type": "text", "occurred_at": _BIGINT,
+                  "body": "text"}  # fmt: skip
+_DELIVERY_TYPES = dict.fromkeys(("endpoint_id", "position", "created_at", "next_attempt_at"),
+                                _BIGINT) | {"message_id": "text", "status": "text"}  # fmt: skip
+
+
 def _save_states(cursor: SqlCursor, db: SqlDatabase, states: Iterable[SessionState]) -> None:
     sessions: list[dict[str, Any]] = []
     sign_ins: list[dict[str, Any]] = []
-    ended: list[dict[str, Any]] = []
+    ended: list[int] = []
     for state in states:
         sessions.append(
             {
                 "session_id": state.session_id,
                 "created_at": to_ms(state.created_at),
                 "updated_at": to_ms(state.updated_at),
-                "active": state.active_sign_in_id,
+                "active_sign_in_id": state.active_sign_in_id,
             }
         )
         for sign_in_id in state.changed:
@@ -159,42 +174,37 @@ def _save_states(cursor: SqlCursor, db: SqlDatabase, states: Iterable[SessionSta
                     "method": s.method,
                     "created_at": to_ms(s.created_at),
                     "expires_at": to_ms(s.expires_at),
-                    "org": s.organization_membership_id,
-                    "ws": s.workspace_membership_id,
+                    "organization_membership_id": s.organization_membership_id,
+                    "workspace_membership_id": s.workspace_membership_id,
                 }
             )
-        ended += [{"id": i} for i in state.ended]
-    if sessions:
-        cursor.executemany(
-            f"INSERT INTO {db.table(tables.SESSIONS)} (session_id, created_at, updated_at, "
-            "active_sign_in_id) VALUES (%(session_id)s, %(created_at)s, %(updated_at)s, "
-            "%(active)s) ON CONFLICT (session_id) DO UPDATE SET updated_at = "
-            "excluded.updated_at, active_sign_in_id = excluded.active_sign_in_id",
-            sessions,
-        )
-    if sign_ins:
-        cursor.executemany(
-            f"INSERT INTO {db.table(tables.SIGN_INS)} (id, session_id, user_id, method, "
-            "created_at, expires_at, organization_membership_id, workspace_membership_id) "
-            "VALUES (%(id)s, %(session_id)s, %(user_id)s, %(method)s, %(created_at)s, "
-            "%(expires_at)s, %(org)s, %(ws)s) ON CONFLICT (id) DO UPDATE SET "
-            "organization_membership_id = excluded.organization_membership_id, "
-            "workspace_membership_id = excluded.workspace_membership_id",
-            sign_ins,
-        )
+        ended += state.ended
+    insert_rows(
+        cursor, db.dialect, db.table(tables.SESSIONS), _SESSION_TYPES, sessions,
+        " ON CONFLICT (session_id) DO UPDATE SET updated_at = excluded.updated_at, "
+        "active_sign_in_id = excluded.active_sign_in_id",
+    )  # fmt: skip
+    insert_rows(
+        cursor, db.dialect, db.table(tables.SIGN_INS), _SIGN_IN_TYPES, sign_ins,
+        " ON CONFLICT (id) DO UPDATE SET "
+        "organization_membership_id = excluded.organization_membership_id, "
+        "workspace_membership_id = excluded.workspace_membership_id",
+    )  # fmt: skip
     if ended:
-        cursor.executemany(f"DELETE FROM {db.table(tables.SIGN_INS)} WHERE id = %(id)s", ended)
+        marks = ", ".join(f"%(k{i})s" for i in range(len(ended)))
+        cursor.execute(
+            f"DELETE FROM {db.table(tables.SIGN_INS)} WHERE id IN ({marks})",
+            {f"k{i}": sign_in_id for i, sign_in_id in enumerate(ended)},
+        )
 
 
 def _save_messages(cursor: SqlCursor, db: SqlDatabase, messages: list[Message]) -> None:
     if not messages:
         return
-    cursor.executemany(
-        f"INSERT INTO {db.table(tables.MESSAGES)} (id, position, type, occurred_at, body) "
-        "VALUES (%(id)s, %(position)s, %(type)s, %(occurred_at)s, %(body)s) "
-        "ON CONFLICT (id) DO NOTHING",
-        [vars(m) for m in messages],
-    )
+    insert_rows(
+        cursor, db.dialect, db.table(tables.MESSAGES), _MESSAGE_TYPES,
+        [vars(m) for m in messages], " ON CONFLICT (id) DO NOTHING",
+    )  # fmt: skip
     cursor.execute(
         f"SELECT id, event_types, since_position FROM {db.table(tables.ENDPOINTS)} "
         "WHERE enabled = 1"
@@ -205,15 +215,13 @@ def _save_messages(cursor: SqlCursor, db: SqlDatabase, messages: list[Message]) 
     ]
     now = int(time.time() * 1000)
     deliveries = [
-        {"e": endpoint, "m": m.id, "p": m.position, "now": now}
+        {"endpoint_id": endpoint, "message_id": m.id, "position": m.position,
+         "status": "pending", "created_at": now, "next_attempt_at": now}
         for m in messages
         for endpoint, types, since in endpoints
         if m.type in types and m.position > since
-    ]
-    if deliveries:
-        cursor.executemany(
-            f"INSERT INTO {db.table(tables.DELIVERIES)} (endpoint_id, message_id, position, "
-            "status, created_at, next_attempt_at) VALUES (%(e)s, %(m)s, %(p)s, 'pending', "
-            "%(now)s, %(now)s) ON CONFLICT (endpoint_id, message_id) DO NOTHING",
-            deliveries,
-        )
+    ]  # fmt: skip
+    insert_rows(
+        cursor, db.dialect, db.table(tables.DELIVERIES), _DELIVERY_TYPES, deliveries,
+        " ON CONFLICT (endpoint_id, message_id) DO NOTHING",
+    )  # fmt: skip
