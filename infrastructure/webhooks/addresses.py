@@ -74,6 +74,11 @@ def allowed(address: IpAddress, allow_private: bool) -> bool:
     return address.is_global and not address.is_multicast
 
 
+def is_literal(target: Target) -> bool:
+    """True if the host is an address literal: :func:`resolve` then looks nothing up."""
+    return _literal(target.host) is not None
+
+
 def resolve(target: Target, allow_private: bool) -> str:
     """Resolve the host once and return the address to connect to; AddressRefused if any
     address it resolves to is not allowed (a host must not mix public and private answers)."""

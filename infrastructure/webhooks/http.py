@@ -78,7 +78,8 @@ async def _exchange(
         try:
             while len(body) < BODY_LIMIT:
                 remaining = deadline - time.monotonic()
-                chunk = await asyncio.wait_for(reader.read(BODY_LIMIT - len(body)), remaining)
+                async with asyncio.timeout(remaining):
+                    chunk = await reader.read(BODY_LIMIT - len(body))
                 if not chunk:
                     break
                 body += chunk
@@ -96,9 +97,10 @@ async def post(
     started = time.monotonic()
     deadline = started + timeout
     try:
-        status, answer = await asyncio.wait_for(
-            _exchange(target, address, _request(target, headers, body), deadline), timeout
-        )
+        async with asyncio.timeout_at(asyncio.get_running_loop().time() + timeout):
+            status, answer = await _exchange(
+                target, address, _request(target, headers, body), deadline
+            )
     except TimeoutError:
         return Outcome(None, _ms(started), f"no answer within {timeout:g}s")
     except asyncio.LimitOverrunError:

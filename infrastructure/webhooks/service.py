@@ -18,8 +18,9 @@ from infrastructure.webhooks.deliveries import DeliveryStore, RetryPolicy
 from infrastructure.webhooks.endpoints import Endpoint, EndpointStore, now_ms
 from infrastructure.webhooks.examples import catalogue
 from infrastructure.webhooks.follower import WebhookProjection
+from infrastructure.webhooks.sender import SendPolicy, WebhookSender
 from infrastructure.webhooks.signing import SecretBox
-from infrastructure.webhooks.worker import SendPolicy, WebhookSender, WebhookWorker
+from infrastructure.webhooks.worker import WebhookWorker
 
 
 def retry_policy(settings: Settings) -> RetryPolicy:

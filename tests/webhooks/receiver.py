@@ -52,6 +52,8 @@ class Receiver:
     port: int = 0
     requests: list[Received] = field(default_factory=list)
     accepted: dict[str, Received] = field(default_factory=dict)
+    in_flight: int = 0
+    most_at_once: int = 0  # the most requests it was answering at one time
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     @property
@@ -100,10 +102,16 @@ class Receiver:
         with self.lock:
             self.requests.append(record)
             failing = len(self.requests) <= self.fail_first
-        if self.hang:
-            await asyncio.sleep(3600)
-        if self.delay:
-            await asyncio.sleep(self.delay)
+            self.in_flight += 1
+            self.most_at_once = max(self.most_at_once, self.in_flight)
+        try:
+            if self.hang:
+                await asyncio.sleep(3600)
+            if self.delay:
+                await asyncio.sleep(self.delay)
+        finally:
+            with self.lock:
+                self.in_flight -= 1
         status = 500 if failing else (self.status if record.verified_by else 401)
         record.answered = status
         if 200 <= status < 300:

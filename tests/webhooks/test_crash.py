@@ -63,6 +63,9 @@ class Worker:
             "SESSION_LEDGER_WEBHOOK_RETRY_BASE_SECONDS": "0.05",
             "SESSION_LEDGER_WEBHOOK_RETRY_MAX_SECONDS": "0.2",
             "SESSION_LEDGER_WEBHOOK_MAX_ATTEMPTS": "50",
+            # Slow enough that each worker dies with deliveries left to do: a sender with
+            # its queue full sends as fast as the receiver answers.
+            "SESSION_LEDGER_WEBHOOK_CONCURRENCY_PER_ENDPOINT": "2",
         }
         with log.open("a") as output:
             self.process = subprocess.Popen(
@@ -89,7 +92,7 @@ def test_a_worker_killed_mid_delivery_loses_nothing_and_duplicates_no_message(
     url = durable_database_url
     log = tmp_path / "worker.log"
     with (
-        running(Receiver(delay=0.004)) as receiver,
+        running(Receiver(delay=0.02)) as receiver,
         services_for(
             url, clock=SettableClock(START), rate_limits=False, postgres_pool_size=8, **FAST
         ) as services,
