@@ -33,7 +33,7 @@ from infrastructure.sql import Row
 from infrastructure.webhooks.addresses import AddressRefused, is_literal, parse_url, resolve
 from infrastructure.webhooks.deliveries import Attempted, DeliveryStore, Due
 from infrastructure.webhooks.endpoints import EndpointStore, now_ms
-from infrastructure.webhooks.http import Outcome, post
+from infrastructure.webhooks.http import Connections, Outcome, post
 from infrastructure.webhooks.signing import SecretUnreadable, signature_header
 
 logger = logging.getLogger(__name__)
@@ -93,6 +93,7 @@ class WebhookSender:
         self._answers: list[tuple[Attempted, asyncio.Future[None]]] = []
         self._answered: asyncio.Event | None = None
         self._lanes: dict[int, _Lane] = {}
+        self._connections = Connections()
         self._tasks: set[asyncio.Task[None]] = set()
         self._db = ThreadPoolExecutor(8, thread_name_prefix="webhook-db")
         self._dns = ThreadPoolExecutor(8, thread_name_prefix="webhook-dns")
@@ -150,6 +151,7 @@ class WebhookSender:
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+        self._connections.close()
 
     async def _recorder(self) -> None:
         """Record the answers that came in, many per transaction (one commit each time):
@@ -262,6 +264,6 @@ class WebhookSender:
             "webhook-signature": signature_header(secrets, delivery.message_id, moment, body),
         }
         remaining = max(policy.timeout_seconds - (now_ms() - attempted_at) / 1000, 0.001)
-        outcome = await post(target, address, headers, body, remaining)
+        outcome = await post(target, address, headers, body, remaining, self._connections)
         latency = now_ms() - attempted_at
         return Outcome(outcome.status, latency, outcome.error, outcome.response), address

@@ -33,8 +33,10 @@ def test_rows_written_together_read_back_as_written(
             {"id": 2, "name": None, "body": "", "seen": 2**40},
             {"id": 3, "name": "three", "body": "{}", "seen": -5},
         ]
-        again: list[dict[str, object]] = [{"id": 2, "name": "two", "body": "x", "seen": 7}, {"id": 4, "name": "four",
-                  "body": "[1]", "seen": 4}]  # fmt: skip
+        again: list[dict[str, object]] = [
+            {"id": 2, "name": "two", "body": "x", "seen": 7},
+            {"id": 4, "name": "four", "body": "[1]", "seen": 4},
+        ]
         with db.transaction() as cursor:
             insert_rows(cursor, db.dialect, table, TYPES, first)
             insert_rows(cursor, db.dialect, table, TYPES, again,
