@@ -1,6 +1,11 @@
 """Cookie tokens: random values whose keyed digest names a SessionToken aggregate.
 
 The store keeps only the digest, so a leaked event log opens no session.
+
+Every request resolves its cookie, so a token found valid is remembered with the version it
+had; the next time only the version of its last event is read (one statement) and, if no
+event came since (a revocation is an event), the remembered session stands. Anything else
+loads the aggregate again. A revocation is thus refused at once, by every process.
 """
 
 from __future__ import annotations
@@ -9,11 +14,11 @@ import secrets
 from datetime import datetime
 from uuid import UUID
 
-from eventsourcing.application import AggregateNotFoundError, Repository
+from eventsourcing.application import AggregateNotFoundError, LRUCache, Repository
 from eventsourcing.domain import Aggregate
 
 from application.errors import Unauthorized
-from application.ports import Digester
+from application.ports import AggregateHeads, Digester
 from domain.session import Session
 from domain.tokens import SessionToken
 
@@ -23,9 +28,18 @@ TOKEN_BYTES = 32  # 256 bits; the contract asks for at least 128
 class CookieTokens:
     """Issue, resolve and rotate the tokens that browsers present as session cookies."""
 
-    def __init__(self, repository: Repository[UUID], digester: Digester) -> None:
+    def __init__(
+        self,
+        repository: Repository[UUID],
+        digester: Digester,
+        heads: AggregateHeads | None = None,
+        remembered: int = 100_000,
+    ) -> None:
         self._repository = repository
         self._digester = digester
+        self._heads = heads
+        # token key -> (session id, version at which the token was valid)
+        self._valid: LRUCache[UUID, tuple[int, int]] = LRUCache(maxsize=remembered)
 
     def _key(self, token: str) -> UUID:
         return UUID(bytes=self._digester.digest("session-token", token)[:16])
@@ -39,12 +53,22 @@ class CookieTokens:
         """The session id a cookie token opens, or Unauthorized for anything else."""
         if not token or len(token) > 256 or not token.isascii():
             raise Unauthorized
+        key = self._key(token)
+        if self._heads is not None:
+            try:
+                session_id, version = self._valid.get(key)
+            except KeyError:
+                pass
+            else:
+                if self._heads.version_of(key) == version:
+                    return session_id
         try:
-            aggregate: Aggregate = self._repository.get(self._key(token))
+            aggregate: Aggregate = self._repository.get(key)
         except AggregateNotFoundError:
             raise Unauthorized from None
         if not isinstance(aggregate, SessionToken) or aggregate.revoked:
             raise Unauthorized
+        self._valid.put(key, (aggregate.session_id, aggregate.version))
         return aggregate.session_id
 
     def rotate(

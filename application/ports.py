@@ -6,6 +6,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Protocol
+from uuid import UUID
 
 from domain.session import Session
 from domain.values import OrganizationMembershipFact, WorkspaceMembershipFact
@@ -134,6 +135,13 @@ class Directory(Protocol):
 
     def groups(self, organization_ids: Iterable[int], workspace_ids: Iterable[int]) -> GroupsById:
         """Organizations and workspaces by id, with their names and member counts."""
+
+
+class AggregateHeads(Protocol):
+    """How far an aggregate's history goes, without loading it."""
+
+    def version_of(self, originator_id: UUID) -> int | None:
+        """The version of the aggregate's last event, or None if it has none."""
 
 
 class SessionReadModel(Protocol):

@@ -24,8 +24,8 @@ from domain.values import AttemptKind, SignIn, SignInAttempt
 
 def rfc3339(moment: datetime) -> str:
     """A UTC timestamp with millisecond precision and a ``Z``."""
-    utc = moment.astimezone(UTC)
-    return utc.strftime("%Y-%m-%dT%H:%M:%S.") + f"{utc.microsecond // 1000:03d}Z"
+    # isoformat is C; strftime and an f-string took most of rendering's time in profiles.
+    return moment.astimezone(UTC).isoformat(timespec="milliseconds")[:-6] + "Z"
 
 
 class RoleDoc(BaseModel):

@@ -23,6 +23,7 @@ from application.session_queries import SessionQueries
 from application.sessions import SessionsApp
 from application.unit_of_work import UnitOfWork
 from application.user_contexts import UserContexts
+from infrastructure.aggregate_heads import AggregateHeads
 from infrastructure.audit.chain import Chain
 from infrastructure.audit.sealing import Sealing
 from infrastructure.audit.trail import AuditTrail
@@ -148,7 +149,7 @@ def build_services(
         ids = SnowflakeGenerator()
         digester = HmacDigester(secrets.get_or_create("digest-key"))
         policy = session_policy_for(settings)
-        tokens = CookieTokens(sessions.repository, digester)
+        tokens = CookieTokens(sessions.repository, digester, AggregateHeads(sessions, sql))
         shown = _rendering_directory(settings, sql, directory)
         work = UnitOfWork(sessions, the_clock, shown, policy)
         contexts = UserContexts(sessions, directory)
