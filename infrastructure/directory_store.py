@@ -198,7 +198,7 @@ class SqlDirectory(DirectoryTables):
         return found[0], found[1]
 
     def _one(self, template: str, **params: str) -> Row | None:
-        with self._db.transaction(commit=False) as cur:
+        with self._db.read() as cur:
             cur.execute(self._q(template), params)
             return cur.fetchone()
 

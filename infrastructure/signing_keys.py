@@ -53,7 +53,7 @@ class SigningKeys:
 
     def sign(self, claims: dict[str, Any]) -> str:
         """A compact JWS of ``claims`` with the active key, its kid in the header."""
-        with self._db.transaction(commit=False) as cursor:
+        with self._db.read() as cursor:  # one statement: no transaction of its own
             active = self._active(cursor)
         if active is None:
             raise RuntimeError("no active signing key; the keys table was emptied")
@@ -69,7 +69,7 @@ class SigningKeys:
     def jwks(self) -> dict[str, list[dict[str, Any]]]:
         """The public keys of every key whose tokens may still be valid."""
         horizon = self._clock.now() - self._lifetime
-        with self._db.transaction(commit=False) as cursor:
+        with self._db.read() as cursor:
             cursor.execute(
                 f"SELECT public_jwk FROM {self._table} "
                 "WHERE retired_at IS NULL OR retired_at > %(horizon)s ORDER BY created_at DESC",
