@@ -9,13 +9,15 @@ transaction), so the seals are written, or rolled back, with the events.
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import Sequence
 from typing import Any
 
-from eventsourcing.persistence import StoredEvent
+from eventsourcing.persistence import IntegrityError, StoredEvent
 from eventsourcing.sqlite import SQLiteCursor
 
 from infrastructure.audit.chain import CHAIN_TABLE, GENESIS, Chain, Seal, originator_key
+from infrastructure.audit.group_commit import Append, GroupCommit
 from infrastructure.migrations import migrate
 from infrastructure.sql import SqlDatabase
 from infrastructure.sqlite_subscription import SubscribableSQLiteApplicationRecorder
@@ -66,7 +68,45 @@ def seal_row(seal: Seal) -> tuple[object, ...]:
 
 
 class SealingSQLiteApplicationRecorder(Sealing, SubscribableSQLiteApplicationRecorder):
-    """SQLite: seals in the same write transaction as the events."""
+    """SQLite: seals in the same write transaction as the events.
+
+    Appends made at the same time share one transaction and one commit (group commit, as
+    on PostgreSQL: :mod:`infrastructure.audit.group_commit`): SQLite commits one writer at a
+    time and fsyncs the WAL on each commit, so a commit per append made the fsyncs the
+    limit. Each append runs under a savepoint of its own, so one that conflicts (another
+    writer took its version) fails alone and the others commit.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._group = GroupCommit(self._commit_batch)
+
+    def insert_events(
+        self, stored_events: Sequence[StoredEvent], **kwargs: Any
+    ) -> Sequence[int] | None:
+        """Record events with whatever other appends are waiting, then wake subscribers."""
+        if kwargs:  # tracking records and such: the library's own way, one append alone
+            return super().insert_events(stored_events, **kwargs)
+        ids = self._group.submit(stored_events)
+        self._wake()
+        return ids
+
+    def _commit_batch(self, batch: list[Append]) -> None:
+        decided: list[tuple[Append, list[int]]] = []
+        with self.datastore.transaction(commit=True) as c:
+            for append in batch:
+                c.execute("SAVEPOINT append")
+                try:
+                    ids = self._insert_events(c, append.events)
+                except sqlite3.IntegrityError as error:
+                    c.execute("ROLLBACK TO append")
+                    c.execute("RELEASE append")
+                    append.fail(IntegrityError(error))
+                    continue
+                c.execute("RELEASE append")
+                decided.append((append, list(ids or [])))
+        for append, ids in decided:  # committed: only now do they have positions
+            append.ids = ids
 
     def _insert_events(
         self, c: SQLiteCursor, stored_events: Sequence[StoredEvent], **kwargs: Any
