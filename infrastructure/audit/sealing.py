@@ -79,15 +79,17 @@ class SealingSQLiteApplicationRecorder(Sealing, SubscribableSQLiteApplicationRec
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self._group = GroupCommit(self._commit_batch)
+        self.group = GroupCommit(self._commit_batch)
 
     def insert_events(
         self, stored_events: Sequence[StoredEvent], **kwargs: Any
     ) -> Sequence[int] | None:
         """Record events with whatever other appends are waiting, then wake subscribers."""
-        if kwargs:  # tracking records and such: the library's own way, one append alone
+        if not stored_events or any(value is not None for value in kwargs.values()):
+            # Tracking records and empty appends take the library's own path. (Applications
+            # always pass ``tracking``, as None when there is nothing to track.)
             return super().insert_events(stored_events, **kwargs)
-        ids = self._group.submit(stored_events)
+        ids = self.group.submit(stored_events)
         self._wake()
         return ids
 

@@ -3,7 +3,8 @@ caller gets its own outcome, a conflicting append fails alone, and every seal ve
 
 Through ``SealingSQLiteApplicationRecorder`` on a real SQLite file (WAL, synchronous FULL):
 many threads appending at once (some batches carry several appends), a race for one version
-(exactly one wins), and one batch mixing good and conflicting appends (each conflicting one
+(exactly one wins), an application's saves (which pass ``tracking=None``) taking
+that path, and one batch mixing good and conflicting appends (each conflicting one
 rolled back to its own savepoint, the others committed).
 """
 
@@ -23,6 +24,7 @@ from eventsourcing.sqlite import SQLiteDatastore
 from infrastructure.audit.group_commit import Append
 from infrastructure.audit.sealing import SealingSQLiteApplicationRecorder
 from infrastructure.sql import SqlDatabase
+from tests.helpers import services_for
 from tests.integration.test_recorders import _assert_seals_verify
 from tests.unit.test_group_commit import _assert_contiguous, _event, _run_threads
 
@@ -70,7 +72,7 @@ def test_concurrent_appends_share_commits_and_keep_their_own_positions(
             originator = uuid.uuid4()
             size = 1 + (index + number) % 3
             events = [_event(originator, v, f"{index}-{number}-{v}") for v in range(1, size + 1)]
-            ids = _assert_contiguous(recorder.insert_events(events), size)
+            ids = _assert_contiguous(recorder.insert_events(events, tracking=None), size)
             with lock:
                 results[index, number] = (originator, ids, size)
 
@@ -131,3 +133,13 @@ def test_a_batch_commits_its_good_appends_and_fails_only_the_conflicting(
         (first, ob, 1, b"B-original"), (a_ids[0], oa, 1, b"A1"), (a_ids[1], oa, 2, b"A2"),
     ]  # fmt: skip
     _assert_contiguous(recorder.insert_events([_event(ob, 2, "B2")]), 1)
+
+
+def test_the_applications_saves_take_the_group_commit_path(sqlite_url: str) -> None:
+    with services_for(sqlite_url, load_demo=False) as services:
+        recorder = services.sessions.recorder
+        assert isinstance(recorder, SealingSQLiteApplicationRecorder)
+        before = recorder.group.appends
+        browser_session = services.commands.start_session()
+        assert browser_session.new_token
+        assert recorder.group.appends == before + 1
