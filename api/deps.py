@@ -67,7 +67,8 @@ def presented_token(request: Request, settings: Settings) -> str | None:
     return None
 
 
-def _bind(request: Request, sessions: SessionQueries, session_id: int) -> None:
+def bind_caller(request: Request, sessions: SessionQueries, session_id: int) -> None:
+    """Let error envelopes of this request show the caller's session."""
     request.state.session_info = lambda: sessions.session_info(session_id)
 
 
@@ -83,7 +84,7 @@ def require_caller(
     :func:`presented_token` finds.)"""
     presented = presented_token(request, services.settings)
     session_id = services.tokens.resolve(presented)
-    _bind(request, services.queries, session_id)
+    bind_caller(request, services.queries, session_id)
     return Caller(session_id, presented or "")
 
 
@@ -110,7 +111,7 @@ def bind_session(
     request: Request, sessions: SessionQueries, session_id: int, new_token: str | None = None
 ) -> None:
     """Let error envelopes show a session started during the request, and set its cookie."""
-    _bind(request, sessions, session_id)
+    bind_caller(request, sessions, session_id)
     request.state.new_token = new_token
 
 

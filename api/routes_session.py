@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request
@@ -13,13 +14,16 @@ from api.deps import (
     CookieToken,
     RequiredCaller,
     ServicesDep,
+    bind_caller,
     optional_caller,
+    presented_token,
     require_caller,
 )
 from api.envelope import Envelope, ErrorEnvelope, success
 from api.openapi_contract import id_query
 from api.rendering import render
-from application.errors import TemplateNotFound
+from application.cookie_tokens import Remembered
+from application.errors import TemplateNotFound, Unauthorized
 from application.read_model import SessionDocument
 from infrastructure.container import Services
 
@@ -49,6 +53,10 @@ async def get_session(request: Request, services: ServicesDep, token: CookieToke
 
 
 def _get_session(request: Request, services: Services, token: str | None) -> JSONResponse:
+    cookie = _remembered(request, services)
+    if cookie is not None:
+        with contextlib.suppress(Unauthorized):  # its token changed: resolve it in full
+            return render(services, services.queries.get_session(cookie.session_id, cookie))
     caller = optional_caller(request, services, token)
     if caller is None:
         started = services.commands.start_session()
@@ -87,11 +95,29 @@ async def session_token(
 def _session_token(
     request: Request, services: Services, cookie: str | None, template: str
 ) -> JSONResponse:
-    caller = require_caller(request, services, cookie)
     if template != "default":
+        require_caller(request, services, cookie)  # a bad cookie is 401 before a bad template
         raise TemplateNotFound
+    remembered = _remembered(request, services)
+    if remembered is not None:
+        with contextlib.suppress(Unauthorized):  # its token changed: resolve it in full
+            token, expires, info = services.queries.session_token(remembered.session_id, remembered)
+            return success(TokenData(token=token, expires=expires), info)
+    caller = require_caller(request, services, cookie)
     token, expires, info = services.queries.session_token(caller.session_id)
     return success(TokenData(token=token, expires=expires), info)
+
+
+def _remembered(request: Request, services: Services) -> Remembered | None:
+    """The caller's cookie if this process found it valid before (checked by the read that
+    follows, in the same statement), bound for error envelopes; else None."""
+    try:
+        cookie = services.tokens.remembered(presented_token(request, services.settings))
+    except Unauthorized:
+        return None
+    if cookie is not None:
+        bind_caller(request, services.queries, cookie.session_id)
+    return cookie
 
 
 @router.post("/switch-sign-in", responses={200: _OK, **_ERRORS}, summary="Switch active sign-in")

@@ -3,14 +3,16 @@
 The store keeps only the digest, so a leaked event log opens no session.
 
 Every request resolves its cookie, so a token found valid is remembered with the version it
-had; the next time only the version of its last event is read (one statement) and, if no
-event came since (a revocation is an event), the remembered session stands. Anything else
-loads the aggregate again. A revocation is thus refused at once, by every process.
+had; the next time only the version of its last event is read (one statement, or a column
+of the statement that reads the session: :meth:`CookieTokens.remembered`) and, if no event
+came since (a revocation is an event), the remembered session stands. Anything else loads
+the aggregate again. A revocation is thus refused at once, by every process.
 """
 
 from __future__ import annotations
 
 import secrets
+from dataclasses import dataclass
 from datetime import datetime
 from uuid import UUID
 
@@ -23,6 +25,16 @@ from domain.session import Session
 from domain.tokens import SessionToken
 
 TOKEN_BYTES = 32  # 256 bits; the contract asks for at least 128
+
+
+@dataclass(frozen=True)
+class Remembered:
+    """A cookie token this process found valid: its session, its aggregate's id, and the
+    version the aggregate had then. It still holds while that version is the last."""
+
+    session_id: int
+    key: UUID
+    version: int
 
 
 class CookieTokens:
@@ -53,15 +65,11 @@ class CookieTokens:
         """The session id a cookie token opens, or Unauthorized for anything else."""
         if not token or len(token) > 256 or not token.isascii():
             raise Unauthorized
-        key = self._key(token)
-        if self._heads is not None:
-            try:
-                session_id, version = self._valid.get(key)
-            except KeyError:
-                pass
-            else:
-                if self._heads.version_of(key) == version:
-                    return session_id
+        known = self.remembered(token)
+        heads = self._heads
+        if known is not None and heads is not None and heads.version_of(known.key) == known.version:
+            return known.session_id
+        key = known.key if known is not None else self._key(token)
         try:
             aggregate: Aggregate = self._repository.get(key)
         except AggregateNotFoundError:
@@ -70,6 +78,18 @@ class CookieTokens:
             raise Unauthorized
         self._valid.put(key, (aggregate.session_id, aggregate.version))
         return aggregate.session_id
+
+    def remembered(self, token: str | None) -> Remembered | None:
+        """What this process knows of a token it found valid, without reading the store;
+        the caller must check the version before trusting it (see :class:`Remembered`)."""
+        if not token or len(token) > 256 or not token.isascii():
+            return None
+        key = self._key(token)
+        try:
+            session_id, version = self._valid.get(key)
+        except KeyError:
+            return None
+        return Remembered(session_id, key, version)
 
     def rotate(
         self, session: Session, old_token: str | None, now: datetime

@@ -161,6 +161,13 @@ class SessionReadModel(Protocol):
         model lives beside the event store; two where it cannot see it in one statement
         (another database, a replica: the state then waits for that version)."""
 
+    def state_and_token_at_head(
+        self, session_id: int, token: UUID
+    ) -> tuple[tuple[int, Session | None] | None, int | None]:
+        """:meth:`state_at_head`, and the version of the last event of the cookie token
+        aggregate ``token`` (None if it has none), read in the same statement where one
+        statement can: the check of a remembered cookie then costs no round trip."""
+
 
 @dataclass(frozen=True)
 class UserSignIn:

@@ -11,6 +11,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import datetime
 
+from application.cookie_tokens import Remembered
+from application.errors import Unauthorized
 from application.policy import SessionPolicy
 from application.ports import Clock, Directory, Role, SessionReadModel, TokenSigner
 from application.read_model import SessionDocument, SessionInfo, rfc3339, session_document
@@ -41,19 +43,24 @@ class SessionQueries:
         self._clock = clock
         self._policy = policy
 
-    def get_session(self, session_id: int) -> SessionDocument:
-        """The session now, from the read model; expiries that are due get recorded first."""
+    def get_session(self, session_id: int, cookie: Remembered | None = None) -> SessionDocument:
+        """The session now, from the read model; expiries that are due get recorded first.
+        With ``cookie``, the remembered cookie is checked in the same read (Unauthorized if
+        its token changed: resolve it in full then) before anything is written."""
         now = self._clock.now()
-        state = self._projected(session_id)
+        state = self._projected(session_id, cookie)
         if state is None or self._needs_writing(state, now):
             return self._commands.note_activity(session_id)
         return session_document(state, self._directory, now)
 
-    def session_token(self, session_id: int) -> tuple[str, int, SessionInfo]:
+    def session_token(
+        self, session_id: int, cookie: Remembered | None = None
+    ) -> tuple[str, int, SessionInfo]:
         """A short-lived signed token for the active sign-in, its expiry in epoch ms, and
-        the short form of the session it was signed from (for the envelope)."""
+        the short form of the session it was signed from (for the envelope); ``cookie`` as
+        for :meth:`get_session`."""
         now = self._clock.now()
-        state = self._projected(session_id) or self._app.load_session(session_id)
+        state = self._projected(session_id, cookie) or self._app.load_session(session_id)
         if self._needs_writing(state, now):
             # Record due expiries (an idle sign-in gets no token) and note the activity:
             # an app that only asks for tokens is in use.
@@ -101,10 +108,15 @@ class SessionQueries:
             active is not None and now - active.last_active_at >= self._policy.activity_resolution
         )
 
-    def _projected(self, session_id: int) -> Session | None:
+    def _projected(self, session_id: int, cookie: Remembered | None = None) -> Session | None:
         """The session as the read model shows it, once the read model has caught up with
         the session's last recorded event (read-your-writes, also across processes)."""
-        found = self.read_model.state_at_head(session_id)
+        if cookie is None:
+            found = self.read_model.state_at_head(session_id)
+        else:
+            found, token_version = self.read_model.state_and_token_at_head(session_id, cookie.key)
+            if token_version != cookie.version or cookie.session_id != session_id:
+                raise Unauthorized  # the token changed since it was remembered
         if found is None:
             return None
         written, state = found

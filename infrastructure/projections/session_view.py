@@ -186,32 +186,57 @@ class SessionReadModel:
     def state_at_head(self, session_id: int) -> tuple[int, Session | None] | None:
         """The version of the session's last event and its projected state: one round trip
         beside the event store, else two (see the port's docstring)."""
+        return self._at_head(session_id, None)[0]
+
+    def state_and_token_at_head(
+        self, session_id: int, token: UUID
+    ) -> tuple[tuple[int, Session | None] | None, int | None]:
+        """:meth:`state_at_head` and the version of the token aggregate's last event, in
+        the same statement beside the event store."""
+        return self._at_head(session_id, token)
+
+    def _at_head(
+        self, session_id: int, token: UUID | None
+    ) -> tuple[tuple[int, Session | None] | None, int | None]:
         originator = aggregate_uuid(session_id)
         if self._events is None:
             recorder = self._projector.app.recorder
+            token_version = None
+            if token is not None:
+                last = recorder.select_events(token, desc=True, limit=1)
+                token_version = last[0].originator_version if last else None
             latest = recorder.select_events(originator, desc=True, limit=1)
             if not latest:
-                return None
+                return None, token_version
             written = latest[0].originator_version
-            return written, self.session_state(session_id, written)
+            return (written, self.session_state(session_id, written)), token_version
+        postgres = self._db.dialect == "postgres"
+        also = (
+            f", (SELECT max(originator_version) FROM {self._events}"
+            " WHERE originator_id = %(token)s) AS token_written"
+            if token is not None
+            else ""
+        )
         sql = (
-            "SELECT e.written, v.version, v.state FROM (SELECT max(originator_version) AS"
-            f" written FROM {self._events} WHERE originator_id = %(originator)s) AS e"
+            f"SELECT e.written, v.version, v.state{also} FROM (SELECT max(originator_version)"
+            f" AS written FROM {self._events} WHERE originator_id = %(originator)s) AS e"
             f" LEFT JOIN {self._view} AS v ON v.session_id = %(id)s"
         )
-        params = {
-            "originator": originator if self._db.dialect == "postgres" else originator.hex,
-            "id": str(session_id),
-        }
+        params = {"originator": originator if postgres else originator.hex, "id": str(session_id)}
+        if token is not None:
+            params["token"] = token if postgres else token.hex
         with self._db.read() as cursor:
             cursor.execute(sql, params)
             row = cursor.fetchone()
+        token_version = None
+        if token is not None and row is not None and row["token_written"] is not None:
+            token_version = int(row["token_written"])
         if row is None or row["written"] is None:
-            return None
+            return None, token_version
         if row["version"] is None:
-            return int(row["written"]), None
+            return (int(row["written"]), None), token_version
         state = self._codec.decode(session_id, int(row["version"]), row["state"])
-        return int(row["written"]), state
+        return (int(row["written"]), state), token_version
 
     def _read(self, db: SqlDatabase, session_id: int) -> Session | None:
         with db.read() as cursor:
