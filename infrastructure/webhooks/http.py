@@ -73,6 +73,25 @@ class Connections:
             return
         idle.append((time.monotonic(), stream))
 
+    def idle(self) -> int:
+        """How many idle connections are kept."""
+        return sum(len(idle) for idle in self._idle.values())
+
+    def prune(self) -> None:
+        """Close the connections idle too long, or closed by their receivers."""
+        now = time.monotonic()
+        for key, idle in list(self._idle.items()):
+            keep = []
+            for since, (reader, writer) in idle:
+                if now - since < IDLE_SECONDS and not _closed(reader, writer):
+                    keep.append((since, (reader, writer)))
+                else:
+                    writer.close()
+            if keep:
+                self._idle[key] = keep
+            else:
+                del self._idle[key]
+
     def close(self) -> None:
         """Close every idle connection."""
         for idle in self._idle.values():

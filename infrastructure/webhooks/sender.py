@@ -178,6 +178,7 @@ class WebhookSender:
 
     async def _dispatch(self) -> None:
         """One round: refresh the enabled endpoints, top their queues up, send."""
+        self._connections.prune()
         rows = await self._call(self._db, self.endpoints.enabled_rows)
         enabled = {int(row["id"]) for row in rows}
         for endpoint_id, lane in self._lanes.items():

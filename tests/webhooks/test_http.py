@@ -5,7 +5,8 @@
 - an answer too long to read whole is cut at BODY_LIMIT and its connection is not reused;
 - a receiver that closes each connection after answering (without saying so) still gets
   every request, each on a connection of its own;
-- a receiver that sends its head and then stalls: the status decides, the body is cut.
+- a receiver that sends its head and then stalls: the status decides, the body is cut;
+- connections idle longer than IDLE_SECONDS are closed by the next round's prune.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from collections.abc import Awaitable, Callable
 import pytest
 
 from infrastructure.webhooks.addresses import parse_url
-from infrastructure.webhooks.http import BODY_LIMIT, Connections, Outcome, post
+from infrastructure.webhooks.http import BODY_LIMIT, IDLE_SECONDS, Connections, Outcome, post
 
 Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[bool]]
 
@@ -74,6 +75,33 @@ def test_answers_framed_by_length_or_chunks_keep_one_connection() -> None:
     outcomes, connections = asyncio.run(_serve(chunked, 5))
     assert [(o.status, o.response) for o in outcomes] == [(202, "abcde")] * 5
     assert connections == 1
+
+
+def test_idle_connections_are_closed_after_a_while() -> None:
+    async def run() -> tuple[int, int]:
+        server = await asyncio.start_server(_keep_answering, "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        target = parse_url(f"http://127.0.0.1:{port}/", allow_private=True)
+        pool = Connections()
+        try:
+            await post(target, "127.0.0.1", {}, b"{}", 5.0, pool)
+            pool.prune()
+            kept = pool.idle()
+            await asyncio.sleep(IDLE_SECONDS + 0.2)
+            pool.prune()
+            return kept, pool.idle()
+        finally:
+            pool.close()
+            server.close()
+
+    assert asyncio.run(run()) == (1, 0)
+
+
+async def _keep_answering(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    while await _read_request(reader):
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n")
+        await writer.drain()
+    writer.close()
 
 
 def test_a_long_answer_is_cut_and_its_connection_not_reused() -> None:
