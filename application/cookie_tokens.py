@@ -45,7 +45,7 @@ class CookieTokens:
         repository: Repository[UUID],
         digester: Digester,
         heads: AggregateHeads | None = None,
-        remembered: int = 100_000,
+        remembered: int = 20_000,
     ) -> None:
         self._repository = repository
         self._digester = digester
