@@ -11,13 +11,14 @@ from pydantic import BaseModel
 from starlette.concurrency import run_in_threadpool
 
 from api.deps import (
-    CookieToken,
+    COOKIE_SECURITY,
     RequiredCaller,
     ServicesDep,
     bind_caller,
     optional_caller,
     presented_token,
     require_caller,
+    services_of,
 )
 from api.envelope import Envelope, ErrorEnvelope, success
 from api.openapi_contract import id_query
@@ -43,13 +44,14 @@ IdOrEmpty = Annotated[
 
 # The three routes browsers call most (the SDK polls GET /session and /session/token; the
 # switch is the product) are async and do their blocking work in ONE thread-pool hop, the
-# caller's cookie included; a sync route with a sync dependency takes two.
+# caller's cookie included (a sync route with a sync dependency takes two), and solve no
+# dependency of their own (see api.deps.COOKIE_SECURITY).
 
 
-@router.get("", responses={200: _OK}, summary="Get current session")
-async def get_session(request: Request, services: ServicesDep, token: CookieToken) -> JSONResponse:
+@router.get("", responses={200: _OK}, summary="Get current session", openapi_extra=COOKIE_SECURITY)
+async def get_session(request: Request) -> JSONResponse:
     """The caller's session; without a valid cookie, a new anonymous one with its cookie."""
-    return await run_in_threadpool(_get_session, request, services, token)
+    return await run_in_threadpool(_get_session, request, services_of(request), None)
 
 
 def _get_session(request: Request, services: Services, token: str | None) -> JSONResponse:
@@ -84,12 +86,11 @@ class TokenData(BaseModel):
         404: {"model": ErrorEnvelope, "description": "No such template (TEMPLATE_NOT_FOUND)"},
     },
     summary="Get JWT token",
+    openapi_extra=COOKIE_SECURITY,
 )
-async def session_token(
-    request: Request, services: ServicesDep, token: CookieToken, template: str = "default"
-) -> JSONResponse:
+async def session_token(request: Request, template: str = "default") -> JSONResponse:
     """A short-lived ES256 JWT for the active sign-in; verify it with /.well-known/jwks.json."""
-    return await run_in_threadpool(_session_token, request, services, token, template)
+    return await run_in_threadpool(_session_token, request, services_of(request), None, template)
 
 
 def _session_token(
@@ -120,12 +121,15 @@ def _remembered(request: Request, services: Services) -> Remembered | None:
     return cookie
 
 
-@router.post("/switch-sign-in", responses={200: _OK, **_ERRORS}, summary="Switch active sign-in")
-async def switch_sign_in(
-    request: Request, services: ServicesDep, token: CookieToken, sign_in_id: Id = None
-) -> JSONResponse:
+@router.post(
+    "/switch-sign-in",
+    responses={200: _OK, **_ERRORS},
+    summary="Switch active sign-in",
+    openapi_extra=COOKIE_SECURITY,
+)
+async def switch_sign_in(request: Request, sign_in_id: Id = None) -> JSONResponse:
     """Make a live sign-in of this session the active one (400 INVALID_SIGN_IN_ID otherwise)."""
-    return await run_in_threadpool(_switch_sign_in, request, services, token, sign_in_id)
+    return await run_in_threadpool(_switch_sign_in, request, services_of(request), None, sign_in_id)
 
 
 def _switch_sign_in(
