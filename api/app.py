@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -43,7 +44,9 @@ class RequestContextMiddleware:
         identifier = request_id(request)
         logged = REQUEST_ID.set(identifier)
         ready = hasattr(request.app.state, "services")  # not when serving the bare schema
-        context = current_request.set(audit_context(request) if ready else None)
+        # Built on first use (an HMAC of the address among it): most requests record nothing.
+        source = functools.cache(functools.partial(audit_context, request)) if ready else None
+        context = current_request.set(source)
         started = False
 
         async def send_with_id(message: Message) -> None:

@@ -1,12 +1,14 @@
 """The request a command came from, recorded inside each event it produces.
 
-The API sets :data:`current_request` for the duration of a request; :class:`ContextMapper`
+The API sets :data:`current_request` for the duration of a request (to a function that
+builds the context on first use: most requests record nothing); :class:`ContextMapper`
 adds it to the stored payload of every aggregate event (never of snapshots) under
 ``_context``, where the audit trail reads it back. Domain code never sees it.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from contextvars import ContextVar
 from typing import Any
 
@@ -18,7 +20,9 @@ from application.ports import RequestContext
 
 CONTEXT_KEY = "_context"
 
-current_request: ContextVar[RequestContext | None] = ContextVar("current_request", default=None)
+current_request: ContextVar[Callable[[], RequestContext] | None] = ContextVar(
+    "current_request", default=None
+)
 
 
 class ContextMapper(Mapper[Any]):
@@ -26,9 +30,10 @@ class ContextMapper(Mapper[Any]):
 
     def to_stored_event(self, domain_event: Any) -> StoredEvent:
         """As the library does, with ``_context`` added when there is a request."""
-        context = current_request.get()
-        if context is None or isinstance(domain_event, CanSnapshotAggregate):
+        source = current_request.get()
+        if source is None or isinstance(domain_event, CanSnapshotAggregate):
             return super().to_stored_event(domain_event)
+        context = source()
         event_state = dict(vars(domain_event))
         originator_id = event_state.pop("originator_id")
         originator_version = event_state.pop("originator_version")
