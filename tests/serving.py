@@ -135,18 +135,21 @@ SESSION_LEDGER = shutil.which("session-ledger") or ""
 
 
 @contextmanager
-def served_cli(url: str, *args: str, output: list[str] | None = None) -> Iterator[str]:
+def served_process(
+    url: str, *args: str, output: list[str] | None = None, quiet: bool = False
+) -> Iterator[tuple[subprocess.Popen[str], str]]:
     """``session-ledger serve --demo ARGS`` on ``url`` and a free port, insecure cookies
-    (http); its base URL. Its output goes to a pipe, read when it has stopped (and added to
-    ``output`` if given)."""
+    (http): the process and its base URL. Its output goes to a pipe, read when it has
+    stopped (and added to ``output`` if given), or nowhere if ``quiet``."""
     port = free_port()
     env = {**os.environ, "SESSION_LEDGER_DATABASE_URL": url,
            "SESSION_LEDGER_COOKIE_SECURE": "false"}  # fmt: skip
+    sink = subprocess.DEVNULL if quiet else subprocess.PIPE
     process = subprocess.Popen(
         [SESSION_LEDGER, "serve", "--port", str(port), "--demo", *args],
         env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
+        stdout=sink,
+        stderr=subprocess.DEVNULL if quiet else subprocess.STDOUT,
         text=True,
     )
     base = f"http://127.0.0.1:{port}"
@@ -154,9 +157,17 @@ def served_cli(url: str, *args: str, output: list[str] | None = None) -> Iterato
         wait_until_answering(
             base, process, output=lambda: process.stdout.read() if process.stdout else ""
         )
-        yield base
+        yield process, base
     finally:
-        process.terminate()
+        if process.poll() is None:
+            process.terminate()
         out, _ = process.communicate(timeout=20)
-        if output is not None:
+        if output is not None and out:
             output.extend(out.splitlines())
+
+
+@contextmanager
+def served_cli(url: str, *args: str, output: list[str] | None = None) -> Iterator[str]:
+    """:func:`served_process`, for tests that need only the base URL."""
+    with served_process(url, *args, output=output) as (_, base):
+        yield base

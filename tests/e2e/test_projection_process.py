@@ -14,7 +14,7 @@ import httpx
 import pytest
 
 from tests.e2e.test_cli import EXE
-from tests.serving import free_port, wait_until_answering
+from tests.serving import served_process
 
 pytestmark = [
     pytest.mark.slow,  # served processes
@@ -56,27 +56,8 @@ def wait_for(condition: str, check: Callable[[], object], timeout: float = 30) -
 
 @pytest.fixture
 def serve(durable_database_url: str) -> Iterator[tuple[subprocess.Popen[str], str]]:
-    port = free_port()
-    env = {
-        **os.environ,
-        "SESSION_LEDGER_DATABASE_URL": durable_database_url,
-        "SESSION_LEDGER_COOKIE_SECURE": "false",
-    }
-    process = subprocess.Popen(
-        [EXE, "serve", "--port", str(port), "--demo"],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        text=True,
-    )
-    base = f"http://127.0.0.1:{port}"
-    try:
-        wait_until_answering(base, process)
-        yield process, base
-    finally:
-        if process.poll() is None:
-            process.terminate()
-            process.wait(timeout=20)
+    with served_process(durable_database_url, quiet=True) as served:
+        yield served
 
 
 def caught_up(base: str) -> bool:
