@@ -149,7 +149,8 @@ def build_services(
         ids = SnowflakeGenerator()
         digester = HmacDigester(secrets.get_or_create("digest-key"))
         policy = session_policy_for(settings)
-        tokens = CookieTokens(sessions.repository, digester, AggregateHeads(sessions, sql))
+        heads = AggregateHeads(sessions, sql)  # the event store's own database
+        tokens = CookieTokens(sessions.repository, digester, heads)
         shown = _rendering_directory(settings, sql, directory)
         work = UnitOfWork(sessions, the_clock, shown, policy)
         contexts = UserContexts(sessions, directory)
@@ -166,7 +167,7 @@ def build_services(
         # Queries come after the projections they read.
         queries = SessionQueries(
             sessions,
-            SessionReadModel(views, codec, projectors[0], replica),
+            SessionReadModel(views, codec, projectors[0], heads, replica),
             commands,
             directory=shown,
             signer=keys,

@@ -17,6 +17,7 @@ from eventsourcing.utils import get_topic
 
 from domain.ids import aggregate_uuid
 from domain.session import Session
+from infrastructure.aggregate_heads import AggregateHeads
 from infrastructure.projections.engine import Projector
 from infrastructure.projections.projection import ProjectedEvent, Projection, Write
 from infrastructure.projections.replica_reads import ReplicaReads
@@ -154,11 +155,13 @@ class SessionReadModel:
         db: SqlDatabase,
         codec: SessionStateCodec,
         projector: Projector,
+        heads: AggregateHeads,
         replica: ReplicaReads | None = None,
     ) -> None:
         self._db = db
         self._codec = codec
         self._projector = projector
+        self._heads = heads  # where the events are not in this database
         self._view = db.table("read_sessions")
         self._replica = replica
         # The event store's table, when it lives in this database and no replica answers:
@@ -200,15 +203,10 @@ class SessionReadModel:
     ) -> tuple[tuple[int, Session | None] | None, int | None]:
         originator = aggregate_uuid(session_id)
         if self._events is None:
-            recorder = self._projector.app.recorder
-            token_version = None
-            if token is not None:
-                last = recorder.select_events(token, desc=True, limit=1)
-                token_version = last[0].originator_version if last else None
-            latest = recorder.select_events(originator, desc=True, limit=1)
-            if not latest:
+            token_version = None if token is None else self._heads.version_of(token)
+            written = self._heads.version_of(originator)
+            if written is None:
                 return None, token_version
-            written = latest[0].originator_version
             return (written, self.session_state(session_id, written)), token_version
         postgres = self._db.dialect == "postgres"
         also = (
