@@ -115,10 +115,12 @@ def bulk_insert(
     )
 
 
-def _arrays(types: Mapping[str, str]) -> str:
-    # Binary parameters: a text array in text format is escaped element by element in Python
-    # (eight times slower for JSON bodies than binary, and slower than executemany).
-    return ", ".join(f"%({name})b::{kind}[]" for name, kind in types.items())
+def _arrays(types: Mapping[str, str], rows: Sequence[Row]) -> tuple[str, dict[str, Any]]:
+    """The ``unnest`` arguments for ``rows`` (one array per column) and their parameters.
+    Binary parameters: a text array in text format is escaped element by element in Python
+    (eight times slower for JSON bodies than binary, and slower than executemany)."""
+    arrays = ", ".join(f"%({name})b::{kind}[]" for name, kind in types.items())
+    return arrays, {name: [row[name] for row in rows] for name in types}
 
 
 def insert_rows(
@@ -140,8 +142,7 @@ def insert_rows(
     names = list(types)
     head = f"INSERT INTO {table} ({', '.join(names)})"
     if dialect == "postgres":
-        arrays = _arrays(types)
-        params = {n: [row[n] for row in rows] for n in names}
+        arrays, params = _arrays(types, rows)
         cursor.execute(f"{head} SELECT * FROM unnest({arrays}){tail}", params)
         return
     marks = ", ".join(f"%({n})s" for n in names)
@@ -165,8 +166,7 @@ def update_rows(
     names = list(types)
     if dialect == "postgres":
         values = {n: f"v.{n}" for n in names}
-        arrays = _arrays(types)
-        params = {n: [row[n] for row in rows] for n in names}
+        arrays, params = _arrays(types, rows)
         cursor.execute(
             f"UPDATE {table} SET {assignments.format_map(values)} FROM unnest({arrays}) "
             f"AS v({', '.join(names)}) WHERE {where.format_map(values)}",

@@ -190,11 +190,10 @@ def _save_states(cursor: SqlCursor, db: SqlDatabase, states: Iterable[SessionSta
         "organization_membership_id = excluded.organization_membership_id, "
         "workspace_membership_id = excluded.workspace_membership_id",
     )  # fmt: skip
-    if ended:
-        marks = ", ".join(f"%(k{i})s" for i in range(len(ended)))
-        cursor.execute(
-            f"DELETE FROM {db.table(tables.SIGN_INS)} WHERE id IN ({marks})",
-            {f"k{i}": sign_in_id for i, sign_in_id in enumerate(ended)},
+    if ended:  # rare (sign-ins that ended): no need for one statement
+        cursor.executemany(
+            f"DELETE FROM {db.table(tables.SIGN_INS)} WHERE id = %(id)s",
+            [{"id": sign_in_id} for sign_in_id in ended],
         )
 
 

@@ -59,10 +59,10 @@ class Connections:
         """An idle connection for ``key`` that is still open, or None."""
         idle = self._idle.get(key, [])
         while idle:
-            since, (reader, writer) = idle.pop()
-            if time.monotonic() - since < IDLE_SECONDS and not _closed(reader, writer):
-                return reader, writer
-            writer.close()
+            since, stream = idle.pop()
+            if _usable(since, stream):
+                return stream
+            stream[1].close()
         return None
 
     def give(self, key: Key, stream: Stream) -> None:
@@ -79,14 +79,13 @@ class Connections:
 
     def prune(self) -> None:
         """Close the connections idle too long, or closed by their receivers."""
-        now = time.monotonic()
         for key, idle in list(self._idle.items()):
             keep = []
-            for since, (reader, writer) in idle:
-                if now - since < IDLE_SECONDS and not _closed(reader, writer):
-                    keep.append((since, (reader, writer)))
+            for since, stream in idle:
+                if _usable(since, stream):
+                    keep.append((since, stream))
                 else:
-                    writer.close()
+                    stream[1].close()
             if keep:
                 self._idle[key] = keep
             else:
@@ -100,8 +99,11 @@ class Connections:
         self._idle.clear()
 
 
-def _closed(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> bool:
-    return writer.is_closing() or reader.at_eof()
+def _usable(since: float, stream: Stream) -> bool:
+    """Idle for less than ``IDLE_SECONDS`` and not closed by either side."""
+    reader, writer = stream
+    fresh = time.monotonic() - since < IDLE_SECONDS
+    return fresh and not writer.is_closing() and not reader.at_eof()
 
 
 def _request(target: Target, headers: Mapping[str, str], body: bytes) -> bytes:
