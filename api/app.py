@@ -14,6 +14,7 @@ from api import routes_admin, routes_auth, routes_me, routes_ops, routes_session
 from api.context import audit_context, refuse_cross_site, request_id
 from api.cors import CredentialedCors
 from api.errors import install_error_handlers, render_error
+from api.hot_routes import HotRoutes
 from api.logs import REQUEST_ID
 from api.openapi_contract import document_contract
 from application.request_context import current_request
@@ -120,6 +121,8 @@ def create_app(
     install_error_handlers(app)
     document_contract(app)
 
+    # Innermost of ours: inside the request context and CORS, ahead of FastAPI's routing.
+    app.add_middleware(HotRoutes)
     app.add_middleware(RequestContextMiddleware)
     configured = settings or (services.settings if services else Settings())
     # Outermost, so every answer (errors too) carries CORS headers for allowed origins.

@@ -51,15 +51,16 @@ IdOrEmpty = Annotated[
 @router.get("", responses={200: _OK}, summary="Get current session", openapi_extra=COOKIE_SECURITY)
 async def get_session(request: Request) -> JSONResponse:
     """The caller's session; without a valid cookie, a new anonymous one with its cookie."""
-    return await run_in_threadpool(_get_session, request, services_of(request), None)
+    return await run_in_threadpool(get_session_now, request, services_of(request))
 
 
-def _get_session(request: Request, services: Services, token: str | None) -> JSONResponse:
+def get_session_now(request: Request, services: Services) -> JSONResponse:
+    """GET /session's blocking work (also served by :mod:`api.hot_routes`)."""
     cookie = _remembered(request, services)
     if cookie is not None:
         with contextlib.suppress(Unauthorized):  # its token changed: resolve it in full
             return render(services, services.queries.get_session(cookie.session_id, cookie))
-    caller = optional_caller(request, services, token)
+    caller = optional_caller(request, services, None)
     if caller is None:
         started = services.commands.start_session()
         return render(services, started.document, started.new_token)
@@ -90,21 +91,22 @@ class TokenData(BaseModel):
 )
 async def session_token(request: Request, template: str = "default") -> JSONResponse:
     """A short-lived ES256 JWT for the active sign-in; verify it with /.well-known/jwks.json."""
-    return await run_in_threadpool(_session_token, request, services_of(request), None, template)
+    return await run_in_threadpool(session_token_now, request, services_of(request), template)
 
 
-def _session_token(
-    request: Request, services: Services, cookie: str | None, template: str
+def session_token_now(
+    request: Request, services: Services, template: str = "default"
 ) -> JSONResponse:
+    """GET /session/token's blocking work (also served by :mod:`api.hot_routes`)."""
     if template != "default":
-        require_caller(request, services, cookie)  # a bad cookie is 401 before a bad template
+        require_caller(request, services, None)  # a bad cookie is 401 before a bad template
         raise TemplateNotFound
     remembered = _remembered(request, services)
     if remembered is not None:
         with contextlib.suppress(Unauthorized):  # its token changed: resolve it in full
             token, expires, info = services.queries.session_token(remembered.session_id, remembered)
             return success(TokenData(token=token, expires=expires), info)
-    caller = require_caller(request, services, cookie)
+    caller = require_caller(request, services, None)
     token, expires, info = services.queries.session_token(caller.session_id)
     return success(TokenData(token=token, expires=expires), info)
 
@@ -129,13 +131,14 @@ def _remembered(request: Request, services: Services) -> Remembered | None:
 )
 async def switch_sign_in(request: Request, sign_in_id: Id = None) -> JSONResponse:
     """Make a live sign-in of this session the active one (400 INVALID_SIGN_IN_ID otherwise)."""
-    return await run_in_threadpool(_switch_sign_in, request, services_of(request), None, sign_in_id)
+    return await run_in_threadpool(switch_sign_in_now, request, services_of(request), sign_in_id)
 
 
-def _switch_sign_in(
-    request: Request, services: Services, token: str | None, sign_in_id: str | None
+def switch_sign_in_now(
+    request: Request, services: Services, sign_in_id: str | None = None
 ) -> JSONResponse:
-    caller = require_caller(request, services, token)
+    """POST /session/switch-sign-in's blocking work (also served by :mod:`api.hot_routes`)."""
+    caller = require_caller(request, services, None)
     return render(services, services.commands.switch_sign_in(caller.session_id, sign_in_id))
 
 

@@ -1,0 +1,96 @@
+"""The three routes browsers call most, dispatched ahead of FastAPI's own stack.
+
+Wacht's SDK polls ``GET /session`` and ``GET /session/token`` from every tab, and the switch
+is the product. For them, FastAPI's exception middleware, router, dependency solving and
+parameter validation cost more of a request's CPU than our own work (profiled under wrk:
+about a third of the serving thread). :class:`HotRoutes` sits inside the request context and
+CORS middlewares and serves these routes itself when the request is in the common shape:
+no query, or exactly one non-empty value of the route's one parameter, as FastAPI would parse
+it. Anything else (a repeated or unknown parameter, ``__dev_session__``, HEAD) goes down
+FastAPI's stack to the same route, so every answer, error and schema is the route's own.
+
+What it keeps: the cross-site check every state-changing route has (``refuse_cross_site``);
+one thread-pool hop for the blocking work, in a copy of the request's context (its id and its
+audit source); errors raised to :class:`api.app.RequestContextMiddleware`, which renders them
+with the same ``render_error`` FastAPI's exception handlers use.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import functools
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any
+
+from starlette.datastructures import QueryParams
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from api.context import check_origin
+from api.routes_session import get_session_now, session_token_now, switch_sign_in_now
+
+# As many threads as Starlette's thread pool lets sync routes use (anyio's default limit).
+THREADS = 40
+
+
+@dataclass(frozen=True)
+class HotRoute:
+    """A route served here: its blocking handler and the one query parameter it takes."""
+
+    handler: Callable[..., Response]
+    parameter: str | None
+
+    def arguments(self, query_string: bytes) -> tuple[str, ...] | None:
+        """The handler's query arguments, or None when FastAPI should parse this query."""
+        if not query_string:
+            return ()  # the handler's default
+        if self.parameter is None:
+            return None
+        items = QueryParams(query_string).multi_items()
+        if len(items) != 1 or items[0][0] != self.parameter or not items[0][1]:
+            return None
+        return (items[0][1],)
+
+
+ROUTES: dict[tuple[str, str], HotRoute] = {
+    ("GET", "/session"): HotRoute(get_session_now, None),
+    ("GET", "/session/token"): HotRoute(session_token_now, "template"),
+    ("POST", "/session/switch-sign-in"): HotRoute(switch_sign_in_now, "sign_in_id"),
+}
+
+
+class HotRoutes:
+    """ASGI middleware serving :data:`ROUTES` in their common shape; the rest goes on."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        route = ROUTES.get((scope["method"], scope["path"])) if scope["type"] == "http" else None
+        arguments = route.arguments(scope["query_string"]) if route is not None else None
+        state = getattr(scope.get("app"), "state", None)
+        services = getattr(state, "services", None)
+        if route is None or arguments is None or services is None:
+            await self.app(scope, receive, send)
+            return
+        request = Request(scope, receive)
+        check_origin(request)
+        response = await self._in_thread(route.handler, request, services, *arguments)
+        await response(scope, receive, send)
+
+    async def _in_thread(self, function: Callable[..., Response], *arguments: Any) -> Response:
+        """``function(*arguments)`` on a pool thread, seeing this request's context."""
+        context = contextvars.copy_context()
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(_threads(), context.run, function, *arguments)
+
+
+@functools.cache
+def _threads() -> ThreadPoolExecutor:
+    """The process's one pool for these routes (shared by every app a test builds); cheaper
+    per call than anyio's ``to_thread``, which looks up its task and limiter each time."""
+    return ThreadPoolExecutor(THREADS, thread_name_prefix="hot-route")
