@@ -9,6 +9,7 @@ factory: it is configured by name, so uvicorn's worker processes install it too.
 from __future__ import annotations
 
 import copy
+import http
 import logging
 from contextvars import ContextVar
 from typing import Any
@@ -27,6 +28,24 @@ class RequestIdFilter(logging.Filter):
         return True
 
 
+_PHRASES = {status.value: f"{status.value} {status.phrase}" for status in http.HTTPStatus}
+
+
+class AccessFormatter(logging.Formatter):
+    """uvicorn's access line, uncoloured, without its per-record copy and styling (a tenth
+    of a cached read's CPU went to formatting it): ``INFO:     [id] address - "request line"
+    status phrase``, the same text uvicorn writes to a file."""
+
+    def formatMessage(self, record: logging.LogRecord) -> str:
+        """The line from uvicorn's arguments (address, method, path, HTTP version, status)."""
+        prefix = f"{record.levelname + ':':<9} [{getattr(record, 'request_id', '-')}]"
+        if not isinstance(record.args, tuple) or len(record.args) != 5:
+            return f"{prefix} {record.getMessage()}"  # not uvicorn's access line
+        address, method, path, version, status = record.args
+        phrase = _PHRASES.get(status) if isinstance(status, int) else None
+        return f'{prefix} {address} - "{method} {path} HTTP/{version}" {phrase or status}'
+
+
 def log_config() -> dict[str, Any]:
     """uvicorn's logging configuration with the request id on every line, ours included
     (the root logger gets uvicorn's default handler)."""
@@ -36,8 +55,6 @@ def log_config() -> dict[str, Any]:
         handler["filters"] = ["request_id"]
     formatters = config["formatters"]
     formatters["default"]["fmt"] = "%(levelprefix)s [%(request_id)s] %(message)s"
-    formatters["access"]["fmt"] = (
-        '%(levelprefix)s [%(request_id)s] %(client_addr)s - "%(request_line)s" %(status_code)s'
-    )
+    formatters["access"] = {"()": f"{__name__}.AccessFormatter"}
     config["root"] = {"handlers": ["default"], "level": "INFO"}
     return config

@@ -29,6 +29,7 @@ import uvicorn
 from fastapi import FastAPI, Request, Response
 from psycopg_pool import AsyncConnectionPool
 
+from api.logs import log_config
 from bench.noop_app import BODY_ENV
 
 DATABASE_ENV = "BENCH_LEAN_DATABASE_URL"
@@ -76,7 +77,10 @@ def main() -> None:
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8002)
     args = parser.parse_args()
-    uvicorn.run(create_app(), host=args.host, port=args.port, log_level="info")
+    # The same access line as ``serve`` writes (api.logs), so only the app differs.
+    uvicorn.run(
+        create_app(), host=args.host, port=args.port, log_level="info", log_config=log_config()
+    )
 
 
 if __name__ == "__main__":

@@ -10,8 +10,8 @@ and ``BENCH_NOOP_TOKEN_FILE`` when those are set (bench/peer.py compares our rea
     BENCH_NOOP_BODY_FILE=body.json python -m bench.noop_app [--host H] [--port P] [--workers N]
 
 It is started the way ``session-ledger serve`` starts uvicorn: one worker gets the app
-object with ``log_level="info"``; several go through ``api.serving.run_workers``, as
-``serve --workers N`` does.
+object with ``log_level="info"`` and ``api.logs.log_config()``; several go through
+``api.serving.run_workers``, as ``serve --workers N`` does.
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ from pathlib import Path
 import uvicorn
 from fastapi import FastAPI, Response
 
+from api.logs import log_config
 from api.serving import run_workers
 
 BODY_ENV = "BENCH_NOOP_BODY_FILE"
@@ -62,7 +63,10 @@ def main() -> None:
         # Exactly as ``session-ledger serve --workers N`` does (TCP_NODELAY listener).
         run_workers("bench.noop_app:create_app", args.host, args.port, args.workers)
         return
-    uvicorn.run(create_app(), host=args.host, port=args.port, log_level="info")
+    # The same access line as ``serve`` writes (api.logs), so only the app differs.
+    uvicorn.run(
+        create_app(), host=args.host, port=args.port, log_level="info", log_config=log_config()
+    )
 
 
 if __name__ == "__main__":
