@@ -723,6 +723,34 @@ def test_a_snapshot_rebuilds_the_same_state_as_the_events(
     assert vars(at_snapshot) == vars(_fold_until(app, aggregate_id, 50))
 
 
+def test_snapshots_taken_where_one_save_crosses_the_interval_hold_that_save(
+    auth: Authenticator, app: Services
+) -> None:
+    # Given a session whose commands record several events at once: each sign-out and
+    # sign-in ends or adds a sign-in and rotates its token, so saves cross multiples of the
+    # snapshot interval at every offset
+    result = sign_in(auth, app.commands.start_session(), ALICE)
+    session_id = int(result.document.id)
+    aggregate_id = aggregate_uuid(session_id)
+    token = result.new_token
+    while len(list(app.sessions.events.get(aggregate_id))) < 160:
+        signed_out = app.commands.sign_out(session_id, None, token)
+        token = auth.sign_in_with_password(session_id, ALICE[0], ALICE[1], signed_out.new_token)
+        token = token.new_token
+
+    # Then every snapshot holds exactly the state the events fold to at its version
+    assert app.sessions.snapshots is not None
+    snapshots = list(app.sessions.snapshots.get(aggregate_id))
+    assert len(snapshots) >= 3
+    assert any(s.originator_version % 50 for s in snapshots)  # a save that crossed a multiple
+    for snapshot in snapshots:
+        taken = snapshot.mutate(None)  # type: ignore[attr-defined]
+        assert vars(taken) == vars(_fold_until(app, aggregate_id, snapshot.originator_version))
+    # and a repository without a cache rebuilds the session from the last one as replay does
+    fresh = Repository(event_store=app.sessions.events, snapshot_store=app.sessions.snapshots)
+    assert vars(fresh.get(aggregate_id)) == vars(replayed(app, aggregate_id))
+
+
 def _fold_until(app: Services, aggregate_id: UUID, version: int) -> Any:
     aggregate = None
     for domain_event in app.sessions.events.get(aggregate_id, lte=version):
