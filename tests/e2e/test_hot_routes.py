@@ -79,7 +79,8 @@ def test_get_session_answers_alike(browser: Browser) -> None:
     browser.use_cookie(None)
     full = browser.send("GET", "/session", params={"unused": "1"})
     same_answer(hot, full)
-    assert "set-cookie" in hot.headers and "set-cookie" in full.headers
+    assert "set-cookie" in hot.headers
+    assert "set-cookie" in full.headers
 
 
 def test_session_token_answers_alike(browser: Browser) -> None:
