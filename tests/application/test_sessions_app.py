@@ -735,9 +735,7 @@ def test_snapshots_taken_where_one_save_crosses_the_interval_hold_that_save(
     token = result.new_token
     while len(list(app.sessions.events.get(aggregate_id))) < 160:
         signed_out = app.commands.sign_out(session_id, None, token)
-        signed_in = auth.sign_in_with_password(
-            session_id, ALICE[0], ALICE[1], signed_out.new_token
-        )
+        signed_in = auth.sign_in_with_password(session_id, ALICE[0], ALICE[1], signed_out.new_token)
         token = signed_in.new_token
 
     # Then every snapshot holds exactly the state the events fold to at its version
