@@ -101,9 +101,13 @@ def create_app(
         )
         if webhooks:
             built.webhooks.start()
+        if built.async_reads is not None:
+            await built.async_reads.open()  # on this loop, which its reads will run on
         try:
             yield
         finally:
+            if built.async_reads is not None:
+                await built.async_reads.close()
             if webhooks:
                 built.webhooks.stop()
             if worker:

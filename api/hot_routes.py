@@ -20,7 +20,7 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import functools
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
@@ -31,7 +31,12 @@ from starlette.responses import Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from api.context import check_origin
-from api.routes_session import get_session_now, session_token_now, switch_sign_in_now
+from api.routes_session import (
+    get_session_at_once,
+    get_session_now,
+    session_token_now,
+    switch_sign_in_now,
+)
 
 # As many threads as Starlette's thread pool lets sync routes use (anyio's default limit).
 THREADS = 40
@@ -43,6 +48,8 @@ class HotRoute:
 
     handler: Callable[..., Response]
     parameter: str | None
+    # Tried first, on the event loop: the answer, or None to run ``handler`` in a thread.
+    at_once: Callable[[Request, Any], Awaitable[Response | None]] | None = None
 
     def arguments(self, query_string: bytes) -> tuple[str, ...] | None:
         """The handler's query arguments, or None when FastAPI should parse this query."""
@@ -57,7 +64,7 @@ class HotRoute:
 
 
 ROUTES: dict[tuple[str, str], HotRoute] = {
-    ("GET", "/session"): HotRoute(get_session_now, None),
+    ("GET", "/session"): HotRoute(get_session_now, None, get_session_at_once),
     ("GET", "/session/token"): HotRoute(session_token_now, "template"),
     ("POST", "/session/switch-sign-in"): HotRoute(switch_sign_in_now, "sign_in_id"),
 }
@@ -79,7 +86,9 @@ class HotRoutes:
             return
         request = Request(scope, receive)
         check_origin(request)
-        response = await self._in_thread(route.handler, request, services, *arguments)
+        response = await route.at_once(request, services) if route.at_once else None
+        if response is None:
+            response = await self._in_thread(route.handler, request, services, *arguments)
         await response(scope, receive, send)
 
     async def _in_thread(self, function: Callable[..., Response], *arguments: Any) -> Response:

@@ -67,6 +67,25 @@ def get_session_now(request: Request, services: Services) -> JSONResponse:
     return render(services, services.queries.get_session(caller.session_id))
 
 
+async def get_session_at_once(request: Request, services: Services) -> JSONResponse | None:
+    """GET /session answered on the event loop, without a thread, when the cookie is one
+    this process remembers and one read (issued from the loop) is all it takes; the
+    document is rendered in a thread only if it needs the directory. None: the caller
+    answers with :func:`get_session_now` (also when the cookie's token changed)."""
+    if services.async_reads is None:  # SQLite, a cluster URL: the thread does it all
+        return None
+    cookie = _remembered(request, services)
+    if cookie is None:
+        return None
+    queries = services.queries
+    projected = await queries.projected_at_once(cookie)
+    if projected is None:
+        return None
+    if queries.renders_from_memory(projected):
+        return render(services, queries.document(projected))
+    return render(services, await run_in_threadpool(queries.document, projected))
+
+
 # HEAD answers as GET would, without the body (load balancers and uptime checks use it).
 router.add_api_route("", get_session, methods=["HEAD"], include_in_schema=False)
 

@@ -110,6 +110,9 @@ class Directory(Protocol):
     def user_profiles(self, user_ids: Iterable[int]) -> dict[int, UserProfile]:
         """Profiles of the users that exist among ``user_ids``."""
 
+    def profiles_in_memory(self, user_ids: Iterable[int]) -> bool:
+        """Whether :meth:`user_profiles` would answer for these users without a read."""
+
     def organization_membership_of(
         self, user_id: int, organization_id: int
     ) -> OrganizationMembershipFact | None:
@@ -167,6 +170,12 @@ class SessionReadModel(Protocol):
         """:meth:`state_at_head`, and the version of the last event of the cookie token
         aggregate ``token`` (None if it has none), read in the same statement where one
         statement can: the check of a remembered cookie then costs no round trip."""
+
+    async def state_and_token_at_head_async(
+        self, session_id: int, token: UUID
+    ) -> tuple[tuple[int, Session | None] | None, int | None] | None:
+        """:meth:`state_and_token_at_head` without blocking the event loop, where the read
+        model can (one statement, an async connection); None where it cannot."""
 
 
 @dataclass(frozen=True)

@@ -9,6 +9,7 @@ noted, the query records that first (a command) and then answers.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime
 
 from application.cookie_tokens import Remembered
@@ -19,6 +20,14 @@ from application.read_model import SessionDocument, SessionInfo, rfc3339, sessio
 from application.session_commands import SessionCommands
 from application.sessions import SessionsApp
 from domain.session import Session
+
+
+@dataclass(frozen=True)
+class ProjectedNow:
+    """A projected session and the instant it was found current at."""
+
+    state: Session
+    now: datetime
 
 
 class SessionQueries:
@@ -52,6 +61,36 @@ class SessionQueries:
         if state is None or self._needs_writing(state, now):
             return self._commands.note_activity(session_id)
         return session_document(state, self._directory, now)
+
+    async def projected_at_once(self, cookie: Remembered) -> ProjectedNow | None:
+        """The session a remembered cookie opens, read without blocking the event loop,
+        when that is all :meth:`get_session` would do: the read model answers in one
+        statement, the token is unchanged, the projection has reached the session's last
+        event and nothing is due to be recorded. None otherwise: call :meth:`get_session`,
+        which checks and writes what is needed."""
+        found = await self.read_model.state_and_token_at_head_async(cookie.session_id, cookie.key)
+        if found is None:
+            return None
+        at_head, token_version = found
+        if token_version != cookie.version or at_head is None:
+            return None
+        written, state = at_head
+        now = self._clock.now()
+        if state is None or state.version < written or self._needs_writing(state, now):
+            return None
+        return ProjectedNow(state, now)
+
+    def renders_from_memory(self, projected: ProjectedNow) -> bool:
+        """Whether :meth:`document` needs no read: no live sign-in has an active
+        organization or workspace, and every user's profile is in memory."""
+        live = projected.state.live_sign_ins(projected.now)
+        if any(s.organization_membership_id or s.workspace_membership_id for s in live):
+            return False
+        return self._directory.profiles_in_memory(s.user_id for s in live)
+
+    def document(self, projected: ProjectedNow) -> SessionDocument:
+        """The document of a session read by :meth:`projected_at_once`."""
+        return session_document(projected.state, self._directory, projected.now)
 
     def session_token(
         self, session_id: int, cookie: Remembered | None = None

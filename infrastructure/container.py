@@ -24,6 +24,7 @@ from application.sessions import SessionsApp
 from application.unit_of_work import UnitOfWork
 from application.user_contexts import UserContexts
 from infrastructure.aggregate_heads import AggregateHeads
+from infrastructure.async_reads import AsyncReads, async_reads_for
 from infrastructure.audit.chain import Chain
 from infrastructure.audit.sealing import Sealing
 from infrastructure.audit.trail import AuditTrail
@@ -89,6 +90,8 @@ class Services:
     digester: Digester
     policy: SessionPolicy
     replica_reads: ReplicaReads | None = None
+    # Opened and closed by the app's lifespan, on its event loop (infrastructure.async_reads).
+    async_reads: AsyncReads | None = None
 
     def projector(self, name: str) -> Projector:
         """The projector called ``name`` (KeyError if there is none)."""
@@ -165,9 +168,10 @@ def build_services(
         for projector in projectors:
             projector.ensure()
         # Queries come after the projections they read.
+        async_reads = async_reads_for(views.datastore, settings.database_timeout_seconds)
         queries = SessionQueries(
             sessions,
-            SessionReadModel(views, codec, projectors[0], heads, replica),
+            SessionReadModel(views, codec, projectors[0], heads, replica, async_reads),
             commands,
             directory=shown,
             signer=keys,
@@ -219,6 +223,7 @@ def build_services(
         outbox=outbox,
         audit=AuditTrail(sessions, sql, views, replica, directory=directory),
         replica_reads=replica,
+        async_reads=async_reads,
         me=MyAccount(
             queries,
             commands,

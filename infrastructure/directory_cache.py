@@ -38,6 +38,18 @@ class ProfileCachingDirectory(SqlDirectory):
         self._monotonic = monotonic
         self._profiles: LRUCache[int, tuple[float, UserProfile]] = LRUCache(maxsize=size)
 
+    def profiles_in_memory(self, user_ids: Iterable[int]) -> bool:
+        """Whether every one of these users has a fresh profile here."""
+        now = self._monotonic()
+        for user_id in user_ids:
+            try:
+                kept_until, _ = self._profiles.get(user_id)
+            except KeyError:
+                return False
+            if kept_until <= now:
+                return False
+        return True
+
     def user_profiles(self, user_ids: Iterable[int]) -> dict[int, UserProfile]:
         """Profiles of the users that exist among ``user_ids``; fresh ones from memory."""
         now = self._monotonic()

@@ -126,6 +126,10 @@ class SqlDirectory(DirectoryTables):
         parent = _fact(row["organization_membership_id"], user_id, row["organization_id"])
         return WorkspaceMembershipFact(int(row["id"]), workspace_id, parent)
 
+    def profiles_in_memory(self, user_ids: Iterable[int]) -> bool:
+        """Never: every call of :meth:`user_profiles` reads."""
+        return False
+
     def organization_memberships(
         self, membership_ids: Iterable[int]
     ) -> dict[int, OrganizationMembershipView]:

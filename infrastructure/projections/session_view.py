@@ -7,7 +7,7 @@ fold (each event's own ``mutate``), not by a second implementation that could dr
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, ClassVar
 from uuid import UUID
 
@@ -18,6 +18,7 @@ from eventsourcing.utils import get_topic
 from domain.ids import aggregate_uuid
 from domain.session import Session
 from infrastructure.aggregate_heads import AggregateHeads
+from infrastructure.async_reads import AsyncReads
 from infrastructure.projections.engine import Projector
 from infrastructure.projections.projection import ProjectedEvent, Projection, Write
 from infrastructure.projections.replica_reads import ReplicaReads
@@ -157,8 +158,10 @@ class SessionReadModel:
         projector: Projector,
         heads: AggregateHeads,
         replica: ReplicaReads | None = None,
+        async_reads: AsyncReads | None = None,
     ) -> None:
         self._db = db
+        self._async = async_reads  # the one statement below, issued from the event loop
         self._codec = codec
         self._projector = projector
         self._heads = heads  # where the events are not in this database
@@ -198,34 +201,60 @@ class SessionReadModel:
         the same statement beside the event store."""
         return self._at_head(session_id, token)
 
+    async def state_and_token_at_head_async(
+        self, session_id: int, token: UUID
+    ) -> tuple[tuple[int, Session | None] | None, int | None] | None:
+        """:meth:`state_and_token_at_head` issued from the event loop, where it is one
+        statement and an async pool is open; None where it is not (ask the sync method)."""
+        if self._events is None or self._async is None or not self._async.is_open:
+            return None
+        sql, params = self._at_head_statement(self._events, session_id, token)
+        return self._at_head_answer(session_id, token, await self._async.fetch_one(sql, params))
+
     def _at_head(
         self, session_id: int, token: UUID | None
     ) -> tuple[tuple[int, Session | None] | None, int | None]:
-        originator = aggregate_uuid(session_id)
         if self._events is None:
             token_version = None if token is None else self._heads.version_of(token)
-            written = self._heads.version_of(originator)
+            written = self._heads.version_of(aggregate_uuid(session_id))
             if written is None:
                 return None, token_version
             return (written, self.session_state(session_id, written)), token_version
+        sql, params = self._at_head_statement(self._events, session_id, token)
+        with self._db.read() as cursor:
+            cursor.execute(sql, params)
+            row = cursor.fetchone()
+        return self._at_head_answer(session_id, token, row)
+
+    def _at_head_statement(
+        self, events: str, session_id: int, token: UUID | None
+    ) -> tuple[str, dict[str, Any]]:
+        """The one statement reading a session's head version, its projected state and
+        (with ``token``) the cookie token's head version, beside the event store."""
         postgres = self._db.dialect == "postgres"
         also = (
-            f", (SELECT max(originator_version) FROM {self._events}"
+            f", (SELECT max(originator_version) FROM {events}"
             " WHERE originator_id = %(token)s) AS token_written"
             if token is not None
             else ""
         )
         sql = (
             f"SELECT e.written, v.version, v.state{also} FROM (SELECT max(originator_version)"
-            f" AS written FROM {self._events} WHERE originator_id = %(originator)s) AS e"
+            f" AS written FROM {events} WHERE originator_id = %(originator)s) AS e"
             f" LEFT JOIN {self._view} AS v ON v.session_id = %(id)s"
         )
-        params = {"originator": originator if postgres else originator.hex, "id": str(session_id)}
+        originator = aggregate_uuid(session_id)
+        params: dict[str, Any] = {
+            "originator": originator if postgres else originator.hex,
+            "id": str(session_id),
+        }
         if token is not None:
             params["token"] = token if postgres else token.hex
-        with self._db.read() as cursor:
-            cursor.execute(sql, params)
-            row = cursor.fetchone()
+        return sql, params
+
+    def _at_head_answer(
+        self, session_id: int, token: UUID | None, row: Mapping[str, Any] | None
+    ) -> tuple[tuple[int, Session | None] | None, int | None]:
         token_version = None
         if token is not None and row is not None and row["token_written"] is not None:
             token_version = int(row["token_written"])

@@ -1,0 +1,111 @@
+"""Single read statements issued from the event loop, over psycopg's async pool.
+
+The serving process answers most requests from a thread pool, because the event store's
+client is synchronous. For the read browsers repeat most (Wacht's SDK polls ``GET /session``
+from every tab), the thread costs more than the read: every request hands the GIL between
+the event loop and a worker several times (about 40 futex calls per request under load), and
+one statement issued from the loop itself doubles the route's throughput. This pool serves
+that one statement.
+
+It connects exactly as the views' synchronous pool does (the same keyword arguments, so the
+same connect and statement timeouts and TCP settings), checks an idle connection before use,
+and waits for a free one no longer than the store's timeout; its errors are psycopg's, so an
+outage answers 503 like any other read. It is opened and closed by the app's lifespan, on
+the loop that uses it. Only a single-server store gets one: a cluster URL's failover handling
+lives in the synchronous pool (:mod:`infrastructure.multihost`), so cluster reads stay there.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import select
+from collections.abc import Mapping
+from typing import Any
+
+from eventsourcing.postgres import PostgresDatastore
+from psycopg import AsyncConnection, OperationalError
+from psycopg.rows import DictRow, dict_row
+from psycopg_pool import AsyncConnectionPool
+
+Pool = AsyncConnectionPool[AsyncConnection[DictRow]]
+
+SIZE = 8  # one loop: connections in use at once are the reads awaiting their answer
+
+
+class AsyncReads:
+    """Small async pools for one-statement reads of one PostgreSQL database: one per event
+    loop that opened it (a server has one loop; tests may serve one set of services from
+    several apps, each with its own loop)."""
+
+    def __init__(self, kwargs: Mapping[str, Any], timeout_seconds: float) -> None:
+        self._kwargs = {**kwargs, "autocommit": True, "row_factory": dict_row}
+        self._timeout = timeout_seconds
+        self._pools: dict[asyncio.AbstractEventLoop, Pool] = {}
+
+    @property
+    def is_open(self) -> bool:
+        """Whether a pool is open on the running loop."""
+        return self._pool() is not None
+
+    async def open(self) -> None:
+        """Open a pool on the running loop; its connections are made in the background."""
+        loop = asyncio.get_running_loop()
+        if loop in self._pools:
+            return
+        pool: Pool = AsyncConnectionPool(
+            kwargs=self._kwargs,
+            connection_class=AsyncConnection[DictRow],
+            min_size=1,
+            max_size=SIZE,
+            open=False,
+            timeout=self._timeout,
+            reconnect_timeout=self._timeout,
+            check=_check_idle,
+            name="async-reads",
+        )
+        await pool.open(wait=False)
+        self._pools[loop] = pool
+
+    async def close(self) -> None:
+        """Close the running loop's pool and its connections."""
+        pool = self._pools.pop(asyncio.get_running_loop(), None)
+        if pool is not None:
+            await pool.close()
+
+    async def fetch_one(self, sql: str, params: Mapping[str, Any]) -> DictRow | None:
+        """The first row of one statement, prepared on its connection."""
+        pool = self._pool()
+        if pool is None:
+            msg = "no async read pool is open on this loop"
+            raise RuntimeError(msg)
+        async with pool.connection() as connection:
+            cursor = await connection.execute(sql, params, prepare=True)
+            return await cursor.fetchone()
+
+    def _pool(self) -> Pool | None:
+        try:
+            return self._pools.get(asyncio.get_running_loop())
+        except RuntimeError:  # no running loop
+            return None
+
+
+def async_reads_for(datastore: object, timeout_seconds: float) -> AsyncReads | None:
+    """An (unopened) pool beside a single-server PostgreSQL datastore's; None otherwise."""
+    if not isinstance(datastore, PostgresDatastore):
+        return None
+    kwargs = getattr(datastore.pool, "kwargs", None)
+    if not isinstance(kwargs, dict) or kwargs.get("target_session_attrs"):
+        return None
+    if "," in str(kwargs.get("host") or ""):  # several servers: a cluster URL
+        return None
+    return AsyncReads(kwargs, timeout_seconds)
+
+
+async def _check_idle(connection: AsyncConnection[Any]) -> None:
+    """:func:`infrastructure.outage.check_idle_connection` for the async pool: ping only a
+    connection the server wrote to while it was idle (a restart, a termination)."""
+    if connection.closed:
+        raise OperationalError("the connection is closed")
+    readable, _, _ = select.select([connection.fileno()], [], [], 0)  # never waits
+    if readable:
+        await AsyncConnectionPool.check_connection(connection)

@@ -1,0 +1,127 @@
+"""GET /session's read from the event loop (``SessionQueries.projected_at_once``): it answers
+only when one statement is all ``get_session`` would do, and says "ask the thread" (None)
+whenever the cookie's token changed, the projection is behind, something is due to be
+recorded or the store has no async reads."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable, Iterator
+from datetime import timedelta
+from typing import TypeVar
+
+import pytest
+
+from application.authentication import Authenticator
+from application.cookie_tokens import Remembered
+from application.session_queries import ProjectedNow
+from infrastructure.clock import SettableClock
+from infrastructure.container import Services
+from tests.helpers import ACME, ALICE, BOB, services_for
+
+T = TypeVar("T")
+
+
+@pytest.fixture
+def clock() -> SettableClock:
+    return SettableClock()
+
+
+@pytest.fixture
+def services(postgres_url: str, clock: SettableClock) -> Iterator[Services]:
+    with services_for(postgres_url, clock) as built:
+        yield built
+
+
+def on_a_loop(services: Services, step: Callable[[], Awaitable[T]]) -> T:
+    """Run ``step`` on a fresh event loop with the async reads open on it, as a lifespan does."""
+
+    async def run() -> T:
+        assert services.async_reads is not None
+        await services.async_reads.open()
+        try:
+            return await step()
+        finally:
+            await services.async_reads.close()
+
+    return asyncio.run(run())
+
+
+def signed_in(services: Services, *users: tuple[str, str, str]) -> tuple[int, str]:
+    """A session with ``users`` signed in, its id and cookie token, the cookie remembered."""
+    auth: Authenticator = services.auth
+    started = services.commands.start_session()
+    session_id, token = int(started.document.id), started.new_token
+    for email, password, _ in users:
+        token = auth.sign_in_with_password(session_id, email, password, token).new_token
+    assert token is not None
+    services.queries.get_session(services.tokens.resolve(token))  # remembered, projected
+    return session_id, token
+
+
+def at_once(services: Services, token: str) -> ProjectedNow | None:
+    cookie = services.tokens.remembered(token)
+    assert isinstance(cookie, Remembered)
+    return on_a_loop(services, lambda: services.queries.projected_at_once(cookie))
+
+
+def test_a_remembered_cookie_reads_the_session_as_get_session_does(services: Services) -> None:
+    session_id, token = signed_in(services, ALICE, BOB)
+
+    projected = at_once(services, token)
+
+    assert projected is not None
+    assert services.queries.document(projected) == services.queries.get_session(session_id)
+    assert services.queries.renders_from_memory(projected)  # no organization active
+
+
+def test_a_changed_token_is_left_to_the_full_check(services: Services) -> None:
+    # Given a remembered cookie whose token was then revoked (the sign-out rotated it)
+    session_id, token = signed_in(services, ALICE)
+    cookie = services.tokens.remembered(token)
+    assert cookie is not None
+    services.commands.sign_out(session_id, None, token)
+
+    # Then the read from the loop does not answer for it
+    assert on_a_loop(services, lambda: services.queries.projected_at_once(cookie)) is None
+
+
+def test_a_projection_behind_the_events_is_left_to_the_thread(services: Services) -> None:
+    # Given a switch recorded but not yet projected (the worker has not run)
+    session_id, token = signed_in(services, ALICE, BOB)
+    alice = next(s for s in services.queries.get_session(session_id).signins if s.user_id)
+    services.commands.switch_sign_in(session_id, alice.id)  # commands do not project
+
+    assert at_once(services, token) is None
+
+
+def test_due_expiries_and_activity_are_left_to_the_thread(
+    services: Services, clock: SettableClock
+) -> None:
+    _, token = signed_in(services, ALICE)
+    clock.advance(timedelta(days=31))  # the sign-in has expired: an expiry must be recorded
+    assert at_once(services, token) is None
+
+
+def test_an_active_organization_is_rendered_with_a_read(services: Services) -> None:
+    session_id, token = signed_in(services, ALICE)
+    services.commands.switch_organization(session_id, ACME)
+    services.worker.catch_up()
+
+    projected = at_once(services, token)
+
+    assert projected is not None
+    assert not services.queries.renders_from_memory(projected)
+    assert services.queries.document(projected) == services.queries.get_session(session_id)
+
+
+def test_without_an_open_pool_on_the_loop_nothing_is_read(services: Services) -> None:
+    _, token = signed_in(services, ALICE)
+    cookie = services.tokens.remembered(token)
+    assert cookie is not None
+    assert asyncio.run(services.queries.projected_at_once(cookie)) is None
+
+
+def test_sqlite_has_no_async_reads(sqlite_url: str) -> None:
+    with services_for(sqlite_url) as built:
+        assert built.async_reads is None
