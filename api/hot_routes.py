@@ -34,6 +34,7 @@ from api.context import check_origin
 from api.routes_session import (
     get_session_at_once,
     get_session_now,
+    session_token_at_once,
     session_token_now,
     switch_sign_in_now,
 )
@@ -49,7 +50,7 @@ class HotRoute:
     handler: Callable[..., Response]
     parameter: str | None
     # Tried first, on the event loop: the answer, or None to run ``handler`` in a thread.
-    at_once: Callable[[Request, Any], Awaitable[Response | None]] | None = None
+    at_once: Callable[..., Awaitable[Response | None]] | None = None
 
     def arguments(self, query_string: bytes) -> tuple[str, ...] | None:
         """The handler's query arguments, or None when FastAPI should parse this query."""
@@ -65,7 +66,7 @@ class HotRoute:
 
 ROUTES: dict[tuple[str, str], HotRoute] = {
     ("GET", "/session"): HotRoute(get_session_now, None, get_session_at_once),
-    ("GET", "/session/token"): HotRoute(session_token_now, "template"),
+    ("GET", "/session/token"): HotRoute(session_token_now, "template", session_token_at_once),
     ("POST", "/session/switch-sign-in"): HotRoute(switch_sign_in_now, "sign_in_id"),
 }
 
@@ -86,7 +87,7 @@ class HotRoutes:
             return
         request = Request(scope, receive)
         check_origin(request)
-        response = await route.at_once(request, services) if route.at_once else None
+        response = await route.at_once(request, services, *arguments) if route.at_once else None
         if response is None:
             response = await self._in_thread(route.handler, request, services, *arguments)
         await response(scope, receive, send)

@@ -130,6 +130,24 @@ def session_token_now(
     return success(TokenData(token=token, expires=expires), info)
 
 
+async def session_token_at_once(
+    request: Request, services: Services, template: str = "default"
+) -> JSONResponse | None:
+    """GET /session/token answered on the event loop when one read (issued from the loop)
+    is all it takes (see ``SessionQueries.session_token_at_once``); None: the caller
+    answers with :func:`session_token_now`."""
+    if services.async_reads is None or template != "default":
+        return None
+    cookie = _remembered(request, services)
+    if cookie is None:
+        return None
+    answer = await services.queries.session_token_at_once(cookie)
+    if answer is None:
+        return None
+    token, expires, info = answer
+    return success(TokenData(token=token, expires=expires), info)
+
+
 def _remembered(request: Request, services: Services) -> Remembered | None:
     """The caller's cookie if this process found it valid before (checked by the read that
     follows, in the same statement), bound for error envelopes; else None."""

@@ -172,10 +172,20 @@ class SessionReadModel(Protocol):
         statement can: the check of a remembered cookie then costs no round trip."""
 
     async def state_and_token_at_head_async(
-        self, session_id: int, token: UUID
-    ) -> tuple[tuple[int, Session | None] | None, int | None] | None:
+        self, session_id: int, token: UUID, *, signing_kid: bool = False
+    ) -> HeadRead | None:
         """:meth:`state_and_token_at_head` without blocking the event loop, where the read
-        model can (one statement, an async connection); None where it cannot."""
+        model can (one statement, an async connection); None where it cannot. With
+        ``signing_kid``, the same statement also names the key that signs tokens now."""
+
+
+@dataclass(frozen=True)
+class HeadRead:
+    """A session at its head, read with a cookie token's head (and the signing key's kid)."""
+
+    at_head: tuple[int, Session | None] | None
+    token_version: int | None
+    signing_kid: str | None = None
 
 
 @dataclass(frozen=True)
@@ -207,6 +217,9 @@ class TokenSigner(Protocol):
 
     def sign(self, claims: dict[str, object]) -> str:
         """A compact signed token of ``claims``."""
+
+    def sign_with(self, kid: str, claims: dict[str, object]) -> str | None:
+        """``claims`` signed with key ``kid`` if it is at hand in memory; else None."""
 
 
 @dataclass(frozen=True)

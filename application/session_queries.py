@@ -15,11 +15,20 @@ from datetime import datetime
 from application.cookie_tokens import Remembered
 from application.errors import Unauthorized
 from application.policy import SessionPolicy
-from application.ports import Clock, Directory, Role, SessionReadModel, TokenSigner
+from application.ports import (
+    Clock,
+    Directory,
+    OrganizationMembershipView,
+    Role,
+    SessionReadModel,
+    TokenSigner,
+    WorkspaceMembershipView,
+)
 from application.read_model import SessionDocument, SessionInfo, rfc3339, session_document
 from application.session_commands import SessionCommands
 from application.sessions import SessionsApp
 from domain.session import Session
+from domain.values import SignIn
 
 
 @dataclass(frozen=True)
@@ -28,6 +37,7 @@ class ProjectedNow:
 
     state: Session
     now: datetime
+    signing_kid: str | None = None
 
 
 class SessionQueries:
@@ -68,17 +78,37 @@ class SessionQueries:
         statement, the token is unchanged, the projection has reached the session's last
         event and nothing is due to be recorded. None otherwise: call :meth:`get_session`,
         which checks and writes what is needed."""
-        found = await self.read_model.state_and_token_at_head_async(cookie.session_id, cookie.key)
-        if found is None:
+        return await self._at_once(cookie, signing_kid=False)
+
+    async def session_token_at_once(
+        self, cookie: Remembered
+    ) -> tuple[str, int, SessionInfo] | None:
+        """:meth:`session_token` without blocking the event loop, when one statement (the
+        session, the cookie's token and the active signing key) is all it takes: as for
+        :meth:`projected_at_once`, and the active sign-in works in no organization (its
+        memberships would be read) and the active key is loaded. None otherwise."""
+        projected = await self._at_once(cookie, signing_kid=True)
+        if projected is None or projected.signing_kid is None:
             return None
-        at_head, token_version = found
-        if token_version != cookie.version or at_head is None:
+        state, now = projected.state, projected.now
+        sign_in = state.active_sign_in(now)
+        if sign_in.organization_membership_id or sign_in.workspace_membership_id:
             return None
-        written, state = at_head
+        claims, expires = self._claims(state, sign_in, None, None, now)
+        token = self._signer.sign_with(projected.signing_kid, claims)
+        return None if token is None else (token, expires, _info(state))
+
+    async def _at_once(self, cookie: Remembered, *, signing_kid: bool) -> ProjectedNow | None:
+        read = await self.read_model.state_and_token_at_head_async(
+            cookie.session_id, cookie.key, signing_kid=signing_kid
+        )
+        if read is None or read.token_version != cookie.version or read.at_head is None:
+            return None
+        written, state = read.at_head
         now = self._clock.now()
         if state is None or state.version < written or self._needs_writing(state, now):
             return None
-        return ProjectedNow(state, now)
+        return ProjectedNow(state, now, read.signing_kid)
 
     def renders_from_memory(self, projected: ProjectedNow) -> bool:
         """Whether :meth:`document` needs no read: no live sign-in has an active
@@ -115,12 +145,24 @@ class SessionQueries:
             [sign_in.workspace_membership_id] if sign_in.workspace_membership_id else []
         )
         workspace = workspaces.get(sign_in.workspace_membership_id or 0)
+        claims, expires = self._claims(state, sign_in, organization, workspace, now)
+        return self._signer.sign(claims), expires, _info(state)
+
+    def _claims(
+        self,
+        state: Session,
+        sign_in: SignIn,
+        organization: OrganizationMembershipView | None,
+        workspace: WorkspaceMembershipView | None,
+        now: datetime,
+    ) -> tuple[dict[str, object], int]:
+        """A session token's claims for the active sign-in, and its expiry in epoch ms."""
         issued = int(now.timestamp())
         expires = issued + int(self._policy.token_lifetime.total_seconds())
         claims: dict[str, object] = {
             "iss": self._policy.token_issuer,
             "sub": str(sign_in.user_id),
-            "sid": str(session_id),
+            "sid": str(state.session_id),
             "sign_in_id": str(sign_in.id),
             "iat": issued,
             "nbf": issued,
@@ -132,7 +174,7 @@ class SessionQueries:
                 "workspace": _permissions(workspace.roles if workspace else ()),
             },
         }
-        return self._signer.sign(claims), expires * 1000, _info(state)
+        return claims, expires * 1000
 
     def session_info(self, session_id: int) -> SessionInfo:
         """The short form of a session, for envelopes; records nothing."""

@@ -169,9 +169,10 @@ def build_services(
             projector.ensure()
         # Queries come after the projections they read.
         async_reads = async_reads_for(views.datastore, settings.database_timeout_seconds)
+        signing_kid = keys.active_kid_query() if views is sql else None  # keys beside views
         queries = SessionQueries(
             sessions,
-            SessionReadModel(views, codec, projectors[0], heads, replica, async_reads),
+            SessionReadModel(views, codec, projectors[0], heads, replica, async_reads, signing_kid),
             commands,
             directory=shown,
             signer=keys,

@@ -22,6 +22,7 @@ from application.ports import Clock
 from infrastructure.sql import SqlCursor, SqlDatabase
 
 ALGORITHM = "ES256"
+_NEWEST = "ORDER BY created_at DESC, kid LIMIT 1"  # of the keys not retired: the active one
 
 
 class SigningKeys:
@@ -66,6 +67,19 @@ class SigningKeys:
             self._loaded[kid] = key
         return jwt.encode(claims, key, algorithm=ALGORITHM, headers={"kid": kid})
 
+    def sign_with(self, kid: str, claims: dict[str, Any]) -> str | None:
+        """``claims`` signed with key ``kid`` if this process has it loaded; else None (the
+        caller learnt ``kid`` is the active one with :meth:`active_kid_query`)."""
+        key = self._loaded.get(kid)
+        if key is None:
+            return None
+        return jwt.encode(claims, key, algorithm=ALGORITHM, headers={"kid": kid})
+
+    def active_kid_query(self) -> str:
+        """A scalar subquery naming the active key, for a statement that reads it along
+        with other things (a rotation then takes effect on the very next token)."""
+        return f"(SELECT kid FROM {self._table} WHERE retired_at IS NULL {_NEWEST})"
+
     def jwks(self) -> dict[str, list[dict[str, Any]]]:
         """The public keys of every key whose tokens may still be valid."""
         horizon = self._clock.now() - self._lifetime
@@ -84,8 +98,7 @@ class SigningKeys:
 
     def _active(self, cursor: SqlCursor) -> tuple[str, str] | None:
         cursor.execute(
-            f"SELECT kid, private_pem FROM {self._table} WHERE retired_at IS NULL "
-            "ORDER BY created_at DESC, kid LIMIT 1"
+            f"SELECT kid, private_pem FROM {self._table} WHERE retired_at IS NULL {_NEWEST}"
         )
         row = cursor.fetchone()
         return None if row is None else (str(row["kid"]), str(row["private_pem"]))

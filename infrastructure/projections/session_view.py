@@ -15,6 +15,7 @@ from eventsourcing.domain import Snapshot
 from eventsourcing.persistence import Mapper, StoredEvent
 from eventsourcing.utils import get_topic
 
+from application.ports import HeadRead
 from domain.ids import aggregate_uuid
 from domain.session import Session
 from infrastructure.aggregate_heads import AggregateHeads
@@ -159,9 +160,11 @@ class SessionReadModel:
         heads: AggregateHeads,
         replica: ReplicaReads | None = None,
         async_reads: AsyncReads | None = None,
+        signing_kid: str | None = None,
     ) -> None:
         self._db = db
         self._async = async_reads  # the one statement below, issued from the event loop
+        self._signing_kid = signing_kid  # a subquery naming the active key, if in this db
         self._codec = codec
         self._projector = projector
         self._heads = heads  # where the events are not in this database
@@ -202,14 +205,23 @@ class SessionReadModel:
         return self._at_head(session_id, token)
 
     async def state_and_token_at_head_async(
-        self, session_id: int, token: UUID
-    ) -> tuple[tuple[int, Session | None] | None, int | None] | None:
+        self, session_id: int, token: UUID, *, signing_kid: bool = False
+    ) -> HeadRead | None:
         """:meth:`state_and_token_at_head` issued from the event loop, where it is one
-        statement and an async pool is open; None where it is not (ask the sync method)."""
+        statement and an async pool is open; None where it is not (ask the sync method).
+        With ``signing_kid``, the active signing key's kid is read in the same statement
+        (None where the keys are in another database)."""
         if self._events is None or self._async is None or not self._async.is_open:
             return None
+        if signing_kid and self._signing_kid is None:
+            return None
         sql, params = self._at_head_statement(self._events, session_id, token)
-        return self._at_head_answer(session_id, token, await self._async.fetch_one(sql, params))
+        if signing_kid:
+            sql = sql.replace(" FROM (", f", {self._signing_kid} AS signing_kid FROM (", 1)
+        row = await self._async.fetch_one(sql, params)
+        found, token_version = self._at_head_answer(session_id, token, row)
+        kid = str(row["signing_kid"]) if signing_kid and row and row["signing_kid"] else None
+        return HeadRead(found, token_version, kid)
 
     def _at_head(
         self, session_id: int, token: UUID | None

@@ -10,6 +10,7 @@ from collections.abc import Awaitable, Callable, Iterator
 from datetime import timedelta
 from typing import TypeVar
 
+import jwt
 import pytest
 
 from application.authentication import Authenticator
@@ -125,3 +126,50 @@ def test_without_an_open_pool_on_the_loop_nothing_is_read(services: Services) ->
 def test_sqlite_has_no_async_reads(sqlite_url: str) -> None:
     with services_for(sqlite_url) as built:
         assert built.async_reads is None
+
+
+def token_at_once(services: Services, token: str) -> tuple[str, int, object] | None:
+    cookie = services.tokens.remembered(token)
+    assert isinstance(cookie, Remembered)
+    return on_a_loop(services, lambda: services.queries.session_token_at_once(cookie))
+
+
+def test_a_session_token_is_signed_as_the_thread_signs_it(services: Services) -> None:
+    # Given a signed-in browser that got a token the usual way (which loads the key)
+    session_id, token = signed_in(services, ALICE)
+    usual, usual_expires, usual_info = services.queries.session_token(session_id)
+
+    # When its next token is signed from the loop
+    answer = token_at_once(services, token)
+
+    # Then it carries the same claims, key and expiry
+    assert answer is not None
+    signed, expires, info = answer
+    assert (expires, info) == (usual_expires, usual_info)
+    assert jwt.get_unverified_header(signed) == jwt.get_unverified_header(usual)
+    assert jwt.decode(signed, options={"verify_signature": False}) == jwt.decode(
+        usual, options={"verify_signature": False}
+    )
+
+
+def test_a_rotation_is_seen_by_the_very_next_token(services: Services) -> None:
+    session_id, token = signed_in(services, ALICE)
+    services.queries.session_token(session_id)  # the old key, loaded
+
+    new_kid = services.keys.rotate()
+
+    # The new key is not loaded here yet: the loop does not sign with the old one
+    assert token_at_once(services, token) is None
+    # once the thread has signed with (and loaded) the new key, the loop signs with it too
+    services.queries.session_token(session_id)
+    answer = token_at_once(services, token)
+    assert answer is not None
+    assert jwt.get_unverified_header(answer[0])["kid"] == new_kid
+
+
+def test_a_token_for_an_organization_is_left_to_the_thread(services: Services) -> None:
+    session_id, token = signed_in(services, ALICE)
+    services.commands.switch_organization(session_id, ACME)
+    services.worker.catch_up()
+    services.queries.session_token(session_id)
+    assert token_at_once(services, token) is None
