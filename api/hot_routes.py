@@ -10,9 +10,11 @@ it. Anything else (a repeated or unknown parameter, ``__dev_session__``, HEAD) g
 FastAPI's stack to the same route, so every answer, error and schema is the route's own.
 
 What it keeps: the cross-site check every state-changing route has (``refuse_cross_site``);
-one thread-pool hop for the blocking work, in a copy of the request's context (its id and its
-audit source); errors raised to :class:`api.app.RequestContextMiddleware`, which renders them
-with the same ``render_error`` FastAPI's exception handlers use.
+errors raised to :class:`api.app.RequestContextMiddleware`, which renders them with the same
+``render_error`` FastAPI's exception handlers use. The two reads are first tried on the event
+loop (``at_once``: one statement over an async connection, PostgreSQL only); whatever they
+leave, and the switch, takes one thread-pool hop, in a copy of the request's context (its id
+and its audit source).
 """
 
 from __future__ import annotations
