@@ -6,6 +6,7 @@ RFC 3339 UTC with a ``Z``, ready for the envelope. Nothing secret is ever a fiel
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from datetime import UTC, datetime
 
@@ -22,8 +23,10 @@ from domain.session import Session
 from domain.values import AttemptKind, SignIn, SignInAttempt
 
 
+@functools.lru_cache(maxsize=16_384)
 def rfc3339(moment: datetime) -> str:
-    """A UTC timestamp with millisecond precision and a ``Z``."""
+    """A UTC timestamp with millisecond precision and a ``Z`` (remembered: a session's
+    timestamps repeat in every answer that shows it)."""
     # isoformat is C; strftime and an f-string took most of rendering's time in profiles.
     return moment.astimezone(UTC).isoformat(timespec="milliseconds")[:-6] + "Z"
 
@@ -227,6 +230,16 @@ def _sign_up_doc(attempt: SignInAttempt) -> SignUpAttemptDoc:
         current_step=attempt.current_step,
         remaining_steps=[attempt.current_step] if attempt.current_step else [],
     )
+
+
+def renders_without_reads(session: Session, directory: Directory, now: datetime) -> bool:
+    """Whether :func:`session_document` needs no read: no live sign-in has an active
+    organization or workspace (their memberships are read each time), and every user's
+    profile is in memory."""
+    live = session.live_sign_ins(now)
+    if any(s.organization_membership_id or s.workspace_membership_id for s in live):
+        return False
+    return directory.profiles_in_memory(s.user_id for s in live)
 
 
 def session_document(session: Session, directory: Directory, now: datetime) -> SessionDocument:
