@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 import threading
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Awaitable, Callable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import pytest
 from hypothesis import HealthCheck, settings
@@ -151,3 +152,31 @@ def two_sign_ins_and_a_switch_back(services: Services) -> int:
     alice = next(s.id for s in result.document.signins if s.user_id == ALICE[2])
     services.commands.switch_sign_in(session_id, alice)
     return session_id
+
+
+T = TypeVar("T")
+
+
+def on_a_loop(services: Services, step: Callable[[], Awaitable[T]]) -> T:
+    """Run ``step`` on a fresh event loop with the async reads open on it, as a lifespan does."""
+
+    async def run() -> T:
+        assert services.async_reads is not None
+        await services.async_reads.open()
+        try:
+            return await step()
+        finally:
+            await services.async_reads.close()
+
+    return asyncio.run(run())
+
+
+def signed_in(services: Services, *users: tuple[str, str, str]) -> tuple[int, str]:
+    """A session with ``users`` signed in, its id and cookie token, the cookie remembered."""
+    started = services.commands.start_session()
+    session_id, token = int(started.document.id), started.new_token
+    for email, password, _ in users:
+        token = services.auth.sign_in_with_password(session_id, email, password, token).new_token
+    assert token is not None
+    services.queries.get_session(services.tokens.resolve(token))  # remembered, projected
+    return session_id, token

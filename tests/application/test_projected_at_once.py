@@ -6,19 +6,18 @@ recorded or the store has no async reads."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Iterator
 from datetime import timedelta
 from typing import TypeVar
 
 import jwt
 import pytest
 
-from application.authentication import Authenticator
 from application.cookie_tokens import Remembered
 from application.session_queries import ProjectedNow
 from infrastructure.clock import SettableClock
 from infrastructure.container import Services
-from tests.helpers import ACME, ALICE, BOB, services_for
+from tests.helpers import ACME, ALICE, BOB, on_a_loop, services_for, signed_in
 
 T = TypeVar("T")
 
@@ -32,32 +31,6 @@ def clock() -> SettableClock:
 def services(postgres_url: str, clock: SettableClock) -> Iterator[Services]:
     with services_for(postgres_url, clock) as built:
         yield built
-
-
-def on_a_loop(services: Services, step: Callable[[], Awaitable[T]]) -> T:
-    """Run ``step`` on a fresh event loop with the async reads open on it, as a lifespan does."""
-
-    async def run() -> T:
-        assert services.async_reads is not None
-        await services.async_reads.open()
-        try:
-            return await step()
-        finally:
-            await services.async_reads.close()
-
-    return asyncio.run(run())
-
-
-def signed_in(services: Services, *users: tuple[str, str, str]) -> tuple[int, str]:
-    """A session with ``users`` signed in, its id and cookie token, the cookie remembered."""
-    auth: Authenticator = services.auth
-    started = services.commands.start_session()
-    session_id, token = int(started.document.id), started.new_token
-    for email, password, _ in users:
-        token = auth.sign_in_with_password(session_id, email, password, token).new_token
-    assert token is not None
-    services.queries.get_session(services.tokens.resolve(token))  # remembered, projected
-    return session_id, token
 
 
 def at_once(services: Services, token: str) -> ProjectedNow | None:
