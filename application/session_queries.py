@@ -27,6 +27,7 @@ from application.ports import (
 from application.read_model import SessionDocument, SessionInfo, rfc3339, session_document
 from application.session_commands import SessionCommands
 from application.sessions import SessionsApp
+from domain.errors import NoActiveSignIn
 from domain.session import Session
 from domain.values import SignIn
 
@@ -85,13 +86,17 @@ class SessionQueries:
     ) -> tuple[str, int, SessionInfo] | None:
         """:meth:`session_token` without blocking the event loop, when one statement (the
         session, the cookie's token and the active signing key) is all it takes: as for
-        :meth:`projected_at_once`, and the active sign-in works in no organization (its
-        memberships would be read) and the active key is loaded. None otherwise."""
+        :meth:`projected_at_once`, and there is an active sign-in, it works in no
+        organization (its memberships would be read) and the active key is loaded. None
+        otherwise."""
         projected = await self._at_once(cookie, signing_kid=True)
         if projected is None or projected.signing_kid is None:
             return None
         state, now = projected.state, projected.now
-        sign_in = state.active_sign_in(now)
+        try:
+            sign_in = state.active_sign_in(now)
+        except NoActiveSignIn:
+            return None  # refused in the thread, whose error envelope reads the session
         if sign_in.organization_membership_id or sign_in.workspace_membership_id:
             return None
         claims, expires = self._claims(state, sign_in, None, None, now)

@@ -146,3 +146,8 @@ def test_a_token_for_an_organization_is_left_to_the_thread(services: Services) -
     services.worker.catch_up()
     services.queries.session_token(session_id)
     assert token_at_once(services, token) is None
+
+
+def test_a_token_without_an_active_sign_in_is_refused_by_the_thread(services: Services) -> None:
+    _, token = signed_in(services)  # a session nobody signed in to
+    assert token_at_once(services, token) is None
