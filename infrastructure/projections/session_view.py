@@ -215,9 +215,8 @@ class SessionReadModel:
             return None
         if signing_kid and self._signing_kid is None:
             return None
-        sql, params = self._at_head_statement(self._events, session_id, token)
-        if signing_kid:
-            sql = sql.replace(" FROM (", f", {self._signing_kid} AS signing_kid FROM (", 1)
+        kid_query = self._signing_kid if signing_kid else None
+        sql, params = self._at_head_statement(self._events, session_id, token, kid_query)
         row = await self._async.fetch_one(sql, params)
         found, token_version = self._at_head_answer(session_id, token, row)
         kid = str(row["signing_kid"]) if signing_kid and row and row["signing_kid"] else None
@@ -239,10 +238,11 @@ class SessionReadModel:
         return self._at_head_answer(session_id, token, row)
 
     def _at_head_statement(
-        self, events: str, session_id: int, token: UUID | None
+        self, events: str, session_id: int, token: UUID | None, kid_query: str | None = None
     ) -> tuple[str, dict[str, Any]]:
-        """The one statement reading a session's head version, its projected state and
-        (with ``token``) the cookie token's head version, beside the event store."""
+        """The one statement reading a session's head version, its projected state,
+        (with ``token``) the cookie token's head version and (with ``kid_query``) the
+        active signing key's kid, beside the event store."""
         postgres = self._db.dialect == "postgres"
         also = (
             f", (SELECT max(originator_version) FROM {events}"
@@ -250,6 +250,8 @@ class SessionReadModel:
             if token is not None
             else ""
         )
+        if kid_query is not None:
+            also += f", {kid_query} AS signing_kid"
         sql = (
             f"SELECT e.written, v.version, v.state{also} FROM (SELECT max(originator_version)"
             f" AS written FROM {events} WHERE originator_id = %(originator)s) AS e"
