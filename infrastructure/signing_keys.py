@@ -59,13 +59,14 @@ class SigningKeys:
         if active is None:
             raise RuntimeError("no active signing key; the keys table was emptied")
         kid, pem = active
-        key = self._loaded.get(kid)
-        if key is None:
+        if kid not in self._loaded:
             key = serialization.load_pem_private_key(pem.encode(), password=None)
             if not isinstance(key, ec.EllipticCurvePrivateKey):
                 raise TypeError(f"signing key {kid} is not an EC key")
             self._loaded[kid] = key
-        return jwt.encode(claims, key, algorithm=ALGORITHM, headers={"kid": kid})
+        signed = self.sign_with(kid, claims)
+        assert signed is not None  # loaded just above
+        return signed
 
     def sign_with(self, kid: str, claims: dict[str, Any]) -> str | None:
         """``claims`` signed with key ``kid`` if this process has it loaded; else None (the
