@@ -18,14 +18,15 @@ lives in the synchronous pool (:mod:`infrastructure.multihost`), so cluster read
 from __future__ import annotations
 
 import asyncio
-import select
 from collections.abc import Mapping
 from typing import Any
 
 from eventsourcing.postgres import PostgresDatastore
-from psycopg import AsyncConnection, OperationalError
+from psycopg import AsyncConnection
 from psycopg.rows import DictRow, dict_row
 from psycopg_pool import AsyncConnectionPool
+
+from infrastructure.outage import written_while_idle
 
 Pool = AsyncConnectionPool[AsyncConnection[DictRow]]
 
@@ -102,10 +103,6 @@ def async_reads_for(datastore: object, timeout_seconds: float) -> AsyncReads | N
 
 
 async def _check_idle(connection: AsyncConnection[Any]) -> None:
-    """:func:`infrastructure.outage.check_idle_connection` for the async pool: ping only a
-    connection the server wrote to while it was idle (a restart, a termination)."""
-    if connection.closed:
-        raise OperationalError("the connection is closed")
-    readable, _, _ = select.select([connection.fileno()], [], [], 0)  # never waits
-    if readable:
+    """:func:`infrastructure.outage.check_idle_connection` for the async pool."""
+    if written_while_idle(connection):
         await AsyncConnectionPool.check_connection(connection)

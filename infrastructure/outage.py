@@ -66,17 +66,23 @@ class FailFastPool(ConnectionPool[Any]):
 
 
 def check_idle_connection(connection: psycopg.Connection[Any]) -> None:
-    """Raise if a pooled connection is dead, at the cost of a system call when it is not.
+    """Raise if a pooled connection is dead, at the cost of a system call when it is not
+    (see :func:`written_while_idle`); the pool replaces it if the ping fails."""
+    if written_while_idle(connection):
+        ConnectionPool.check_connection(connection)
+
+
+def written_while_idle(connection: psycopg.Connection[Any] | psycopg.AsyncConnection[Any]) -> bool:
+    """Whether an idle pooled connection must be pinged before use (raises if it is closed).
 
     An idle connection has nothing to read unless the server wrote to it, which it does when
-    it goes away (a termination notice, or end of file). Only then is the connection pinged
-    (the library's check, one round trip), and the pool replaces it if the ping fails.
+    it goes away (a termination notice, or end of file). Only then is it worth the library's
+    check (one round trip). The select never waits.
     """
     if connection.closed:
         raise psycopg.OperationalError("the connection is closed")
     readable, _, _ = select.select([connection.fileno()], [], [], 0)
-    if readable:
-        ConnectionPool.check_connection(connection)
+    return bool(readable)
 
 
 def harden_datastore(
