@@ -41,14 +41,7 @@ class ProfileCachingDirectory(SqlDirectory):
     def profiles_in_memory(self, user_ids: Iterable[int]) -> bool:
         """Whether every one of these users has a fresh profile here."""
         now = self._monotonic()
-        for user_id in user_ids:
-            try:
-                kept_until, _ = self._profiles.get(user_id)
-            except KeyError:
-                return False
-            if kept_until <= now:
-                return False
-        return True
+        return all(self._fresh(user_id, now) is not None for user_id in user_ids)
 
     def user_profiles(self, user_ids: Iterable[int]) -> dict[int, UserProfile]:
         """Profiles of the users that exist among ``user_ids``; fresh ones from memory."""
@@ -56,18 +49,22 @@ class ProfileCachingDirectory(SqlDirectory):
         found: dict[int, UserProfile] = {}
         missing: list[int] = []
         for user_id in user_ids:
-            try:
-                kept_until, profile = self._profiles.get(user_id)
-            except KeyError:
+            profile = self._fresh(user_id, now)
+            if profile is None:
                 missing.append(user_id)
-                continue
-            if kept_until > now:
-                found[user_id] = profile
             else:
-                missing.append(user_id)
+                found[user_id] = profile
         if missing:
             fetched = super().user_profiles(missing)
             for user_id, profile in fetched.items():
                 self._profiles.put(user_id, (now + self._ttl, profile))
             found.update(fetched)
         return found
+
+    def _fresh(self, user_id: int, now: float) -> UserProfile | None:
+        """The user's profile if it is here and not older than the time to live."""
+        try:
+            kept_until, profile = self._profiles.get(user_id)
+        except KeyError:
+            return None
+        return profile if kept_until > now else None
