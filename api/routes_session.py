@@ -174,9 +174,15 @@ async def switch_sign_in(request: Request, sign_in_id: Id = None) -> JSONRespons
 def switch_sign_in_now(
     request: Request, services: Services, sign_in_id: str | None = None
 ) -> JSONResponse:
-    """POST /session/switch-sign-in's blocking work (also served by :mod:`api.hot_routes`)."""
+    """POST /session/switch-sign-in's blocking work (also served by :mod:`api.hot_routes`).
+    A cookie this process remembers is not read again: the switch's append checks it."""
+    commands = services.commands
+    cookie = _remembered(request, services)
+    if cookie is not None:
+        with contextlib.suppress(Unauthorized):  # its token changed: resolve it in full
+            return render(services, commands.switch_sign_in(cookie.session_id, sign_in_id, cookie))
     caller = require_caller(request, services, None)
-    return render(services, services.commands.switch_sign_in(caller.session_id, sign_in_id))
+    return render(services, commands.switch_sign_in(caller.session_id, sign_in_id))
 
 
 @router.post("/sign-out", responses={200: _OK, **_ERRORS}, summary="Sign out")

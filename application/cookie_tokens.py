@@ -20,7 +20,7 @@ from eventsourcing.application import AggregateNotFoundError, LRUCache, Reposito
 from eventsourcing.domain import Aggregate
 
 from application.errors import Unauthorized
-from application.ports import AggregateHeads, Digester
+from application.ports import AggregateHeads, Digester, Guard
 from domain.session import Session
 from domain.tokens import SessionToken
 
@@ -35,6 +35,11 @@ class Remembered:
     session_id: int
     key: UUID
     version: int
+
+    @property
+    def guard(self) -> Guard:
+        """For a command authorised by this cookie: its token must still be as found."""
+        return Guard(self.key, self.version)
 
 
 class CookieTokens:

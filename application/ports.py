@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Protocol
+from typing import NamedTuple, Protocol
 from uuid import UUID
 
 from domain.session import Session
@@ -138,6 +138,15 @@ class Directory(Protocol):
 
     def groups(self, organization_ids: Iterable[int], workspace_ids: Iterable[int]) -> GroupsById:
         """Organizations and workspaces by id, with their names and member counts."""
+
+
+class Guard(NamedTuple):
+    """An aggregate an append relies on without changing it, at the version it must still
+    be at when the append commits (e.g. the cookie token a command was authorised by); the
+    recorders refuse the append with :class:`~application.errors.StaleGuard` otherwise."""
+
+    originator_id: UUID
+    version: int
 
 
 class AggregateHeads(Protocol):

@@ -9,7 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from application.cookie_tokens import CookieTokens
+from application.cookie_tokens import CookieTokens, Remembered
+from application.errors import StaleGuard, Unauthorized
 from application.ports import Directory, IdGenerator
 from application.read_model import SessionDocument
 from application.unit_of_work import Changed, CommandScope, UnitOfWork
@@ -67,15 +68,27 @@ class SessionCommands:
 
         return self._work.run(session_id, action).document
 
-    def switch_sign_in(self, session_id: int, raw_sign_in_id: str | None) -> SessionDocument:
-        """Make a live sign-in of this session the active one."""
+    def switch_sign_in(
+        self, session_id: int, raw_sign_in_id: str | None, cookie: Remembered | None = None
+    ) -> SessionDocument:
+        """Make a live sign-in of this session the active one.
+
+        With ``cookie`` (the caller's token as this process last found it valid, not read
+        again), the switch commits only if that token is still at that version: checked by
+        the append itself, in its round trip. Unauthorized if it is not (the caller then
+        resolves the cookie again, the careful way)."""
         sign_in_id = parse_id(raw_sign_in_id)
 
         def action(session: Session, scope: CommandScope) -> Changed[None]:
             session.switch_sign_in(sign_in_id, scope.now)
             return Changed(None)
 
-        return self._work.run(session_id, action).document
+        if cookie is None:
+            return self._work.run(session_id, action).document
+        try:
+            return self._work.run(session_id, action, [cookie.guard]).document
+        except StaleGuard:
+            raise Unauthorized from None
 
     def sign_out(
         self, session_id: int, raw_sign_in_id: str | None, old_token: str | None

@@ -10,7 +10,7 @@ tokens in :mod:`application.cookie_tokens`.
 from __future__ import annotations
 
 import copy
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import Any
 from uuid import UUID
 
@@ -19,7 +19,8 @@ from eventsourcing.domain import Aggregate
 from eventsourcing.persistence import InfrastructureFactory, JSONTranscoder, Mapper, Recording
 from eventsourcing.utils import Environment, EnvType
 
-from application.errors import Unauthorized
+from application.errors import StaleGuard, Unauthorized
+from application.ports import Guard
 from application.request_context import ContextMapper
 from application.transcodings import DataclassAsDict
 from domain.ids import aggregate_uuid
@@ -106,6 +107,14 @@ class SessionsApp(Application[UUID]):
         if not isinstance(session, Session):
             raise Unauthorized
         return session
+
+    def check_guards(self, guards: Sequence[Guard]) -> None:
+        """StaleGuard unless each guard's aggregate is still at the version it names (for
+        a guarded command that made no append to check them)."""
+        for originator_id, version in guards:
+            last = self.recorder.select_events(originator_id, desc=True, limit=1)
+            if not last or last[0].originator_version != version:
+                raise StaleGuard("a guard of the command changed meanwhile")
 
     def cached_session(self, session_id: int) -> Session | None:
         """A copy of the session as this process last saved or loaded it, without asking the

@@ -34,7 +34,7 @@ from eventsourcing.persistence import IntegrityError
 from application.errors import ConcurrentModification
 from application.locks import StripedLocks
 from application.policy import SessionPolicy
-from application.ports import Clock, Directory
+from application.ports import Clock, Directory, Guard
 from application.read_model import SessionDocument, session_document
 from application.sessions import SessionsApp
 from domain.errors import DomainError, SessionLedgerError
@@ -76,6 +76,14 @@ class StaleRead(Exception):
 
 class _Unconfirmed(Exception):
     """Raised when a decision made on the cached session has no append to confirm it."""
+
+
+class _Guarded:
+    """A run's guards, and whether an append of the run has confirmed them."""
+
+    def __init__(self, guards: Sequence[Guard]) -> None:
+        self.guards = guards
+        self.confirmed = False
 
 
 class CommandScope:
@@ -120,19 +128,38 @@ class UnitOfWork:
             return Done(changed.result, document)
         raise ConcurrentModification
 
-    def run(self, session_id: int, action: Action[R]) -> Done[R]:
+    def run(self, session_id: int, action: Action[R], guards: Sequence[Guard] = ()) -> Done[R]:
         """Decide on the cached guess; then, if it is not confirmed or loses to another
-        writer, load, act and save, up to ``command_retries`` times (the guess is not one)."""
+        writer, load, act and save, up to ``command_retries`` times (the guess is not one).
+
+        With ``guards`` (aggregates the command relies on, such as the cookie token that
+        authorised it), the command holds only while they are unchanged: its append is
+        refused otherwise, and a run that appended nothing checks them with a read. Either
+        way StaleGuard is raised instead of the command's answer or error."""
+        guarded = _Guarded(guards)
+        try:
+            done = self._run(session_id, action, guarded)
+        except SessionLedgerError:
+            self._confirm(guarded)  # a refusal tells of the session too
+            raise
+        self._confirm(guarded)
+        return done
+
+    def _confirm(self, guarded: _Guarded) -> None:
+        if guarded.guards and not guarded.confirmed:
+            self.app.check_guards(guarded.guards)
+
+    def _run(self, session_id: int, action: Action[R], guarded: _Guarded) -> Done[R]:
         with self._session_locks.get(session_id):
             try:
-                return self._run_once(session_id, action, guess=True)
+                return self._run_once(session_id, action, guarded, guess=True)
             except _Unconfirmed:
                 pass  # decide again, on the stored session
             except (IntegrityError, StaleRead):
                 self.conflicts += 1
             for attempt in range(self.policy.command_retries):
                 try:
-                    return self._run_once(session_id, action, guess=False)
+                    return self._run_once(session_id, action, guarded, guess=False)
                 except (IntegrityError, StaleRead):
                     self.conflicts += 1
                     # Exponential backoff with full jitter, so contenders from other
@@ -140,7 +167,9 @@ class UnitOfWork:
                     time.sleep(random.uniform(0, min(0.05, 0.001 * 2**attempt)))
         raise ConcurrentModification
 
-    def _run_once(self, session_id: int, action: Action[R], guess: bool) -> Done[R]:
+    def _run_once(
+        self, session_id: int, action: Action[R], guarded: _Guarded, guess: bool
+    ) -> Done[R]:
         with contextlib.ExitStack() as held:  # the locks the action takes end with this run
             cached = self.app.cached_session(session_id) if guess else None
             session = cached or self.app.load_session(session_id)
@@ -151,22 +180,22 @@ class UnitOfWork:
             except DomainError:
                 if cached is not None:
                     raise _Unconfirmed from None  # a refusal the session's state decided
-                self._save_quietly(session)  # the expiries noticed are still facts
+                self._save_quietly(session, guarded)  # the expiries noticed are still facts
                 raise
             except SessionLedgerError:
-                self._save_quietly(session)  # a refusal of the request itself (a limit)
+                self._save_quietly(session, guarded)  # a refusal of the request itself
                 raise
             if cached is not None and (isinstance(decision, Refused) or not session.pending_events):
                 raise _Unconfirmed
             if isinstance(decision, Refused):
                 if session.pending_events:
-                    self._save(session)
+                    self._save(session, guarded=guarded)
                 raise decision.error
             # The answer is rendered before the save: once the events are committed, the
             # command answers from them without another read that could fail.
             document = self.render(session, now)
             if session.pending_events or decision.save_with:
-                self._save(session, *decision.save_with)
+                self._save(session, *decision.save_with, guarded=guarded)
             return Done(decision.result, document)
 
     def render(self, session: Session, now: datetime) -> SessionDocument:
@@ -174,13 +203,17 @@ class UnitOfWork:
         projection folds from the same events with the same ``mutate``."""
         return session_document(session, self.directory, now)
 
-    def _save(self, session: Session, *others: Aggregate) -> None:
+    def _save(self, session: Session, *others: Aggregate, guarded: _Guarded | None = None) -> None:
         """Save, and keep what was saved as this process's next guess of the session."""
-        self.app.save(session, *others)
+        if guarded is not None and guarded.guards:
+            self.app.save(session, *others, guards=guarded.guards)
+            guarded.confirmed = True
+        else:
+            self.app.save(session, *others)
         self.app.remember(session)
 
-    def _save_quietly(self, session: Session) -> None:
+    def _save_quietly(self, session: Session, guarded: _Guarded) -> None:
         if session.pending_events:
             # Whoever won the race has seen (or will see) the same expiries.
             with contextlib.suppress(IntegrityError):
-                self._save(session)
+                self._save(session, guarded=guarded)

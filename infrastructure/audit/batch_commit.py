@@ -17,6 +17,7 @@ from psycopg import Cursor, Rollback
 from psycopg.rows import DictRow
 from psycopg.sql import Composed
 
+from application.errors import StaleGuard
 from infrastructure.audit.chain import Seal, originator_key
 from infrastructure.audit.group_commit import Append
 from infrastructure.audit.known_heads import UNKNOWN, KnownHeads
@@ -47,6 +48,7 @@ class SealedBatches(Sealing, _Recorder):
     _select_heads: bytes
     _write_seals_call: bytes
     _call_append_sealed: bytes
+    _stale_guards_call: bytes
     _heads: KnownHeads
 
     def _as_stored(self, events: Sequence[StoredEvent]) -> Sequence[StoredEvent]:
@@ -79,10 +81,11 @@ class SealedBatches(Sealing, _Recorder):
             live.append(append)
         if live and self._try_commit_in_one_round_trip(live):
             return
+        live = [a for a in live if a.error is None]  # not refused for a stale guard
         while live:
             conflicted = self._try_commit(live)
             for append in conflicted:
-                append.fail(_conflict(append.events))
+                append.fail(_conflict(append.events))  # unless failed for its guards
             live = [a for a in live if a not in conflicted] if conflicted else []
 
     def _try_commit_in_one_round_trip(self, live: list[Append]) -> bool:
@@ -109,8 +112,9 @@ class SealedBatches(Sealing, _Recorder):
         originators: list[str],
         digests: list[bytes],
     ) -> bool | None:
-        """One try: True if committed, False if an append conflicts, None if the heads
-        had moved (nothing was written; the real heads are learnt)."""
+        """One try: True if committed, False if an append conflicts or a guard is stale
+        (the appends it guards have failed), None if the heads had moved (nothing was
+        written; the real heads are learnt)."""
         global_head, session_heads = self._expected_heads(events, originators)
         # Positions are not hashed, so the seals can be made before they are known.
         seals = self._seal_from(
@@ -128,6 +132,7 @@ class SealedBatches(Sealing, _Recorder):
             [seal.event_hash.hex() for seal in seals],
             [seal.session_hash.hex() for seal in seals],
             [seal.global_hash.hex() for seal in seals],
+            *self._guard_columns(live),
         )
         try:
             # One statement in its own transaction: one round trip, and the table lock is
@@ -139,6 +144,9 @@ class SealedBatches(Sealing, _Recorder):
             # Some append conflicts with a recorded event; the careful way names which.
             return False
         assert row is not None
+        if row["stale"]:
+            self._fail_guarded(live, row["stale"])
+            return False
         if not row["ok"]:
             self._heads.learn(row["g"], dict(zip(originators, row["s"], strict=True)))
             return None
@@ -148,6 +156,26 @@ class SealedBatches(Sealing, _Recorder):
             raise ProgrammingError(msg)
         self._settle(live, positions, seals)
         return True
+
+    def _guard_columns(self, live: list[Append]) -> tuple[list[UUID | str], list[int]]:
+        """The guards of ``live``'s appends, in order, as the function takes them."""
+        ids: list[UUID | str] = []
+        versions: list[int] = []
+        for append in live:
+            for originator_id, version in append.guards:
+                ids.append(originator_id if self._uuid_ids else str(originator_id))
+                versions.append(version)
+        return ids, versions
+
+    @staticmethod
+    def _fail_guarded(live: list[Append], stale: list[int]) -> list[Append]:
+        """Fail the appends owning the stale guards (1-based ordinals over ``live``'s
+        guards, in order); they are returned."""
+        owners = [append for append in live for _ in append.guards]
+        failed = list({id(owners[n - 1]): owners[n - 1] for n in stale}.values())
+        for append in failed:
+            append.fail(StaleGuard(f"{len(stale)} guard(s) of the append changed meanwhile"))
+        return failed
 
     def _settle(self, live: list[Append], ids: list[int], seals: list[Seal]) -> None:
         """After a commit: remember the heads it wrote, give each append its positions."""
@@ -173,7 +201,8 @@ class SealedBatches(Sealing, _Recorder):
         return global_head, heads
 
     def _try_commit(self, live: list[Append]) -> list[Append]:
-        """Commit every append in ``live``, or roll back and name those that conflict."""
+        """Commit every append in ``live``, or roll back and name those that conflict or
+        whose guards are stale (those fail here)."""
         events = [e for append in live for e in append.events]
         keys = [(e.originator_id, e.originator_version) for e in events]
         rows = [
@@ -190,12 +219,18 @@ class SealedBatches(Sealing, _Recorder):
             conn.transaction(),
             conn.cursor() as curs,
             conn.cursor() as heads_cursor,
+            conn.cursor() as guards_cursor,
         ):
             self._lock_table(curs)
             self._notify_channel(curs)
+            guards_cursor.execute(self._stale_guards_call, self._guard_columns(live), prepare=True)
             curs.execute(self._insert_batch, (rows,), prepare=True)
             heads_cursor.execute(self._select_heads, (originators,), prepare=True)
             pipeline.sync()
+            stale = guards_cursor.fetchone()
+            if stale is not None and stale["stale"]:
+                conflicted = self._fail_guarded(live, stale["stale"])
+                raise Rollback
             positions = {
                 (r["originator_id"], r["originator_version"]): r["notification_id"]
                 for r in curs.fetchall()

@@ -18,17 +18,21 @@ import copy
 import threading
 from collections import deque
 from collections.abc import Callable, Sequence
+from typing import Any
 
-from eventsourcing.persistence import StoredEvent
+from eventsourcing.persistence import ProgrammingError, StoredEvent
+
+from application.ports import Guard
 
 
 class Append:
     """One caller's append, and its outcome once a batch has decided it."""
 
-    __slots__ = ("done", "error", "events", "ids", "wake")
+    __slots__ = ("done", "error", "events", "guards", "ids", "wake")
 
-    def __init__(self, events: Sequence[StoredEvent]) -> None:
+    def __init__(self, events: Sequence[StoredEvent], guards: Sequence[Guard] = ()) -> None:
         self.events = events
+        self.guards = guards  # aggregates the append relies on; it fails if one moved on
         self.ids: list[int] | None = None
         self.error: BaseException | None = None
         self.done = False
@@ -56,9 +60,10 @@ class GroupCommit:
         self.appends = 0  # appends submitted
         self.batches = 0  # batches committed (or failed)
 
-    def submit(self, events: Sequence[StoredEvent]) -> list[int]:
-        """Append ``events`` atomically and return their positions, or raise its error."""
-        item = Append(events)
+    def submit(self, events: Sequence[StoredEvent], guards: Sequence[Guard] = ()) -> list[int]:
+        """Append ``events`` atomically and return their positions, or raise its error
+        (:class:`~application.errors.StaleGuard` when a guard's aggregate moved on)."""
+        item = Append(events, guards)
         with self._lock:
             self.appends += 1
             self._queue.append(item)
@@ -98,6 +103,23 @@ class GroupCommit:
                 self._queue[0].wake.set()  # undecided, so it wakes to lead
             else:
                 self._leading = False
+
+
+def library_path_unguarded(
+    stored_events: Sequence[StoredEvent], kwargs: dict[str, Any]
+) -> Sequence[Guard] | None:
+    """Of an ``insert_events`` call's keyword arguments, take out ``guards`` (see
+    :class:`~application.ports.Guard`) and return them, for a group-committed append;
+    or None when the append is for the library's own path instead: tracking records and
+    empty appends (applications always pass ``tracking``, as None when there is nothing
+    to track). Guards on that path are a mistake of the caller's, refused."""
+    guards: Sequence[Guard] = kwargs.pop("guards", None) or ()
+    if stored_events and all(value is None for value in kwargs.values()):
+        return guards
+    if guards:
+        msg = "guards are only checked on appends of events without tracking"
+        raise ProgrammingError(msg)
+    return None
 
 
 def _outcome(item: Append) -> list[int]:

@@ -44,25 +44,46 @@ LANGUAGE sql AS $body$
 $body$
 """
 
+# The guards of an append (aggregates it relied on, each at the version it must still
+# have): the 1-based ordinals of those whose last recorded version is another.
+STALE_GUARDS_FUNCTION = """
+CREATE OR REPLACE FUNCTION {function}(guard_ids {id_type}[], guard_versions bigint[])
+RETURNS bigint[]
+LANGUAGE sql STABLE AS $body$
+    SELECT coalesce(array_agg(g.n ORDER BY g.n), '{{}}') FROM unnest(guard_ids, guard_versions)
+        WITH ORDINALITY AS g(id, v, n)
+    WHERE g.v IS DISTINCT FROM
+        (SELECT max(e.originator_version) FROM {events} e WHERE e.originator_id = g.id)
+$body$
+"""
+
+# (Processes of an earlier release call the overload without guards, which stays.)
 APPEND_SEALED_FUNCTION = """
 CREATE OR REPLACE FUNCTION {function}(
     originators text[], expected_global text, expected_sessions text[],
     ids {id_type}[], versions bigint[], topics text[], states bytea[],
-    seal_originators text[], event_hashes text[], session_hashes text[], global_hashes text[]
-) RETURNS TABLE (ok boolean, g text, s text[], positions bigint[])
+    seal_originators text[], event_hashes text[], session_hashes text[], global_hashes text[],
+    guard_ids {id_type}[], guard_versions bigint[]
+) RETURNS TABLE (ok boolean, g text, s text[], positions bigint[], stale bigint[])
 LANGUAGE plpgsql AS $body$
 DECLARE
     current_heads text[];
     inserted_positions bigint[];
+    stale_guards bigint[];
 BEGIN
     PERFORM set_config('lock_timeout', '{lock_timeout}s', true);
     -- The library's lock: positions are issued in commit order (see eventsourcing.postgres).
     LOCK TABLE {events} IN EXCLUSIVE MODE;
     NOTIFY {channel};
+    stale_guards := {stale}(guard_ids, guard_versions);
+    IF cardinality(stale_guards) > 0 THEN
+        RETURN QUERY SELECT false, NULL::text, NULL::text[], NULL::bigint[], stale_guards;
+        RETURN;
+    END IF;
     current_heads := ARRAY(SELECT h.hash FROM {heads}(originators) AS h);
     IF current_heads IS DISTINCT FROM array_prepend(expected_global, expected_sessions) THEN
         RETURN QUERY SELECT false, current_heads[1],
-            current_heads[2:array_length(current_heads, 1)], NULL::bigint[];
+            current_heads[2:array_length(current_heads, 1)], NULL::bigint[], NULL::bigint[];
         RETURN;
     END IF;
     -- Rows are inserted, and positions drawn, in the arrays' order: the order the seals
@@ -76,7 +97,7 @@ BEGIN
     FROM inserted;
     PERFORM {write_seals}(inserted_positions, seal_originators, versions, event_hashes,
                           session_hashes, global_hashes);
-    RETURN QUERY SELECT true, NULL::text, NULL::text[], inserted_positions;
+    RETURN QUERY SELECT true, NULL::text, NULL::text[], inserted_positions, NULL::bigint[];
 END
 $body$
 """
@@ -91,6 +112,7 @@ class SealingFunctions:
     select_heads: bytes  # (originators) -> rows (originator_id, hash), the global one first
     write_seals: bytes  # (positions, originators, versions, event, session, global hashes)
     append_sealed: bytes  # see APPEND_SEALED_FUNCTION
+    stale_guards: bytes  # (guard ids, guard versions) -> the stale ones' ordinals
 
 
 def sealing_functions(
@@ -102,20 +124,25 @@ def sealing_functions(
         kind: SQL("{schema}.{name}").format(
             schema=Identifier(schema), name=Identifier(f"{events_table}_{kind}")
         )
-        for kind in ("heads", "write_seals", "append_sealed")
+        for kind in ("heads", "write_seals", "append_sealed", "stale_guards")
     }
+    events = SQL("{schema}.{table}").format(
+        schema=Identifier(schema), table=Identifier(events_table)
+    )
     create = [
         SQL(CHAIN_HEADS_FUNCTION).format(function=names["heads"], chain=chain),
         SQL(WRITE_SEALS_FUNCTION).format(function=names["write_seals"], chain=chain),
+        SQL(STALE_GUARDS_FUNCTION).format(
+            function=names["stale_guards"], id_type=SQL(id_type), events=events
+        ),
         SQL(APPEND_SEALED_FUNCTION).format(
             function=names["append_sealed"],
             id_type=SQL(id_type),
             lock_timeout=SQL(str(lock_timeout)),
-            events=SQL("{schema}.{table}").format(
-                schema=Identifier(schema), table=Identifier(events_table)
-            ),
+            events=events,
             channel=Identifier(channel),
             heads=names["heads"],
+            stale=names["stale_guards"],
             write_seals=names["write_seals"],
         ),
     ]
@@ -123,12 +150,17 @@ def sealing_functions(
         "heads": "SELECT originator_id, hash FROM {function}(%s::text[])",
         "write_seals": "SELECT {function}(%s::bigint[], %s::text[], %s::bigint[], %s::text[], "
         "%s::text[], %s::text[])",
-        "append_sealed": "SELECT * FROM {function}(%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
+        "append_sealed": "SELECT * FROM {function}(" + ", ".join(["%s"] * 13) + ")",
+        "stale_guards": "SELECT {function}(%s, %s::bigint[]) AS stale",
     }
     rendered = {
         kind: SQL(call).format(function=names[kind]).as_string(None).encode()
         for kind, call in calls.items()
     }
     return SealingFunctions(
-        create, rendered["heads"], rendered["write_seals"], rendered["append_sealed"]
+        create,
+        rendered["heads"],
+        rendered["write_seals"],
+        rendered["append_sealed"],
+        rendered["stale_guards"],
     )

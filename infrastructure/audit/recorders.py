@@ -21,7 +21,7 @@ from psycopg.sql import SQL, Identifier
 
 from infrastructure.audit.batch_commit import SealedBatches
 from infrastructure.audit.chain import originator_key
-from infrastructure.audit.group_commit import GroupCommit
+from infrastructure.audit.group_commit import GroupCommit, library_path_unguarded
 from infrastructure.audit.known_heads import KnownHeads
 from infrastructure.audit.postgres_functions import sealing_functions
 from infrastructure.sql import advisory_key
@@ -79,6 +79,7 @@ class SealingPostgresApplicationRecorder(SealedBatches, PostgresApplicationRecor
         self._select_heads = functions.select_heads
         self._write_seals_call = functions.write_seals
         self._call_append_sealed = functions.append_sealed
+        self._stale_guards_call = functions.stale_guards
         self._heads = KnownHeads()
         self._ddl_lock_key = advisory_key(f"session-ledger ddl {schema}")
         self.group = GroupCommit(self._commit_batch)
@@ -136,14 +137,14 @@ class SealingPostgresApplicationRecorder(SealedBatches, PostgresApplicationRecor
     def _insert_events_once(
         self, stored_events: Sequence[StoredEvent], **kwargs: Any
     ) -> Sequence[int] | None:
-        if not stored_events or any(value is not None for value in kwargs.values()):
-            # Tracking records and empty appends take the library's own path. (Applications
-            # always pass ``tracking``, as None when there is nothing to track.)
+        guards = library_path_unguarded(stored_events, kwargs)
+        if guards is None:
             ids: Sequence[int] | None = super().insert_events(
                 self._as_stored(stored_events), **kwargs
             )
             return ids
-        return self.group.submit(stored_events)  # the batch spells the ids (_as_stored)
+        # The batch spells the ids (_as_stored).
+        return self.group.submit(stored_events, guards)
 
     def _fetch_ids_after_insert_events(
         self, curs: Cursor[DictRow], stored_events: Sequence[StoredEvent], **kwargs: Any

@@ -16,8 +16,10 @@ from typing import Any
 from eventsourcing.persistence import IntegrityError, StoredEvent
 from eventsourcing.sqlite import SQLiteCursor
 
+from application.errors import StaleGuard
+from application.ports import Guard
 from infrastructure.audit.chain import CHAIN_TABLE, GENESIS, Chain, Seal, originator_key
-from infrastructure.audit.group_commit import Append, GroupCommit
+from infrastructure.audit.group_commit import Append, GroupCommit, library_path_unguarded
 from infrastructure.migrations import migrate
 from infrastructure.sql import SqlDatabase
 from infrastructure.sqlite_subscription import SubscribableSQLiteApplicationRecorder
@@ -85,11 +87,10 @@ class SealingSQLiteApplicationRecorder(Sealing, SubscribableSQLiteApplicationRec
         self, stored_events: Sequence[StoredEvent], **kwargs: Any
     ) -> Sequence[int] | None:
         """Record events with whatever other appends are waiting, then wake subscribers."""
-        if not stored_events or any(value is not None for value in kwargs.values()):
-            # Tracking records and empty appends take the library's own path. (Applications
-            # always pass ``tracking``, as None when there is nothing to track.)
+        guards = library_path_unguarded(stored_events, kwargs)
+        if guards is None:
             return super().insert_events(stored_events, **kwargs)
-        ids = self.group.submit(stored_events)
+        ids = self.group.submit(stored_events, guards)
         self._wake()
         return ids
 
@@ -97,6 +98,9 @@ class SealingSQLiteApplicationRecorder(Sealing, SubscribableSQLiteApplicationRec
         decided: list[tuple[Append, list[int]]] = []
         with self.datastore.transaction(commit=True) as c:
             for append in batch:
+                if self._stale(c, append.guards):
+                    append.fail(StaleGuard("a guard of the append changed meanwhile"))
+                    continue
                 c.execute("SAVEPOINT append")
                 try:
                     ids = self._insert_events(c, append.events)
@@ -123,6 +127,18 @@ class SealingSQLiteApplicationRecorder(Sealing, SubscribableSQLiteApplicationRec
                 [seal_row(s) for s in seals],
             )
         return ids
+
+    def _stale(self, c: SQLiteCursor, guards: Sequence[Guard]) -> bool:
+        """Whether an aggregate of ``guards`` is at another version than named."""
+        for originator_id, version in guards:
+            c.execute(
+                f"SELECT MAX(originator_version) AS v FROM {self.events_table_name} "
+                "WHERE originator_id = ?",
+                (originator_id.hex,),
+            )
+            if c.fetchone()["v"] != version:
+                return True
+        return False
 
     @staticmethod
     def _read_heads(c: SQLiteCursor, originators: set[str]) -> dict[str | None, str | None]:

@@ -17,7 +17,7 @@ import pytest
 from application.errors import Unauthorized
 from tests.e2e.harness import open_stack
 from tests.e2e.wire import new_token
-from tests.helpers import ALICE, BOB, services_for
+from tests.helpers import ALICE, BOB, CAROL, services_for
 
 
 @pytest.mark.parametrize("store", ["sqlite", "postgres"])
@@ -72,3 +72,43 @@ def test_a_revocation_elsewhere_is_refused_at_once_over_http(
         elsewhere.use_cookie(new)
         assert elsewhere.session()["id"] == session["id"]
         assert elsewhere.send("GET", "/session/token").status_code == 200
+
+
+@pytest.mark.parametrize("store", ["sqlite", "postgres"])
+def test_a_switch_with_a_cookie_revoked_elsewhere_is_refused_and_records_nothing(
+    store: str, request: pytest.FixtureRequest
+) -> None:
+    """The switch does not read a remembered cookie's token again: its append checks it
+    (PostgreSQL: in the append function's round trip; SQLite: in the write transaction),
+    and a switch that appends nothing (to the sign-in already active, to a sign-in that
+    is not there) reads it. A revoked cookie gets 401 either way, with nothing recorded."""
+    url = str(request.getfixturevalue(f"{store}_url"))
+    with open_stack(url) as first, open_stack(url, load_demo=False) as second:
+        signed = first.browser
+        alice = signed.signed_in(ALICE)["id"]
+        bob = signed.signed_in(BOB)["id"]
+        old = signed.token or ""
+        elsewhere = second.browser
+        elsewhere.use_cookie(old)
+        switched = elsewhere.switch_sign_in(alice)  # resolved, then remembered, there
+        assert switched.status_code == 200, switched.text
+        assert elsewhere.switch_sign_in(bob).json()["data"]["active_signin_id"] == bob
+
+        assert signed.sign_in(CAROL).status_code == 200  # replaces and revokes the cookie
+        new = signed.token or ""
+        assert new not in ("", old)
+        recorded = first.events_recorded()
+
+        # Alice would append a switch; Carol is active already; "1" is no sign-in here.
+        for target in (alice, alice, signed.session()["active_signin_id"], "1"):
+            elsewhere.use_cookie(old)
+            refused = elsewhere.switch_sign_in(target)
+            assert refused.status_code == 401, refused.text
+            assert refused.json()["errors"][0]["code"] == "UNAUTHORIZED"
+            assert refused.json()["session"] is None
+        assert first.events_recorded() == recorded
+
+        elsewhere.use_cookie(new)
+        assert elsewhere.switch_sign_in(alice).json()["data"]["active_signin_id"] == alice
+        assert elsewhere.switch_sign_in("1").status_code == 400
+        assert first.events_recorded() == recorded + 1
