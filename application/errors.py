@@ -105,12 +105,6 @@ class WebhooksNotConfigured(RequestRefused):
     message = "Set SESSION_LEDGER_WEBHOOK_KEY (kept outside the database) to use webhooks."
 
 
-class StaleGuard(Exception):
-    """Raised by an append when an aggregate it was guarded by (:class:`~application.ports.
-    Guard`) is no longer at the version named; nothing of the append was recorded. Not a
-    refusal of the request: whoever guarded the append checks again the careful way."""
-
-
 class StoreUnavailable(RuntimeError):
     """Raised when the store cannot be opened or does not answer in time; the message is one
     printable line. A failure of the service, not a refusal: retrying later may succeed."""

@@ -143,10 +143,16 @@ class Directory(Protocol):
 class Guard(NamedTuple):
     """An aggregate an append relies on without changing it, at the version it must still
     be at when the append commits (e.g. the cookie token a command was authorised by); the
-    recorders refuse the append with :class:`~application.errors.StaleGuard` otherwise."""
+    recorders refuse the append with :class:`StaleGuard` otherwise."""
 
     originator_id: UUID
     version: int
+
+
+class StaleGuard(Exception):
+    """Raised when an append is refused because an aggregate it was guarded by (a
+    :class:`Guard`) is no longer at the version named; nothing of it was recorded. Not an
+    answer to a request: whoever guarded the append checks again the careful way."""
 
 
 class AggregateHeads(Protocol):

@@ -10,8 +10,8 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from application.cookie_tokens import CookieTokens, Remembered
-from application.errors import StaleGuard, Unauthorized
-from application.ports import Directory, IdGenerator
+from application.errors import Unauthorized
+from application.ports import Directory, IdGenerator, StaleGuard
 from application.read_model import SessionDocument
 from application.unit_of_work import Changed, CommandScope, UnitOfWork
 from application.user_contexts import UserContexts

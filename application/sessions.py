@@ -19,8 +19,8 @@ from eventsourcing.domain import Aggregate
 from eventsourcing.persistence import InfrastructureFactory, JSONTranscoder, Mapper, Recording
 from eventsourcing.utils import Environment, EnvType
 
-from application.errors import StaleGuard, Unauthorized
-from application.ports import Guard
+from application.errors import Unauthorized
+from application.ports import Guard, StaleGuard
 from application.request_context import ContextMapper
 from application.transcodings import DataclassAsDict
 from domain.ids import aggregate_uuid

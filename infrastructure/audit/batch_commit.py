@@ -17,7 +17,7 @@ from psycopg import Cursor, Rollback
 from psycopg.rows import DictRow
 from psycopg.sql import Composed
 
-from application.errors import StaleGuard
+from application.ports import StaleGuard
 from infrastructure.audit.chain import Seal, originator_key
 from infrastructure.audit.group_commit import Append
 from infrastructure.audit.known_heads import UNKNOWN, KnownHeads

@@ -62,7 +62,7 @@ class GroupCommit:
 
     def submit(self, events: Sequence[StoredEvent], guards: Sequence[Guard] = ()) -> list[int]:
         """Append ``events`` atomically and return their positions, or raise its error
-        (:class:`~application.errors.StaleGuard` when a guard's aggregate moved on)."""
+        (:class:`~application.ports.StaleGuard` when a guard's aggregate moved on)."""
         item = Append(events, guards)
         with self._lock:
             self.appends += 1

@@ -16,8 +16,7 @@ from typing import Any
 from eventsourcing.persistence import IntegrityError, StoredEvent
 from eventsourcing.sqlite import SQLiteCursor
 
-from application.errors import StaleGuard
-from application.ports import Guard
+from application.ports import Guard, StaleGuard
 from infrastructure.audit.chain import CHAIN_TABLE, GENESIS, Chain, Seal, originator_key
 from infrastructure.audit.group_commit import Append, GroupCommit, library_path_unguarded
 from infrastructure.migrations import migrate

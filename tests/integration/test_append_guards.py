@@ -24,8 +24,7 @@ from eventsourcing.persistence import ProgrammingError, Tracking
 from eventsourcing.postgres import PostgresDatastore
 from eventsourcing.sqlite import SQLiteDatastore
 
-from application.errors import StaleGuard
-from application.ports import Guard
+from application.ports import Guard, StaleGuard
 from infrastructure.audit.group_commit import Append
 from infrastructure.audit.recorders import SealingPostgresApplicationRecorder
 from infrastructure.audit.sealing import SealingSQLiteApplicationRecorder
