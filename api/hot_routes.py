@@ -30,7 +30,7 @@ from typing import Any
 from starlette.datastructures import QueryParams
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import Receive, Scope, Send
 
 from api.context import check_origin
 from api.routes_session import (
@@ -43,6 +43,7 @@ from api.routes_session import (
 
 # As many threads as Starlette's thread pool lets sync routes use (anyio's default limit).
 THREADS = 40
+MATCHED = "session_ledger.hot_route"  # the scope key of what hot_route matched
 
 
 @dataclass(frozen=True)
@@ -73,20 +74,25 @@ ROUTES: dict[tuple[str, str], HotRoute] = {
 }
 
 
-class HotRoutes:
-    """ASGI middleware serving :data:`ROUTES` in their common shape; the rest goes on."""
+def hot_route(scope: Scope) -> tuple[HotRoute, tuple[str, ...]] | None:
+    """The hot route ``scope`` asks for, with its arguments, when it is in the common shape
+    and the app's services are up; None sends the request down FastAPI's stack."""
+    route = ROUTES.get((scope["method"], scope["path"]))
+    if route is None:
+        return None
+    arguments = route.arguments(scope["query_string"])
+    if arguments is None or not hasattr(scope["app"].state, "services"):
+        return None
+    return route, arguments
 
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
+
+class HotRoutes:
+    """The ASGI app serving a request :func:`hot_route` matched (it runs inside the CORS and
+    request-context layers; see :class:`api.app.LedgerApp`)."""
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        route = ROUTES.get((scope["method"], scope["path"])) if scope["type"] == "http" else None
-        arguments = route.arguments(scope["query_string"]) if route is not None else None
-        state = getattr(scope.get("app"), "state", None)
-        services = getattr(state, "services", None)
-        if route is None or arguments is None or services is None:
-            await self.app(scope, receive, send)
-            return
+        route, arguments = scope[MATCHED]
+        services = scope["app"].state.services
         request = Request(scope, receive)
         check_origin(request)
         response = await route.at_once(request, services, *arguments) if route.at_once else None
