@@ -21,6 +21,7 @@ from application.ports import StaleGuard
 from infrastructure.audit.chain import Seal, originator_key
 from infrastructure.audit.group_commit import Append
 from infrastructure.audit.known_heads import UNKNOWN, KnownHeads
+from infrastructure.audit.pg_arrays import bigint_array, bytea_array, text_array
 from infrastructure.audit.sealing import Sealing, seal_row
 
 if TYPE_CHECKING:
@@ -120,19 +121,21 @@ class SealedBatches(Sealing, _Recorder):
         seals = self._seal_from(
             events, range(len(events)), {None: global_head, **session_heads}, digests
         )
-        params = (
-            originators,
+        guard_ids, guard_versions = self._guard_columns(live)
+        params = (  # as literals: see infrastructure.audit.pg_arrays
+            text_array(originators),
             global_head,
-            [session_heads[o] for o in originators],
-            [e.originator_id for e in events],
-            [e.originator_version for e in events],
-            [e.topic for e in events],
-            [e.state for e in events],
-            [seal.originator_id for seal in seals],
-            [seal.event_hash.hex() for seal in seals],
-            [seal.session_hash.hex() for seal in seals],
-            [seal.global_hash.hex() for seal in seals],
-            *self._guard_columns(live),
+            text_array([session_heads[o] for o in originators]),
+            text_array([e.originator_id for e in events]),
+            bigint_array([e.originator_version for e in events]),
+            text_array([e.topic for e in events]),
+            bytea_array([e.state for e in events]),
+            text_array([seal.originator_id for seal in seals]),
+            text_array([seal.event_hash.hex() for seal in seals]),
+            text_array([seal.session_hash.hex() for seal in seals]),
+            text_array([seal.global_hash.hex() for seal in seals]),
+            text_array(guard_ids),
+            bigint_array(guard_versions),
         )
         try:
             # One statement in its own transaction: one round trip, and the table lock is
