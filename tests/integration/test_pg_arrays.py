@@ -43,5 +43,5 @@ def test_each_literal_reads_back_as_the_list_it_was_written_from(
 
 def test_the_awkward_strings_read_back(conn: psycopg.Connection[Any]) -> None:
     awkward = ['a"b', "c,d", "e\\f", "NULL", None, "", " padded ", "{x}", "ü", '\\"', "}{"]
-    (back,) = conn.execute("SELECT %s::text[]", (text_array(awkward),)).fetchone() or ()
-    assert back == awkward
+    row = conn.execute("SELECT %s::text[]", (text_array(awkward),)).fetchone()
+    assert row == (awkward,)
