@@ -16,7 +16,7 @@ from typing import Any
 from eventsourcing.persistence import IntegrityError, StoredEvent
 from eventsourcing.sqlite import SQLiteCursor
 
-from application.ports import Guard, StaleGuard
+from application.ports import StaleGuard
 from infrastructure.audit.chain import CHAIN_TABLE, GENESIS, Chain, Seal, originator_key
 from infrastructure.audit.group_commit import Append, GroupCommit, library_path_unguarded
 from infrastructure.migrations import migrate
@@ -97,16 +97,18 @@ class SealingSQLiteApplicationRecorder(Sealing, SubscribableSQLiteApplicationRec
         decided: list[tuple[Append, list[int]]] = []
         with self.datastore.transaction(commit=True) as c:
             for append in batch:
-                if self._stale(c, append.guards):
-                    append.fail(StaleGuard("a guard of the append changed meanwhile"))
-                    continue
                 c.execute("SAVEPOINT append")
                 try:
+                    # Writes first: a read first would make the transaction a reader that
+                    # another process's commit can keep from writing ("database is locked").
                     ids = self._insert_events(c, append.events)
-                except sqlite3.IntegrityError as error:
+                    if self._stale(c, append):
+                        raise StaleGuard("a guard of the append changed meanwhile")
+                except (sqlite3.IntegrityError, StaleGuard) as error:
                     c.execute("ROLLBACK TO append")
                     c.execute("RELEASE append")
-                    append.fail(IntegrityError(error))
+                    stale = isinstance(error, StaleGuard)
+                    append.fail(error if stale else IntegrityError(error))
                     continue
                 c.execute("RELEASE append")
                 decided.append((append, list(ids or [])))
@@ -127,13 +129,15 @@ class SealingSQLiteApplicationRecorder(Sealing, SubscribableSQLiteApplicationRec
             )
         return ids
 
-    def _stale(self, c: SQLiteCursor, guards: Sequence[Guard]) -> bool:
-        """Whether an aggregate of ``guards`` is at another version than named."""
-        for originator_id, version in guards:
+    def _stale(self, c: SQLiteCursor, append: Append) -> bool:
+        """Whether an aggregate of the append's guards was at another version than named
+        before the append (whose own events, just inserted, may continue it)."""
+        for originator_id, version in append.guards:
+            own = [e.originator_version for e in append.events if e.originator_id == originator_id]
             c.execute(
                 f"SELECT MAX(originator_version) AS v FROM {self.events_table_name} "
-                "WHERE originator_id = ?",
-                (originator_id.hex,),
+                "WHERE originator_id = ? AND originator_version < ?",
+                (originator_id.hex, min(own, default=2**63 - 1)),
             )
             if c.fetchone()["v"] != version:
                 return True

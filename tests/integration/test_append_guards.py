@@ -13,6 +13,7 @@ Every seal verifies after each test.
 
 from __future__ import annotations
 
+import threading
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -84,6 +85,14 @@ def test_a_guarded_append_commits_only_while_its_guard_holds(recorder: Recorder)
     assert [state for _, _, state in _log(recorder)][-1] == b"S2"
 
 
+def test_an_append_may_continue_the_aggregate_it_is_guarded_by(recorder: Recorder) -> None:
+    token = _with_token(recorder)
+    _assert_contiguous(recorder.insert_events([_event(token, 2, "T2")], guards=[(token, 1)]), 1)
+    with pytest.raises(StaleGuard):
+        recorder.insert_events([_event(token, 3, "T3")], guards=[Guard(token, 1)])
+    assert [state for _, _, state in _log(recorder)] == [b"token-1", b"T2"]
+
+
 def test_in_one_batch_only_the_appends_with_a_stale_guard_fail(recorder: Recorder) -> None:
     old, current = _with_token(recorder, 2), _with_token(recorder)
     one, two, three, four = (uuid.uuid4() for _ in range(4))
@@ -139,3 +148,40 @@ def test_guards_are_refused_where_nothing_would_check_them(recorder: Recorder) -
     with pytest.raises(ProgrammingError):
         recorder.insert_events([], guards=[Guard(token, 1)])
     assert _log(recorder) == before
+
+
+def test_guarded_sqlite_appends_beside_another_writer_all_commit(tmp_path: Path) -> None:
+    """Two recorders on one SQLite file (two processes: a server and its projection child)
+    append at once; the guarded appends write before they read, so none is refused with
+    "database is locked" (a transaction that reads first cannot become a writer once
+    another connection has committed)."""
+    path = str(tmp_path / "events.db")
+    stores = [SQLiteDatastore(path), SQLiteDatastore(path)]
+    guarded, other = (SealingSQLiteApplicationRecorder(store) for store in stores)
+    guarded.create_table()
+    try:
+        token = _with_token(guarded)
+        errors: list[BaseException] = []
+
+        def append(recorder: Recorder, guards: list[Guard]) -> None:
+            originator = uuid.uuid4()
+            try:
+                for version in range(1, 501):
+                    recorder.insert_events([_event(originator, version, "x")], guards=guards)
+            except Exception as error:
+                errors.append(error)
+
+        threads = [
+            threading.Thread(target=append, args=(guarded, [Guard(token, 1)])),
+            threading.Thread(target=append, args=(other, [])),
+        ]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        assert errors == []
+        assert len(_log(guarded)) == 1 + 2 * 500
+        _assert_seals_verify(guarded, SqlDatabase(stores[0]))
+    finally:
+        for store in stores:
+            store.close()
