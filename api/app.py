@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import functools
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -17,6 +16,7 @@ from api.errors import install_error_handlers, render_error
 from api.hot_routes import MATCHED, HotRoutes, hot_route
 from api.logs import REQUEST_ID
 from api.openapi_contract import document_contract
+from application.ports import RequestContext
 from application.request_context import current_request
 from infrastructure.container import Services, build_services
 from infrastructure.deployment import allowed_origins
@@ -46,8 +46,7 @@ class RequestContextMiddleware:
         logged = REQUEST_ID.set(identifier)
         ready = hasattr(request.app.state, "services")  # not when serving the bare schema
         # Built on first use (an HMAC of the address among it): most requests record nothing.
-        source = functools.cache(functools.partial(audit_context, request)) if ready else None
-        context = current_request.set(source)
+        context = current_request.set(_AuditSource(request) if ready else None)
         started = False
 
         async def send_with_id(message: Message) -> None:
@@ -68,6 +67,22 @@ class RequestContextMiddleware:
         finally:
             current_request.reset(context)
             REQUEST_ID.reset(logged)
+
+
+class _AuditSource:
+    """A request's audit context, built on first use and kept (``functools.cache`` over a
+    partial did the same at the cost of copying wrapper attributes on every request)."""
+
+    __slots__ = ("_built", "_request")
+
+    def __init__(self, request: Request) -> None:
+        self._request = request
+        self._built: RequestContext | None = None
+
+    def __call__(self) -> RequestContext:
+        if self._built is None:
+            self._built = audit_context(self._request)
+        return self._built
 
 
 class LedgerApp(FastAPI):

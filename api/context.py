@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import functools
 import ipaddress
+import os
 import re
-import uuid
 from collections.abc import Callable
 from typing import Annotated
 from urllib.parse import urlsplit
@@ -26,7 +26,7 @@ def request_id(request: Request) -> str:
     if isinstance(existing, str):
         return existing
     offered = request.headers.get("x-request-id", "")
-    value = offered if _REQUEST_ID.fullmatch(offered) else uuid.uuid4().hex
+    value = offered if _REQUEST_ID.fullmatch(offered) else os.urandom(16).hex()  # 32 hex digits
     request.state.request_id = value
     return value
 
@@ -40,10 +40,16 @@ def _ip(text: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
 
 def _trusted(address: str, settings: Settings) -> bool:
     """Whether ``address`` is one of the proxies ``trusted_proxies`` names."""
-    ip = _ip(address)
-    if ip is None or not settings.trusted_proxies:
+    if not settings.trusted_proxies:
         return False
-    return any(ip in _network(entry) for entry in settings.trusted_proxies)
+    return _trusted_among(address, tuple(settings.trusted_proxies))
+
+
+@functools.lru_cache(maxsize=4096)
+def _trusted_among(address: str, proxies: tuple[str, ...]) -> bool:
+    """(Remembered: parsing the same few addresses on every request cost a percent.)"""
+    ip = _ip(address)
+    return ip is not None and any(ip in _network(entry) for entry in proxies)
 
 
 @functools.lru_cache(maxsize=64)
