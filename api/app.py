@@ -10,14 +10,11 @@ from starlette.datastructures import MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from api import routes_admin, routes_auth, routes_me, routes_ops, routes_session, routes_webhooks
-from api.context import audit_context, refuse_cross_site, request_id
+from api.context import refuse_cross_site, request_scope
 from api.cors import CredentialedCors
 from api.errors import install_error_handlers, render_error
 from api.hot_routes import MATCHED, HotRoutes, hot_route
-from api.logs import REQUEST_ID
 from api.openapi_contract import document_contract
-from application.ports import RequestContext
-from application.request_context import current_request
 from infrastructure.container import Services, build_services
 from infrastructure.deployment import allowed_origins
 from infrastructure.settings import Settings
@@ -42,57 +39,35 @@ class RequestContextMiddleware:
             await self.app(scope, receive, send)
             return
         request = Request(scope)
-        identifier = request_id(request)
-        logged = REQUEST_ID.set(identifier)
-        ready = hasattr(request.app.state, "services")  # not when serving the bare schema
-        # Built on first use (an HMAC of the address among it): most requests record nothing.
-        context = current_request.set(_AuditSource(request) if ready else None)
         started = False
+        with request_scope(request) as identifier:
 
-        async def send_with_id(message: Message) -> None:
-            nonlocal started
-            if message["type"] == "http.response.start":
-                started = True
-                MutableHeaders(scope=message)["X-Request-Id"] = identifier
-            await send(message)
+            async def send_with_id(message: Message) -> None:
+                nonlocal started
+                if message["type"] == "http.response.start":
+                    started = True
+                    MutableHeaders(scope=message)["X-Request-Id"] = identifier
+                await send(message)
 
-        try:
-            await self.app(scope, receive, send_with_id)
-        except Exception as error:
-            # Answered here rather than by Starlette's outermost handler, so a 500 (and a
-            # store outage's 503) carries the request id like every other answer.
-            if started:
-                raise
-            await render_error(request, error)(scope, receive, send_with_id)
-        finally:
-            current_request.reset(context)
-            REQUEST_ID.reset(logged)
-
-
-class _AuditSource:
-    """A request's audit context, built on first use and kept (``functools.cache`` over a
-    partial did the same at the cost of copying wrapper attributes on every request)."""
-
-    __slots__ = ("_built", "_request")
-
-    def __init__(self, request: Request) -> None:
-        self._request = request
-        self._built: RequestContext | None = None
-
-    def __call__(self) -> RequestContext:
-        if self._built is None:
-            self._built = audit_context(self._request)
-        return self._built
+            try:
+                await self.app(scope, receive, send_with_id)
+            except Exception as error:
+                # Answered here rather than by Starlette's outermost handler, so a 500 (and
+                # a store outage's 503) carries the request id like every other answer.
+                if started:
+                    raise
+                await render_error(request, error)(scope, receive, send_with_id)
 
 
 class LedgerApp(FastAPI):
     """FastAPI, with the hot routes (:mod:`api.hot_routes`) served ahead of its whole stack.
 
-    A request :func:`~api.hot_routes.hot_route` matches goes through our CORS and
-    request-context layers straight to :class:`~api.hot_routes.HotRoutes`, skipping
-    Starlette's error, telemetry and body-limit middlewares and the router, which cost more
-    than the work of these routes; every other request takes FastAPI's stack, with the same
-    two layers of ours inside it. Both give the same answers (tests/e2e/test_hot_routes.py).
+    A request :func:`~api.hot_routes.hot_route` matches goes straight to
+    :class:`~api.hot_routes.HotRoutes`, which does what our CORS and request-context layers
+    do on the response it builds, skipping Starlette's error, telemetry and body-limit
+    middlewares and the router (they cost more than the work of these routes); every other
+    request takes FastAPI's stack, with those two layers of ours inside it. Both give the
+    same answers (tests/e2e/test_hot_routes.py).
     """
 
     hot_stack: ASGIApp | None = None
@@ -168,7 +143,7 @@ def create_app(
     # Outermost, so every answer (errors too) carries CORS headers for allowed origins.
     origins = allowed_origins(configured)
     app.add_middleware(CredentialedCors, origins=origins)
-    app.hot_stack = CredentialedCors(RequestContextMiddleware(HotRoutes()), origins=origins)
+    app.hot_stack = HotRoutes(origins)
 
     app.include_router(routes_session.router)
     app.include_router(routes_auth.router)

@@ -6,14 +6,17 @@ import functools
 import ipaddress
 import os
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Annotated
 from urllib.parse import urlsplit
 
 from fastapi import Depends, Request
 
+from api.logs import REQUEST_ID
 from application.errors import ForbiddenOrigin
 from application.ports import RequestContext
+from application.request_context import current_request
 from infrastructure.deployment import allowed_origins
 from infrastructure.settings import Settings
 
@@ -134,6 +137,38 @@ def audit_context(request: Request) -> RequestContext:
         lambda value: services.digester.digest("client-address", value).hex(),
     )
     return RequestContext(address, raw.user_agent, raw.request_id)
+
+
+class AuditSource:
+    """A request's audit context, built on first use (an HMAC of the address among it: most
+    requests record nothing) and kept. (``functools.cache`` over a partial did the same at
+    the cost of copying wrapper attributes on every request.)"""
+
+    __slots__ = ("_built", "_request")
+
+    def __init__(self, request: Request) -> None:
+        self._request = request
+        self._built: RequestContext | None = None
+
+    def __call__(self) -> RequestContext:
+        if self._built is None:
+            self._built = audit_context(self._request)
+        return self._built
+
+
+@contextmanager
+def request_scope(request: Request) -> Iterator[str]:
+    """While a request is served: its id in the logs, its audit source for the commands it
+    runs. Yields the id, which every answer carries."""
+    identifier = request_id(request)
+    logged = REQUEST_ID.set(identifier)
+    ready = hasattr(request.app.state, "services")  # not when serving the bare schema
+    context = current_request.set(AuditSource(request) if ready else None)
+    try:
+        yield identifier
+    finally:
+        current_request.reset(context)
+        REQUEST_ID.reset(logged)
 
 
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})

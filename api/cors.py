@@ -41,12 +41,7 @@ class CredentialedCors:
 
         async def send_with_cors(message: Message) -> None:
             if message["type"] == "http.response.start":
-                answer = MutableHeaders(scope=message)
-                _vary_on_origin(answer)
-                if allowed:
-                    answer["Access-Control-Allow-Origin"] = origin or ""
-                    answer["Access-Control-Allow-Credentials"] = "true"
-                    answer["Access-Control-Expose-Headers"] = EXPOSED_HEADERS
+                add_cors_headers(MutableHeaders(scope=message), origin, self.origins)
             await send(message)
 
         await self.app(scope, receive, send_with_cors)
@@ -64,6 +59,16 @@ class CredentialedCors:
                 "Vary": "Origin",
             },
         )
+
+
+def add_cors_headers(answer: MutableHeaders, origin: str | None, origins: frozenset[str]) -> None:
+    """To an answer's headers: ``Vary: Origin`` always; for an allowed ``origin``, its echo
+    with credentials and the headers its pages may read."""
+    _vary_on_origin(answer)
+    if origin is not None and origin.lower() in origins:
+        answer["Access-Control-Allow-Origin"] = origin
+        answer["Access-Control-Allow-Credentials"] = "true"
+        answer["Access-Control-Expose-Headers"] = EXPOSED_HEADERS
 
 
 def _vary_on_origin(headers: MutableHeaders) -> None:

@@ -1,20 +1,22 @@
 """The three routes browsers call most, dispatched ahead of FastAPI's own stack.
 
 Wacht's SDK polls ``GET /session`` and ``GET /session/token`` from every tab, and the switch
-is the product. For them, FastAPI's exception middleware, router, dependency solving and
-parameter validation cost more of a request's CPU than our own work (profiled under wrk:
-about a third of the serving thread). :class:`HotRoutes` sits inside the request context and
-CORS middlewares and serves these routes itself when the request is in the common shape:
-no query, or exactly one non-empty value of the route's one parameter, as FastAPI would parse
-it. Anything else (a repeated or unknown parameter, ``__dev_session__``, HEAD) goes down
-FastAPI's stack to the same route, so every answer, error and schema is the route's own.
+is the product. For them, Starlette's and FastAPI's middlewares, router, dependency solving
+and parameter validation cost more of a request's CPU than our own work (profiled under
+wrk). :class:`api.app.LedgerApp` hands :class:`HotRoutes` the requests in the common shape
+(:func:`hot_route`: no query, or exactly one non-empty value of the route's one parameter,
+as FastAPI would parse it) before any middleware runs. Anything else (a repeated or unknown
+parameter, ``__dev_session__``, HEAD) goes down FastAPI's stack to the same route, so every
+answer, error and schema is the route's own.
 
 What it keeps: the cross-site check every state-changing route has (``refuse_cross_site``);
-errors raised to :class:`api.app.RequestContextMiddleware`, which renders them with the same
-``render_error`` FastAPI's exception handlers use. The two reads are first tried on the event
-loop (``at_once``: one statement over an async connection, PostgreSQL only); whatever they
-leave, and the switch, takes one thread-pool hop, in a copy of the request's context (its id
-and its audit source).
+what our middlewares do for every other request, done on the response it builds (the
+request id and audit source of :func:`api.context.request_scope`, errors rendered by the
+``render_error`` FastAPI's exception handlers use, the CORS headers of
+:func:`api.cors.add_cors_headers`). The two reads are first tried on the event loop
+(``at_once``: one statement over an async connection, PostgreSQL only); whatever they leave,
+and the switch, takes one thread-pool hop, in a copy of the request's context (its id and
+its audit source).
 """
 
 from __future__ import annotations
@@ -32,7 +34,9 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
-from api.context import check_origin
+from api.context import check_origin, request_scope
+from api.cors import add_cors_headers
+from api.errors import render_error
 from api.routes_session import (
     get_session_at_once,
     get_session_now,
@@ -87,18 +91,35 @@ def hot_route(scope: Scope) -> tuple[HotRoute, tuple[str, ...]] | None:
 
 
 class HotRoutes:
-    """The ASGI app serving a request :func:`hot_route` matched (it runs inside the CORS and
-    request-context layers; see :class:`api.app.LedgerApp`)."""
+    """The ASGI app serving a request :func:`hot_route` matched (see
+    :class:`api.app.LedgerApp`). It does on the response it builds what our request-context
+    and CORS layers do for other requests (its id, its audit source, its errors rendered as
+    envelopes, the CORS headers), without wrapping ``send`` twice."""
+
+    def __init__(self, origins: frozenset[str]) -> None:
+        self.origins = origins
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         route, arguments = scope[MATCHED]
-        services = scope["app"].state.services
         request = Request(scope, receive)
+        with request_scope(request) as identifier:
+            try:
+                response = await self._answer(request, route, arguments)
+            except Exception as error:
+                response = render_error(request, error)
+            response.headers["X-Request-Id"] = identifier
+            add_cors_headers(response.headers, request.headers.get("origin"), self.origins)
+            await response(scope, receive, send)
+
+    async def _answer(
+        self, request: Request, route: HotRoute, arguments: tuple[str, ...]
+    ) -> Response:
+        services = request.app.state.services
         check_origin(request)
         response = await route.at_once(request, services, *arguments) if route.at_once else None
         if response is None:
             response = await self._in_thread(route.handler, request, services, *arguments)
-        await response(scope, receive, send)
+        return response
 
     async def _in_thread(self, function: Callable[..., Response], *arguments: Any) -> Response:
         """``function(*arguments)`` on a pool thread, seeing this request's context."""

@@ -14,6 +14,7 @@ import httpx
 import pytest
 
 from api.hot_routes import ROUTES
+from tests.e2e.conftest import BuildStack
 from tests.e2e.harness import Browser
 from tests.helpers import ALICE, BOB
 
@@ -150,3 +151,34 @@ def test_cross_site_switches_are_refused_on_the_hot_lane(browser: Browser) -> No
     assert answers[0].status_code == 403
     assert body["errors"][0]["code"] == "FORBIDDEN_ORIGIN"
     assert browser.session()["active_signin_id"] == before["active_signin_id"]
+
+
+@pytest.mark.parametrize("origin", [PARTNER, "https://elsewhere.example"])
+def test_cors_headers_are_alike_for_allowed_and_other_origins(
+    build_stack: BuildStack, origin: str
+) -> None:
+    # Given a service that lets PARTNER's pages call it with credentials
+    browser = build_stack(allowed_origins=[PARTNER]).browser
+    alice = browser.signed_in(ALICE)
+    browser.signed_in(BOB)
+    asked = {"Origin": origin, "X-Request-Id": "hot-lane-test"}
+
+    # When each hot route is called from the origin, both ways
+    for method, path, params in [
+        ("GET", "/session", {}),
+        ("GET", "/session/token", {}),
+        ("POST", "/session/switch-sign-in", {"sign_in_id": alice["id"]}),
+        ("POST", "/session/switch-sign-in", {"sign_in_id": "not-a-number"}),
+    ]:
+        hot = browser.send(method, path, params=params, headers=asked)
+        full = browser.send(method, path, params={**params, "unused": "1"}, headers=asked)
+
+        # Then the answers carry the same CORS headers (none but Vary for another origin)
+        same_answer(hot, full)
+        assert hot.headers["x-request-id"] == full.headers["x-request-id"] == "hot-lane-test"
+        assert "origin" in hot.headers["vary"].lower()
+        allowed = hot.headers.get("access-control-allow-origin")
+        assert allowed == (origin if origin == PARTNER else None), (path, hot.headers)
+        assert (hot.headers.get("access-control-allow-credentials") == "true") == (
+            allowed is not None
+        )
