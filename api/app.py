@@ -13,6 +13,7 @@ from api import routes_admin, routes_auth, routes_me, routes_ops, routes_session
 from api.context import refuse_cross_site, request_scope
 from api.cors import CredentialedCors
 from api.errors import install_error_handlers, render_error
+from api.heap import settle_heap
 from api.hot_routes import MATCHED, HotRoutes, hot_route
 from api.openapi_contract import document_contract
 from infrastructure.container import Services, build_services
@@ -83,16 +84,24 @@ class LedgerApp(FastAPI):
         await super().__call__(scope, receive, send)
 
 
+def create_served_app() -> FastAPI:
+    """The app of one worker process of ``serve --workers N`` (uvicorn's factory)."""
+    return create_app(settle=True)
+
+
 def create_app(
     settings: Settings | None = None,
     services: Services | None = None,
     *,
     run_worker: bool | None = None,
+    settle: bool = False,
 ) -> FastAPI:
     """Build the app; services are built at startup from settings unless given (tests).
 
     The projection worker runs inside the app when ``run_worker`` says so; by default, when
-    the app builds its own services and ``SESSION_LEDGER_RUN_PROJECTIONS`` is true.
+    the app builds its own services and ``SESSION_LEDGER_RUN_PROJECTIONS`` is true. With
+    ``settle`` (a serving process: not tests, which build many apps in one process) the
+    heap is settled once startup is over (:mod:`api.heap`).
     """
 
     @asynccontextmanager
@@ -116,6 +125,8 @@ def create_app(
             built.webhooks.start()
         if built.async_reads is not None:
             await built.async_reads.open()  # on this loop, which its reads will run on
+        if settle:
+            settle_heap()
         try:
             yield
         finally:

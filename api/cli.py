@@ -32,6 +32,7 @@ from api.cli_common import (
     wait_for_signal,
 )
 from api.cli_webhooks import webhook_child, webhooks_app
+from api.heap import settle_heap
 from api.projection_process import projection_process
 from api.serving import run_workers
 from infrastructure.allocator import limit_malloc_arenas
@@ -111,6 +112,7 @@ def projections_run() -> None:
     signals = stop_signals()
     services = open_services(load_settings())
     services.worker.start()
+    settle_heap()
     err.print("projection worker running; Ctrl-C to stop", markup=False)
     try:
         wait_for_signal(signals)
@@ -191,11 +193,13 @@ def serve(
             if separate:
                 os.environ["SESSION_LEDGER_RUN_PROJECTIONS"] = "false"  # read by each worker
             try:
-                run_workers("api.app:create_app", host, port, workers)
+                run_workers("api.app:create_served_app", host, port, workers)
             finally:
                 child.stop()
             return
-        app_ = create_app(settings, services, run_worker=settings.run_projections and not separate)
+        app_ = create_app(
+            settings, services, run_worker=settings.run_projections and not separate, settle=True
+        )
         try:
             uvicorn.run(
                 app_, host=host, port=port, log_level="info", log_config=log_config(),

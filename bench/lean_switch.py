@@ -29,6 +29,7 @@ import uvicorn
 from fastapi import FastAPI, Request, Response
 from psycopg_pool import AsyncConnectionPool
 
+from api.heap import settle_heap
 from api.logs import log_config
 from bench.noop_app import BODY_ENV
 
@@ -50,6 +51,7 @@ def create_app() -> FastAPI:
                 "CREATE TABLE IF NOT EXISTS lean_switches (id BIGSERIAL PRIMARY KEY,"
                 " session BYTEA NOT NULL, sign_in_id TEXT, at TIMESTAMPTZ DEFAULT now())"
             )
+        settle_heap()  # as `serve` does once started (api/heap.py)
         yield
         await pool.close()
 

@@ -23,6 +23,7 @@ from pathlib import Path
 import uvicorn
 from fastapi import FastAPI, Response
 
+from api.heap import settle_heap
 from api.logs import log_config
 from api.serving import run_workers
 
@@ -42,6 +43,7 @@ def create_app() -> FastAPI:
     for path, variable in READS_ENV.items():
         if os.environ.get(variable):
             _add_read(app, path, Path(os.environ[variable]).read_bytes())
+    settle_heap()  # as `serve` does once started (api/heap.py): the same server settings
     return app
 
 
