@@ -16,6 +16,7 @@ from __future__ import annotations
 import threading
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 from uuid import UUID
@@ -47,10 +48,18 @@ def recorder(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Recorde
     else:
         datastore = postgres_datastore(request.getfixturevalue("postgres_schema"))
         made = SealingPostgresApplicationRecorder(datastore, events_table_name="events")
-    made.create_table()
-    try:
+    with _verified(made, datastore):
         yield made
-        _assert_seals_verify(made, SqlDatabase(datastore))
+
+
+@contextmanager
+def _verified(recorder: Recorder, datastore: SQLiteDatastore | PostgresDatastore) -> Iterator[None]:
+    """The recorder's tables created; after the block, every seal verified and the
+    datastore closed."""
+    recorder.create_table()
+    try:
+        yield
+        _assert_seals_verify(recorder, SqlDatabase(datastore))
     finally:
         datastore.close()
 
@@ -117,12 +126,8 @@ def test_the_careful_postgres_path_checks_guards_under_the_lock(postgres_schema:
     """(SQLite has one path, covered above.)"""
     datastore = postgres_datastore(postgres_schema)
     recorder = SealingPostgresApplicationRecorder(datastore, events_table_name="events")
-    recorder.create_table()
-    try:
+    with _verified(recorder, datastore):
         _careful_path_checks_guards(recorder)
-        _assert_seals_verify(recorder, SqlDatabase(datastore))
-    finally:
-        datastore.close()
 
 
 def _careful_path_checks_guards(recorder: SealingPostgresApplicationRecorder) -> None:
