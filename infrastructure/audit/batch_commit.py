@@ -177,7 +177,7 @@ class SealedBatches(Sealing, _Recorder):
         owners = [append for append in live for _ in append.guards]
         failed = list({id(owners[n - 1]): owners[n - 1] for n in stale}.values())
         for append in failed:
-            append.fail(StaleGuard(f"{len(stale)} guard(s) of the append changed meanwhile"))
+            append.fail(StaleGuard("a guard of the append changed meanwhile"))
         return failed
 
     def _settle(self, live: list[Append], ids: list[int], seals: list[Seal]) -> None:
