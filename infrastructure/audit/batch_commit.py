@@ -50,6 +50,7 @@ class SealedBatches(Sealing, _Recorder):
     _write_seals_call: bytes
     _call_append_sealed: bytes
     _stale_guards_call: bytes
+    _select_recorded: Composed
     _heads: KnownHeads
 
     def _as_stored(self, events: Sequence[StoredEvent]) -> Sequence[StoredEvent]:
@@ -83,11 +84,35 @@ class SealedBatches(Sealing, _Recorder):
         if live and self._try_commit_in_one_round_trip(live):
             return
         live = [a for a in live if a.error is None]  # not refused for a stale guard
+        if live and self._fail_recorded_already(live):
+            # Those were guesses of a session another process had written; the others
+            # try the one round trip again rather than take the table lock across two.
+            live = [a for a in live if a.error is None]
+            if live and self._try_commit_in_one_round_trip(live):
+                return
+            live = [a for a in live if a.error is None]
         while live:
             conflicted = self._try_commit(live)
             for append in conflicted:
                 append.fail(_conflict(append.events))  # unless failed for its guards
             live = [a for a in live if a not in conflicted] if conflicted else []
+
+    def _fail_recorded_already(self, live: list[Append]) -> bool:
+        """Fail the appends with an event at a version already recorded (read without the
+        lock: a recorded event stays recorded); whether there were any."""
+        events = [e for append in live for e in append.events]
+        with self.datastore.get_connection() as conn, conn.cursor() as curs:
+            curs.execute(
+                self._select_recorded,
+                ([e.originator_id for e in events], [e.originator_version for e in events]),
+            )
+            recorded = {(r["originator_id"], r["originator_version"]) for r in curs.fetchall()}
+        failed = False
+        for append in live:
+            if any((e.originator_id, e.originator_version) in recorded for e in append.events):
+                append.fail(_conflict(append.events))
+                failed = True
+        return failed
 
     def _try_commit_in_one_round_trip(self, live: list[Append]) -> bool:
         """The usual way: compute the seals from the chain heads this process knows, and
