@@ -24,7 +24,13 @@ from application.ports import (
     TokenSigner,
     WorkspaceMembershipView,
 )
-from application.read_model import SessionDocument, SessionInfo, rfc3339, session_document
+from application.read_model import (
+    SessionDocument,
+    SessionInfo,
+    renders_without_reads,
+    rfc3339,
+    session_document,
+)
 from application.session_commands import SessionCommands
 from application.sessions import SessionsApp
 from domain.errors import NoActiveSignIn
@@ -116,12 +122,8 @@ class SessionQueries:
         return ProjectedNow(state, now, read.signing_kid)
 
     def renders_from_memory(self, projected: ProjectedNow) -> bool:
-        """Whether :meth:`document` needs no read: no live sign-in has an active
-        organization or workspace, and every user's profile is in memory."""
-        live = projected.state.live_sign_ins(projected.now)
-        if any(s.organization_membership_id or s.workspace_membership_id for s in live):
-            return False
-        return self._directory.profiles_in_memory(s.user_id for s in live)
+        """Whether :meth:`document` needs no read (see :func:`renders_without_reads`)."""
+        return renders_without_reads(projected.state, self._directory, projected.now)
 
     def document(self, projected: ProjectedNow) -> SessionDocument:
         """The document of a session read by :meth:`projected_at_once`."""
