@@ -16,6 +16,7 @@ from api.errors import install_error_handlers, render_error
 from api.heap import settle_heap
 from api.hot_routes import MATCHED, HotRoutes, hot_route
 from api.openapi_contract import document_contract
+from api.rendered import RenderedBodies
 from infrastructure.container import Services, build_services
 from infrastructure.deployment import allowed_origins
 from infrastructure.settings import Settings
@@ -155,6 +156,7 @@ def create_app(
     origins = allowed_origins(configured)
     app.add_middleware(CredentialedCors, origins=origins)
     app.hot_stack = HotRoutes(origins)
+    app.state.rendered_sessions = RenderedBodies()  # GET /session's bodies (api.rendered)
 
     app.include_router(routes_session.router)
     app.include_router(routes_auth.router)

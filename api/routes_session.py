@@ -22,6 +22,7 @@ from api.deps import (
 )
 from api.envelope import Envelope, ErrorEnvelope, success
 from api.openapi_contract import id_query
+from api.rendered import RenderedBodies
 from api.rendering import render
 from application.cookie_tokens import Remembered
 from application.errors import TemplateNotFound, Unauthorized
@@ -70,7 +71,8 @@ def get_session_now(request: Request, services: Services) -> JSONResponse:
 async def get_session_at_once(request: Request, services: Services) -> JSONResponse | None:
     """GET /session answered on the event loop, without a thread, when the cookie is one
     this process remembers and one read (issued from the loop) is all it takes; the
-    document is rendered in a thread only if it needs the directory. None: the caller
+    document is rendered in a thread only if it needs the directory, and not at all if
+    nothing it shows changed since the last answer (:mod:`api.rendered`). None: the caller
     answers with :func:`get_session_now` (also when the cookie's token changed)."""
     if services.async_reads is None:  # SQLite, a cluster URL: the thread does it all
         return None
@@ -81,9 +83,13 @@ async def get_session_at_once(request: Request, services: Services) -> JSONRespo
     projected = await queries.projected_at_once(cookie)
     if projected is None:
         return None
-    if queries.renders_from_memory(projected):
-        return render(services, queries.document(projected))
-    return render(services, await run_in_threadpool(queries.document, projected))
+    rendering = queries.rendering_from_memory(projected)
+    if rendering is None:
+        return render(services, await run_in_threadpool(queries.document, projected))
+    rendered: RenderedBodies = request.app.state.rendered_sessions
+    return rendered.answer(
+        rendering, projected.now, lambda: render(services, queries.document(projected))
+    )
 
 
 # HEAD answers as GET would, without the body (load balancers and uptime checks use it).

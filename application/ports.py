@@ -110,8 +110,9 @@ class Directory(Protocol):
     def user_profiles(self, user_ids: Iterable[int]) -> dict[int, UserProfile]:
         """Profiles of the users that exist among ``user_ids``."""
 
-    def profiles_in_memory(self, user_ids: Iterable[int]) -> bool:
-        """Whether :meth:`user_profiles` would answer for these users without a read."""
+    def profiles_in_memory(self, user_ids: Iterable[int]) -> dict[int, UserProfile] | None:
+        """What :meth:`user_profiles` would answer for these users, when it would answer
+        without a read (every one of them in memory); None when it would read."""
 
     def organization_membership_of(
         self, user_id: int, organization_id: int

@@ -7,7 +7,8 @@ RFC 3339 UTC with a ``Z``, ready for the envelope. Nothing secret is ever a fiel
 from __future__ import annotations
 
 import functools
-from collections.abc import Sequence
+from collections.abc import Hashable, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from pydantic import BaseModel
@@ -232,14 +233,36 @@ def _sign_up_doc(attempt: SignInAttempt) -> SignUpAttemptDoc:
     )
 
 
-def renders_without_reads(session: Session, directory: Directory, now: datetime) -> bool:
-    """Whether :func:`session_document` needs no read: no live sign-in has an active
-    organization or workspace (their memberships are read each time), and every user's
-    profile is in memory."""
+@dataclass(frozen=True)
+class Rendering:
+    """What a session's document is rendered from when it needs no read, and until when
+    that stays so: two renderings with equal keys give equal documents before ``until``."""
+
+    session_id: int
+    key: Hashable
+    until: datetime
+
+
+def rendering_from_memory(
+    session: Session, directory: Directory, now: datetime
+) -> Rendering | None:
+    """How :func:`session_document` would render ``session`` at ``now`` without a read, or
+    None when it must read: when a live sign-in has an active organization or workspace
+    (their memberships and roles are read each time) or a user's profile is not in memory.
+
+    The key is everything the document depends on: the session's version and the users'
+    profiles; ``now`` only decides which sign-ins and attempts are shown, which changes at
+    the first of their ends after ``now``, the ``until``."""
     live = session.live_sign_ins(now)
     if any(s.organization_membership_id or s.workspace_membership_id for s in live):
-        return False
-    return directory.profiles_in_memory(s.user_id for s in live)
+        return None
+    profiles = directory.profiles_in_memory(s.user_id for s in live)
+    if profiles is None:
+        return None
+    ends = [s.expires_at for s in live]
+    ends += [a.expires_at for a in session.attempts if a.expires_at > now]
+    key = (session.version, tuple(profiles.values()))
+    return Rendering(session.session_id, key, min(ends, default=datetime.max.replace(tzinfo=UTC)))
 
 
 def session_document(session: Session, directory: Directory, now: datetime) -> SessionDocument:

@@ -25,9 +25,10 @@ from application.ports import (
     WorkspaceMembershipView,
 )
 from application.read_model import (
+    Rendering,
     SessionDocument,
     SessionInfo,
-    renders_without_reads,
+    rendering_from_memory,
     rfc3339,
     session_document,
 )
@@ -121,9 +122,10 @@ class SessionQueries:
             return None
         return ProjectedNow(state, now, read.signing_kid)
 
-    def renders_from_memory(self, projected: ProjectedNow) -> bool:
-        """Whether :meth:`document` needs no read (see :func:`renders_without_reads`)."""
-        return renders_without_reads(projected.state, self._directory, projected.now)
+    def rendering_from_memory(self, projected: ProjectedNow) -> Rendering | None:
+        """How :meth:`document` renders without a read, or None when it must read (see
+        :func:`rendering_from_memory`)."""
+        return rendering_from_memory(projected.state, self._directory, projected.now)
 
     def document(self, projected: ProjectedNow) -> SessionDocument:
         """The document of a session read by :meth:`projected_at_once`."""

@@ -38,10 +38,16 @@ class ProfileCachingDirectory(SqlDirectory):
         self._monotonic = monotonic
         self._profiles: LRUCache[int, tuple[float, UserProfile]] = LRUCache(maxsize=size)
 
-    def profiles_in_memory(self, user_ids: Iterable[int]) -> bool:
-        """Whether every one of these users has a fresh profile here."""
+    def profiles_in_memory(self, user_ids: Iterable[int]) -> dict[int, UserProfile] | None:
+        """These users' profiles if every one of them is fresh here; else None."""
         now = self._monotonic()
-        return all(self._fresh(user_id, now) is not None for user_id in user_ids)
+        found = {}
+        for user_id in user_ids:
+            profile = self._fresh(user_id, now)
+            if profile is None:
+                return None
+            found[user_id] = profile
+        return found
 
     def user_profiles(self, user_ids: Iterable[int]) -> dict[int, UserProfile]:
         """Profiles of the users that exist among ``user_ids``; fresh ones from memory."""

@@ -126,9 +126,9 @@ class SqlDirectory(DirectoryTables):
         parent = _fact(row["organization_membership_id"], user_id, row["organization_id"])
         return WorkspaceMembershipFact(int(row["id"]), workspace_id, parent)
 
-    def profiles_in_memory(self, user_ids: Iterable[int]) -> bool:
+    def profiles_in_memory(self, user_ids: Iterable[int]) -> dict[int, UserProfile] | None:
         """Never: every call of :meth:`user_profiles` reads."""
-        return False
+        return None
 
     def organization_memberships(
         self, membership_ids: Iterable[int]

@@ -11,6 +11,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, ClassVar
 from uuid import UUID
 
+from eventsourcing.application import LRUCache
 from eventsourcing.domain import Snapshot
 from eventsourcing.persistence import Mapper, StoredEvent
 from eventsourcing.utils import get_topic
@@ -28,6 +29,7 @@ from infrastructure.sql import SqlCursor, SqlDatabase, bulk_insert, select_in
 _SNAPSHOT_TOPIC = get_topic(Snapshot)
 COLUMNS = ("session_id", "version", "updated_at", "state")
 MEMO_LIMIT = 50_000  # sessions kept decoded during a rebuild
+DECODED_KEPT = 10_000  # sessions kept decoded for reads
 
 
 class SessionStateCodec:
@@ -169,6 +171,9 @@ class SessionReadModel:
         self._projector = projector
         self._heads = heads  # where the events are not in this database
         self._view = db.table("read_sessions")
+        # Sessions as last decoded from the view, shared by the reads that find that
+        # version still current (nothing mutates a decoded state; commands load their own).
+        self._decoded: LRUCache[int, Session] = LRUCache(maxsize=DECODED_KEPT)
         self._replica = replica
         # The event store's table, when it lives in this database and no replica answers:
         # then a session's head and its projected state are one statement.
@@ -216,9 +221,10 @@ class SessionReadModel:
         if signing_kid and self._signing_kid is None:
             return None
         kid_query = self._signing_kid if signing_kid else None
-        sql, params = self._at_head_statement(self._events, session_id, token, kid_query)
+        known = self._known(session_id)
+        sql, params = self._at_head_statement(self._events, session_id, token, known, kid_query)
         row = await self._async.fetch_one(sql, params)
-        found, token_version = self._at_head_answer(session_id, token, row)
+        found, token_version = self._at_head_answer(session_id, token, row, known)
         kid = str(row["signing_kid"]) if signing_kid and row and row["signing_kid"] else None
         return HeadRead(found, token_version, kid)
 
@@ -231,18 +237,32 @@ class SessionReadModel:
             if written is None:
                 return None, token_version
             return (written, self.session_state(session_id, written)), token_version
-        sql, params = self._at_head_statement(self._events, session_id, token)
+        known = self._known(session_id)
+        sql, params = self._at_head_statement(self._events, session_id, token, known)
         with self._db.read() as cursor:
             cursor.execute(sql, params)
             row = cursor.fetchone()
-        return self._at_head_answer(session_id, token, row)
+        return self._at_head_answer(session_id, token, row, known)
+
+    def _known(self, session_id: int) -> Session | None:
+        """The session as this process last decoded it from the view, if it still has it."""
+        try:
+            return self._decoded.get(session_id)
+        except KeyError:
+            return None
 
     def _at_head_statement(
-        self, events: str, session_id: int, token: UUID | None, kid_query: str | None = None
+        self,
+        events: str,
+        session_id: int,
+        token: UUID | None,
+        known: Session | None,
+        kid_query: str | None = None,
     ) -> tuple[str, dict[str, Any]]:
-        """The one statement reading a session's head version, its projected state,
-        (with ``token``) the cookie token's head version and (with ``kid_query``) the
-        active signing key's kid, beside the event store."""
+        """The one statement reading a session's head version, its projected state (not
+        sent when it is the ``known`` version: this process has it decoded), (with
+        ``token``) the cookie token's head version and (with ``kid_query``) the active
+        signing key's kid, beside the event store."""
         postgres = self._db.dialect == "postgres"
         also = (
             f", (SELECT max(originator_version) FROM {events}"
@@ -253,7 +273,9 @@ class SessionReadModel:
         if kid_query is not None:
             also += f", {kid_query} AS signing_kid"
         sql = (
-            f"SELECT e.written, v.version, v.state{also} FROM (SELECT max(originator_version)"
+            "SELECT e.written, v.version,"
+            " CASE WHEN v.version = %(known)s THEN NULL ELSE v.state END AS state"
+            f"{also} FROM (SELECT max(originator_version)"
             f" AS written FROM {events} WHERE originator_id = %(originator)s) AS e"
             f" LEFT JOIN {self._view} AS v ON v.session_id = %(id)s"
         )
@@ -261,13 +283,18 @@ class SessionReadModel:
         params: dict[str, Any] = {
             "originator": originator if postgres else originator.hex,
             "id": str(session_id),
+            "known": -1 if known is None else known.version,
         }
         if token is not None:
             params["token"] = token if postgres else token.hex
         return sql, params
 
     def _at_head_answer(
-        self, session_id: int, token: UUID | None, row: Mapping[str, Any] | None
+        self,
+        session_id: int,
+        token: UUID | None,
+        row: Mapping[str, Any] | None,
+        known: Session | None,
     ) -> tuple[tuple[int, Session | None] | None, int | None]:
         token_version = None
         if token is not None and row is not None and row["token_written"] is not None:
@@ -276,7 +303,11 @@ class SessionReadModel:
             return None, token_version
         if row["version"] is None:
             return (int(row["written"]), None), token_version
+        if row["state"] is None:  # the version this process has decoded: not sent
+            assert known is not None
+            return (int(row["written"]), known), token_version
         state = self._codec.decode(session_id, int(row["version"]), row["state"])
+        self._decoded.put(session_id, state)
         return (int(row["written"]), state), token_version
 
     def _read(self, db: SqlDatabase, session_id: int) -> Session | None:

@@ -46,7 +46,7 @@ def test_a_remembered_cookie_reads_the_session_as_get_session_does(services: Ser
 
     assert projected is not None
     assert services.queries.document(projected) == services.queries.get_session(session_id)
-    assert services.queries.renders_from_memory(projected)  # no organization active
+    assert services.queries.rendering_from_memory(projected) is not None  # no organization
 
 
 def test_a_changed_token_is_left_to_the_full_check(services: Services) -> None:
@@ -85,7 +85,7 @@ def test_an_active_organization_is_rendered_with_a_read(services: Services) -> N
     projected = at_once(services, token)
 
     assert projected is not None
-    assert not services.queries.renders_from_memory(projected)
+    assert services.queries.rendering_from_memory(projected) is None
     assert services.queries.document(projected) == services.queries.get_session(session_id)
 
 
