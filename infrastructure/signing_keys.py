@@ -16,12 +16,14 @@ from typing import Any
 import jwt
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
+from eventsourcing.application import LRUCache
 from jwt.algorithms import ECAlgorithm
 
 from application.ports import Clock
 from infrastructure.sql import SqlCursor, SqlDatabase
 
 ALGORITHM = "ES256"
+SIGNED_KEPT = 4_096  # tokens kept for their claims' second (see SigningKeys.sign_with)
 _NEWEST = "ORDER BY created_at DESC, kid LIMIT 1"  # of the keys not retired: the active one
 
 
@@ -34,6 +36,11 @@ class SigningKeys:
         self._lifetime = token_lifetime
         self._table = db.table("signing_keys")
         self._loaded: dict[str, Any] = {}  # kid -> private key object (parsing PEM is slow)
+        # Tokens by key and claims. Claims carry their second of issue, so asking again for
+        # the same claims with the same key is asking within that second: the token signed
+        # then differs from a new one only in its (randomised) signature, which no verifier
+        # tells apart. Tabs polling one session's token share one signature per second.
+        self._signed: LRUCache[tuple[str, str], str] = LRUCache(maxsize=SIGNED_KEPT)
 
     def ensure_active_key(self) -> None:
         """Create the first key if there is none (the table is a migration's)."""
@@ -70,11 +77,18 @@ class SigningKeys:
 
     def sign_with(self, kid: str, claims: dict[str, Any]) -> str | None:
         """``claims`` signed with key ``kid`` if this process has it loaded; else None (the
-        caller learnt ``kid`` is the active one with :meth:`active_kid_query`)."""
+        caller learnt ``kid`` is the active one with :meth:`active_kid_query`). The same
+        claims with the same key get the token signed for them before, if still kept."""
         key = self._loaded.get(kid)
         if key is None:
             return None
-        return jwt.encode(claims, key, algorithm=ALGORITHM, headers={"kid": kid})
+        same = (kid, json.dumps(claims, sort_keys=True, separators=(",", ":")))
+        try:
+            return self._signed.get(same)
+        except KeyError:
+            token = jwt.encode(claims, key, algorithm=ALGORITHM, headers={"kid": kid})
+            self._signed.put(same, token)
+            return token
 
     def active_kid_query(self) -> str:
         """A scalar subquery naming the active key, for a statement that reads it along

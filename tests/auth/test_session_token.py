@@ -137,6 +137,24 @@ def test_tokens_of_two_sessions_name_their_own_session(stack: Stack) -> None:
     assert one["sub"] == two["sub"] == ALICE[2]
 
 
+def test_within_a_second_the_same_claims_get_the_same_token(stack: Stack) -> None:
+    # Given Alice signed in, polling for tokens
+    browser = stack.browser
+    browser.signed_in(ALICE)
+    first = claims_now(stack)
+    token, _ = token_of(browser)
+
+    # Within the second of issue, the same claims are the same token (one signature)
+    assert token_of(browser)[0] == token
+    assert verified_claims(token, jwks_keys(browser), ISSUER) == first
+
+    # A second later the token is a new one, issued then
+    stack.clock.advance(timedelta(seconds=1))
+    later = claims_now(stack)
+    assert token_of(browser)[0] != token
+    assert later["iat"] == first["iat"] + 1
+
+
 def test_an_unknown_template_is_not_found(stack: Stack) -> None:
     # Given Alice signed in
     browser = stack.browser
