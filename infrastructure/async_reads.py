@@ -18,8 +18,8 @@ lives in the synchronous pool (:mod:`infrastructure.multihost`), so cluster read
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Mapping
-from typing import Any
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from typing import Any, Generic, TypeVar
 
 from eventsourcing.postgres import PostgresDatastore
 from psycopg import AsyncConnection
@@ -31,6 +31,11 @@ from infrastructure.outage import written_while_idle
 Pool = AsyncConnectionPool[AsyncConnection[DictRow]]
 
 SIZE = 8  # one loop: connections in use at once are the reads awaiting their answer
+IN_FLIGHT = 1  # statements of one Together out at once
+BATCH_LIMIT = 256  # lookups answered by one statement
+
+Q = TypeVar("Q")
+R = TypeVar("R")
 
 
 class AsyncReads:
@@ -75,13 +80,18 @@ class AsyncReads:
 
     async def fetch_one(self, sql: str, params: Mapping[str, Any]) -> DictRow | None:
         """The first row of one statement, prepared on its connection."""
+        rows = await self.fetch_all(sql, params)
+        return rows[0] if rows else None
+
+    async def fetch_all(self, sql: str, params: Mapping[str, Any]) -> list[DictRow]:
+        """The rows of one statement, prepared on its connection."""
         pool = self._pool()
         if pool is None:
             msg = "no async read pool is open on this loop"
             raise RuntimeError(msg)
         async with pool.connection() as connection:
             cursor = await connection.execute(sql, params, prepare=True)
-            return await cursor.fetchone()
+            return await cursor.fetchall()
 
     def _pool(self) -> Pool | None:
         try:
@@ -106,3 +116,61 @@ async def _check_idle(connection: AsyncConnection[Any]) -> None:
     """:func:`infrastructure.outage.check_idle_connection` for the async pool."""
     if written_while_idle(connection):
         await AsyncConnectionPool.check_connection(connection)
+
+
+class Together(Generic[Q, R]):
+    """Lookups made on one event loop, answered together: one call of ``answer`` (one
+    statement) for all the lookups waiting when it starts, at most ``in_flight`` at once.
+
+    Under load, each statement and its round trip are shared by the requests that arrived
+    while the previous one was out; alone, a lookup starts its statement at once. A lookup
+    is answered by a statement started after it was made, so it sees every write committed
+    before (read-your-writes holds). If ``answer`` raises, every lookup of that call does.
+    """
+
+    def __init__(
+        self,
+        answer: Callable[[Sequence[Q]], Awaitable[Sequence[R]]],
+        in_flight: int = IN_FLIGHT,
+        limit: int = BATCH_LIMIT,
+    ) -> None:
+        self._answer = answer
+        self._in_flight = in_flight
+        self._limit = limit
+        self._waiting: list[tuple[Q, asyncio.Future[R]]] = []
+        self._running = 0
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    async def __call__(self, query: Q) -> R:
+        """The answer to ``query``."""
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[R] = loop.create_future()
+        self._waiting.append((query, future))
+        if self._running < self._in_flight:
+            self._running += 1
+            task = loop.create_task(self._drain())
+            self._tasks.add(task)  # the loop keeps only a weak reference
+            task.add_done_callback(self._tasks.discard)
+        return await future
+
+    async def _drain(self) -> None:
+        try:
+            while self._waiting:
+                batch = self._waiting[: self._limit]
+                del self._waiting[: self._limit]
+                try:
+                    answers = await self._answer([query for query, _ in batch])
+                except asyncio.CancelledError:  # the loop is closing: so are the requests
+                    for _, future in batch:
+                        future.cancel()
+                    raise
+                except Exception as error:
+                    for _, future in batch:
+                        if not future.done():
+                            future.set_exception(error)
+                else:
+                    for (_, future), answer in zip(batch, answers, strict=True):
+                        if not future.done():  # not cancelled meanwhile
+                            future.set_result(answer)
+        finally:
+            self._running -= 1

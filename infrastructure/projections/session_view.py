@@ -7,20 +7,24 @@ fold (each event's own ``mutate``), not by a second implementation that could dr
 
 from __future__ import annotations
 
+from asyncio import AbstractEventLoop, get_running_loop
 from collections.abc import Iterable, Mapping, Sequence
-from typing import Any, ClassVar
+from typing import Any, ClassVar, NamedTuple
 from uuid import UUID
+from weakref import WeakKeyDictionary
 
 from eventsourcing.application import LRUCache
 from eventsourcing.domain import Snapshot
 from eventsourcing.persistence import Mapper, StoredEvent
 from eventsourcing.utils import get_topic
+from psycopg.rows import DictRow
 
 from application.ports import HeadRead
 from domain.ids import aggregate_uuid
 from domain.session import Session
 from infrastructure.aggregate_heads import AggregateHeads
-from infrastructure.async_reads import AsyncReads
+from infrastructure.async_reads import AsyncReads, Together
+from infrastructure.audit.pg_arrays import bigint_array, text_array
 from infrastructure.projections.engine import Projector
 from infrastructure.projections.projection import ProjectedEvent, Projection, Write
 from infrastructure.projections.replica_reads import ReplicaReads
@@ -174,6 +178,10 @@ class SessionReadModel:
         # Sessions as last decoded from the view, shared by the reads that find that
         # version still current (nothing mutates a decoded state; commands load their own).
         self._decoded: LRUCache[int, Session] = LRUCache(maxsize=DECODED_KEPT)
+        # Reads from an event loop, answered together (one statement for those waiting).
+        self._together: WeakKeyDictionary[AbstractEventLoop, Together[_HeadQuery, DictRow]]
+        self._together = WeakKeyDictionary()
+        self._heads_sql: str | None = None
         self._replica = replica
         # The event store's table, when it lives in this database and no replica answers:
         # then a session's head and its projected state are one statement.
@@ -215,18 +223,42 @@ class SessionReadModel:
         """:meth:`state_and_token_at_head` issued from the event loop, where it is one
         statement and an async pool is open; None where it is not (ask the sync method).
         With ``signing_kid``, the active signing key's kid is read in the same statement
-        (None where the keys are in another database)."""
+        (None where the keys are in another database). Reads made while another is out
+        share the next statement (:class:`~infrastructure.async_reads.Together`)."""
         if self._events is None or self._async is None or not self._async.is_open:
             return None
         if signing_kid and self._signing_kid is None:
             return None
-        kid_query = self._signing_kid if signing_kid else None
         known = self._known(session_id)
-        sql, params = self._at_head_statement(self._events, session_id, token, known, kid_query)
-        row = await self._async.fetch_one(sql, params)
+        row = await self._heads_together()(_HeadQuery(session_id, token, known))
         found, token_version = self._at_head_answer(session_id, token, row, known)
-        kid = str(row["signing_kid"]) if signing_kid and row and row["signing_kid"] else None
+        kid = str(row["signing_kid"]) if signing_kid and row["signing_kid"] else None
         return HeadRead(found, token_version, kid)
+
+    def _heads_together(self) -> Together[_HeadQuery, DictRow]:
+        """The running loop's :class:`Together` for :meth:`_heads_of`."""
+        loop = get_running_loop()
+        together = self._together.get(loop)
+        if together is None:
+            together = self._together[loop] = Together(self._heads_of)
+        return together
+
+    async def _heads_of(self, queries: Sequence[_HeadQuery]) -> list[DictRow]:
+        """What :meth:`_at_head_statement` reads, for several sessions in one statement
+        (each row as that statement's row, in the order of ``queries``)."""
+        assert self._async is not None
+        assert self._events is not None
+        if self._heads_sql is None:
+            self._heads_sql = _heads_statement(self._events, self._view, self._signing_kid)
+        params = {
+            "o": text_array(aggregate_uuid(q.session_id) for q in queries),
+            "t": text_array(q.token for q in queries),
+            "s": text_array(q.session_id for q in queries),
+            "k": bigint_array(-1 if q.known is None else q.known.version for q in queries),
+        }
+        rows = await self._async.fetch_all(self._heads_sql, params)
+        by_number = {int(row["n"]): row for row in rows}
+        return [by_number[number] for number in range(1, len(queries) + 1)]
 
     def _at_head(
         self, session_id: int, token: UUID | None
@@ -257,12 +289,10 @@ class SessionReadModel:
         session_id: int,
         token: UUID | None,
         known: Session | None,
-        kid_query: str | None = None,
     ) -> tuple[str, dict[str, Any]]:
         """The one statement reading a session's head version, its projected state (not
-        sent when it is the ``known`` version: this process has it decoded), (with
-        ``token``) the cookie token's head version and (with ``kid_query``) the active
-        signing key's kid, beside the event store."""
+        sent when it is the ``known`` version: this process has it decoded) and (with
+        ``token``) the cookie token's head version, beside the event store."""
         postgres = self._db.dialect == "postgres"
         also = (
             f", (SELECT max(originator_version) FROM {events}"
@@ -270,8 +300,6 @@ class SessionReadModel:
             if token is not None
             else ""
         )
-        if kid_query is not None:
-            also += f", {kid_query} AS signing_kid"
         sql = (
             "SELECT e.written, v.version,"
             " CASE WHEN v.version = %(known)s THEN NULL ELSE v.state END AS state"
@@ -320,3 +348,28 @@ class SessionReadModel:
         if row is None:
             return None
         return self._codec.decode(session_id, int(row["version"]), row["state"])
+
+
+class _HeadQuery(NamedTuple):
+    """One session's head read from the event loop: its cookie's token, and the version
+    this process has decoded (the state is not sent for that version)."""
+
+    session_id: int
+    token: UUID
+    known: Session | None
+
+
+def _heads_statement(events: str, view: str, signing_kid: str | None) -> str:
+    """The statement of ``SessionReadModel._heads_of``: per session, the version of its
+    last event, its projected version and state (NULL when it is the version known), the
+    version of its cookie token's last event and the active signing key's kid."""
+    kid = signing_kid or "NULL"
+    return (
+        f"SELECT q.n, (SELECT max(originator_version) FROM {events} WHERE originator_id = q.o)"
+        " AS written, v.version, CASE WHEN v.version = q.k THEN NULL ELSE v.state END AS state,"
+        f" (SELECT max(originator_version) FROM {events} WHERE originator_id = q.t)"
+        f" AS token_written, {kid} AS signing_kid"
+        " FROM unnest(%(o)s::uuid[], %(t)s::uuid[], %(s)s::text[], %(k)s::bigint[])"
+        " WITH ORDINALITY AS q(o, t, s, k, n)"
+        f" LEFT JOIN {view} AS v ON v.session_id = q.s"
+    )

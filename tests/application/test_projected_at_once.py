@@ -89,6 +89,35 @@ def test_an_active_organization_is_rendered_with_a_read(services: Services) -> N
     assert services.queries.document(projected) == services.queries.get_session(session_id)
 
 
+def test_reads_made_together_each_get_their_own_session(services: Services) -> None:
+    # Given six sessions read once (this process has their states decoded), then three of
+    # them switched to Alice, and the cookie of another revoked by a sign-out
+    browsers = [signed_in(services, ALICE, BOB) for _ in range(6)]
+    cookies = [services.tokens.remembered(token) for _, token in browsers]
+    for session_id, _ in browsers[:3]:
+        alice = next(s for s in services.queries.get_session(session_id).signins if s.user_id)
+        services.commands.switch_sign_in(session_id, alice.id)
+    revoked_session, revoked_token = browsers[5]
+    services.commands.sign_out(revoked_session, None, revoked_token)
+    services.worker.catch_up()
+
+    # When all six are read at once from one loop (they share statements)
+    async def read_all() -> list[ProjectedNow | None]:
+        reads = [services.queries.projected_at_once(c) for c in cookies if c is not None]
+        return await asyncio.gather(*reads)
+
+    projected = on_a_loop(services, read_all)
+
+    # Then each read is its own session as it is now; the revoked cookie's is refused
+    assert len(projected) == 6
+    assert projected[5] is None
+    for (session_id, _), read in zip(browsers[:5], projected[:5], strict=True):
+        assert read is not None
+        assert services.queries.document(read) == services.queries.get_session(session_id)
+    users = [read.state.active_sign_in(read.now).user_id for read in projected[:5] if read]
+    assert users == [int(ALICE[2])] * 3 + [int(BOB[2])] * 2
+
+
 def test_without_an_open_pool_on_the_loop_nothing_is_read(services: Services) -> None:
     _, token = signed_in(services, ALICE)
     cookie = services.tokens.remembered(token)
