@@ -17,7 +17,6 @@ from api.logs import REQUEST_ID
 from application.errors import ForbiddenOrigin
 from application.ports import RequestContext
 from application.request_context import current_request
-from infrastructure.deployment import allowed_origins
 from infrastructure.settings import Settings
 
 _REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{8,128}")
@@ -202,15 +201,17 @@ async def refuse_cross_site(request: Request) -> None:
 def origin_allowed(request: Request, origin: str) -> bool:
     """Whether a request from ``origin`` may change state: this service's own origin (scheme
     and host; through trusted proxies, ``X-Forwarded-Proto`` and ``X-Forwarded-Host``) or
-    one of :func:`allowed_origins` (the configured ones and the deployment's frontend).
+    one of :func:`infrastructure.deployment.allowed_origins` (the configured ones and the
+    deployment's frontend).
     The one place that decides it."""
-    settings = _settings(request)
-    if origin.lower() in allowed_origins(settings):
+    services = request.app.state.services
+    if origin.lower() in services.allowed_origins:
         return True
     if origin == "null":
         return False
+    settings = services.settings
     host = request.headers.get("host", "")
-    scheme = request.url.scheme
+    scheme = request.scope.get("scheme", "http")  # what request.url.scheme is, unbuilt
     if from_trusted_proxy(request, settings):
         host = request.headers.get("x-forwarded-host", host).split(",")[-1].strip()
         scheme = request.headers.get("x-forwarded-proto", scheme).split(",")[-1].strip()

@@ -58,6 +58,15 @@ class Caller:
     token: str
 
 
+DEV_SESSION_BYTES = DEV_SESSION_PARAMETER.encode()
+
+
+def _may_name_dev_session(query: bytes) -> bool:
+    """Whether a raw query string could hold ``__dev_session__`` once decoded (most hold
+    no parameter at all, or none escaped: then it is not parsed for this)."""
+    return b"%" in query or DEV_SESSION_BYTES in query
+
+
 def presented_token(request: Request, settings: Settings) -> str | None:
     """The session token the request carries.
 
@@ -66,7 +75,9 @@ def presented_token(request: Request, settings: Settings) -> str | None:
     refused like a bad cookie: a token in a URL leaks into logs and Referer headers. The
     cookie is read under the configured name first, then under the other name Wacht's SDKs use.
     """
-    if DEV_SESSION_PARAMETER in request.query_params:
+    if _may_name_dev_session(request.scope.get("query_string", b"")) and (
+        DEV_SESSION_PARAMETER in request.query_params
+    ):
         if not is_staging(settings):
             raise Unauthorized
         offered = request.query_params[DEV_SESSION_PARAMETER]

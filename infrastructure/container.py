@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
@@ -30,6 +31,7 @@ from infrastructure.audit.sealing import Sealing
 from infrastructure.audit.trail import AuditTrail
 from infrastructure.clock import SystemClock
 from infrastructure.databases import check_reachable, prepare_pool, replica_reads, views_database
+from infrastructure.deployment import allowed_origins
 from infrastructure.directory_cache import ProfileCachingDirectory
 from infrastructure.directory_loading import DirectoryLoader
 from infrastructure.directory_store import SqlDirectory
@@ -92,6 +94,12 @@ class Services:
     replica_reads: ReplicaReads | None = None
     # Opened and closed by the app's lifespan, on its event loop (infrastructure.async_reads).
     async_reads: AsyncReads | None = None
+
+    @functools.cached_property
+    def allowed_origins(self) -> frozenset[str]:
+        """:func:`infrastructure.deployment.allowed_origins` of the settings, worked out once
+        (every state-changing request asks)."""
+        return allowed_origins(self.settings)
 
     def projector(self, name: str) -> Projector:
         """The projector called ``name`` (KeyError if there is none)."""

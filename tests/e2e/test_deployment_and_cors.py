@@ -181,6 +181,10 @@ def test_production_refuses_the_url_session_like_a_bad_cookie(build_stack: Any) 
     )
     switched = browser.send("POST", "/session/switch-sign-in", params={DEV: token})
     assert refused(switched, 401) == "UNAUTHORIZED"
+    # and so is its name escaped (parameter names are decoded before they are compared)
+    escaped = browser.send("POST", f"/session/switch-sign-in?__dev%5Fsession__={token}")
+    assert escaped.request.url.query.startswith(b"__dev%5Fsession__=")
+    assert refused(escaped, 401) == "UNAUTHORIZED"
     browser.use_cookie(None)
     fresh = browser.send("GET", "/session", params={DEV: token})
     assert ok(fresh)["id"] != session_id  # a new anonymous session, as for a bad cookie
