@@ -22,7 +22,7 @@ from fastapi.responses import JSONResponse
 from api.envelope import NO_STORE, RenderedJSONResponse
 from application.read_model import Rendering
 
-SIZE = 10_000  # sessions (a body is 1-2 kB)
+SIZE = 5_000  # sessions (a body of two sign-ins is about 3 kB)
 
 
 class _Kept(NamedTuple):

@@ -33,7 +33,7 @@ from infrastructure.sql import SqlCursor, SqlDatabase, bulk_insert, select_in
 _SNAPSHOT_TOPIC = get_topic(Snapshot)
 COLUMNS = ("session_id", "version", "updated_at", "state")
 MEMO_LIMIT = 50_000  # sessions kept decoded during a rebuild
-DECODED_KEPT = 10_000  # sessions kept decoded for reads
+DECODED_KEPT = 5_000  # sessions kept decoded for reads (about 3 kB each)
 
 
 class SessionStateCodec:
