@@ -181,12 +181,14 @@ class SessionReadModel:
         # Reads from an event loop, answered together (one statement for those waiting).
         self._together: WeakKeyDictionary[AbstractEventLoop, Together[_HeadQuery, DictRow]]
         self._together = WeakKeyDictionary()
-        self._heads_sql: str | None = None
         self._replica = replica
         # The event store's table, when it lives in this database and no replica answers:
         # then a session's head and its projected state are one statement.
         table = projector.log.table_here() if replica is None else None
         self._events = db.table(table) if table else None
+        self._heads_sql = (
+            _heads_statement(self._events, self._view, signing_kid) if self._events else None
+        )
 
     def catch_up(self, position: int | None = None) -> None:
         """Make the read model reflect the log up to ``position`` (or its head)."""
@@ -247,9 +249,7 @@ class SessionReadModel:
         """What :meth:`_at_head_statement` reads, for several sessions in one statement
         (each row as that statement's row, in the order of ``queries``)."""
         assert self._async is not None
-        assert self._events is not None
-        if self._heads_sql is None:
-            self._heads_sql = _heads_statement(self._events, self._view, self._signing_kid)
+        assert self._heads_sql is not None
         params = {
             "o": text_array(aggregate_uuid(q.session_id) for q in queries),
             "t": text_array(q.token for q in queries),
