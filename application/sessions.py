@@ -22,7 +22,7 @@ from eventsourcing.utils import Environment, EnvType
 from application.errors import Unauthorized
 from application.ports import Guard, StaleGuard
 from application.request_context import ContextMapper
-from application.transcodings import DataclassAsDict
+from application.transcodings import DataclassAsDict, RememberedDatetimeAsISO
 from domain.ids import aggregate_uuid
 from domain.session import Session
 from domain.values import SignIn, SignInAttempt
@@ -58,6 +58,7 @@ class SessionsApp(Application[UUID]):
     def register_transcodings(self, transcoder: JSONTranscoder) -> None:
         """Also encode the dataclasses that snapshots of sessions hold."""
         super().register_transcodings(transcoder)
+        transcoder.register(RememberedDatetimeAsISO())  # in place of the library's, same name
         transcoder.register(DataclassAsDict(SignIn, "session_ledger_sign_in"))
         transcoder.register(DataclassAsDict(SignInAttempt, "session_ledger_sign_in_attempt"))
 
