@@ -72,7 +72,7 @@ class LedgerApp(FastAPI):
     same answers (tests/e2e/test_hot_routes.py).
     """
 
-    hot_stack: ASGIApp | None = None
+    hot_stack: HotRoutes | None = None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if self.hot_stack is not None and scope["type"] == "http":
