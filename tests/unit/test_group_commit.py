@@ -7,6 +7,7 @@ tested in tests/integration/test_group_commit.py (which shares these helpers).
 
 from __future__ import annotations
 
+import asyncio
 import threading
 import time
 import uuid
@@ -265,3 +266,130 @@ def test_an_append_a_batch_leaves_undecided_fails_rather_than_hangs() -> None:
     with pytest.raises(RuntimeError, match="decided nothing"):
         group.submit(_events("forgotten"))
     assert group.submit(_events("remembered")) == [1]
+
+
+# Callers on an event loop (submit_at_once) ----------------------------------------------
+
+
+def test_loop_callers_and_thread_callers_share_batches_and_each_gets_its_own_positions() -> None:
+    store = _FakeStore(pause=0.005)
+    group = GroupCommit(store.commit, max_batch=16)
+    from_threads: dict[bytes, list[int]] = {}
+    lock = threading.Lock()
+
+    def in_a_thread(index: int) -> None:
+        events = _events(f"thread-{index}")
+        ids = group.submit(events)
+        with lock:
+            from_threads[events[0].state] = ids
+
+    async def on_the_loop() -> dict[bytes, list[int]]:
+        names = [f"loop-{i}" for i in range(40)]
+        results = await asyncio.gather(*(group.submit_at_once(_events(n)) for n in names))
+        return {n.encode(): list(ids) for n, ids in zip(names, results, strict=True)}
+
+    threads = threading.Thread(target=lambda: _run_threads(12, in_a_thread), daemon=True)
+    threads.start()
+    from_loop = asyncio.run(asyncio.wait_for(on_the_loop(), TIMEOUT))
+    threads.join(TIMEOUT)
+    assert not threads.is_alive()
+
+    assert {**from_loop, **from_threads} == store.issued
+    assert len(store.issued) == 52
+    assert store.most_active == 1  # one commit at a time, whoever leads
+    assert max(store.batch_sizes) > 1
+    assert group.batches == len(store.batch_sizes) < 52
+
+
+def test_the_loop_runs_on_while_its_append_commits() -> None:
+    released = threading.Event()
+    committing = threading.Event()
+
+    def commit(batch: list[Append]) -> None:
+        committing.set()
+        assert released.wait(TIMEOUT)
+        for index, append in enumerate(batch, start=1):
+            append.ids = [index]
+
+    group = GroupCommit(commit)
+
+    async def scenario() -> list[int]:
+        append = asyncio.ensure_future(group.submit_at_once(_events("slow")))
+        while not committing.is_set():  # the commit is under way in the group's thread
+            await asyncio.sleep(0.001)
+        assert not append.done()
+        released.set()  # the loop was free to do this: nothing of it waits on the commit
+        return list(await append)
+
+    assert asyncio.run(asyncio.wait_for(scenario(), TIMEOUT)) == [1]
+
+
+def test_a_thread_leader_hands_over_to_an_append_from_the_loop() -> None:
+    held = _HeldFirstBatch(1)
+    store = _FakeStore()
+
+    def commit(batch: list[Append]) -> None:
+        held.enter(batch)  # the loop's append queues behind the opener's batch
+        store.decide(batch)
+
+    group = held.group = GroupCommit(commit)
+    opener = threading.Thread(target=lambda: held.opened.append(group.submit(_events("opener"))))
+    opener.start()
+    assert held.entered.wait(TIMEOUT)
+
+    ids = asyncio.run(asyncio.wait_for(group.submit_at_once(_events("from-loop")), TIMEOUT))
+
+    opener.join(TIMEOUT)
+    assert held.calls == [1, 1]  # the opener led its own batch only, the group's thread the next
+    assert held.opened == [store.issued[b"opener"]]
+    assert list(ids) == store.issued[b"from-loop"]
+    assert group.submit(_events("later")) == store.issued[b"later"]  # nobody left leading
+
+
+def test_an_error_for_a_loop_callers_append_reaches_only_that_caller() -> None:
+    store = _FakeStore(pause=0.002)
+
+    def commit(batch: list[Append]) -> None:
+        store.commit([a for a in batch if a.events[0].state != b"bad"])
+        for append in batch:
+            if append.events[0].state == b"bad":
+                append.error = ValueError("this one conflicts")
+
+    group = GroupCommit(commit)
+
+    async def scenario() -> list[list[int] | BaseException]:
+        names = ["good-0", "bad", "good-1", "good-2"]
+        return await asyncio.gather(
+            *(group.submit_at_once(_events(n)) for n in names), return_exceptions=True
+        )
+
+    good_0, bad, good_1, good_2 = asyncio.run(asyncio.wait_for(scenario(), TIMEOUT))
+    assert type(bad) is ValueError
+    assert str(bad) == "this one conflicts"
+    assert [good_0, good_1, good_2] == [store.issued[f"good-{i}".encode()] for i in range(3)]
+
+
+def test_a_cancelled_wait_does_not_withdraw_the_append() -> None:
+    released = threading.Event()
+    committing = threading.Event()
+    store = _FakeStore()
+
+    def commit(batch: list[Append]) -> None:
+        committing.set()
+        assert released.wait(TIMEOUT)
+        store.decide(batch)
+
+    group = GroupCommit(commit)
+
+    async def scenario() -> None:
+        waiting = asyncio.ensure_future(group.submit_at_once(_events("abandoned")))
+        while not committing.is_set():
+            await asyncio.sleep(0.001)
+        waiting.cancel()  # the client went away mid-commit
+        released.set()
+        with pytest.raises(asyncio.CancelledError):
+            await waiting
+        assert list(await group.submit_at_once(_events("next"))) == store.issued[b"next"]
+
+    asyncio.run(asyncio.wait_for(scenario(), TIMEOUT))
+    assert b"abandoned" in store.issued  # committed all the same
