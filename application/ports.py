@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import NamedTuple, Protocol
 from uuid import UUID
+
+from eventsourcing.persistence import StoredEvent
 
 from domain.session import Session
 from domain.values import OrganizationMembershipFact, WorkspaceMembershipFact
@@ -154,6 +156,16 @@ class StaleGuard(Exception):
     """Raised when an append is refused because an aggregate it was guarded by (a
     :class:`Guard`) is no longer at the version named; nothing of it was recorded. Not an
     answer to a request: whoever guarded the append checks again the careful way."""
+
+
+class AppendsAtOnce(Protocol):
+    """A recorder that can append for a caller on an event loop without holding a thread."""
+
+    async def insert_events_at_once(
+        self, stored_events: Sequence[StoredEvent], guards: Sequence[Guard]
+    ) -> Sequence[int]:
+        """Append atomically, refused with IntegrityError (a version taken) or
+        :class:`StaleGuard`; the events' positions once committed."""
 
 
 class AggregateHeads(Protocol):

@@ -4,6 +4,7 @@ for what it shares with the SQLite recorder)."""
 
 from __future__ import annotations
 
+import asyncio
 import random
 import time
 from collections.abc import Sequence
@@ -19,6 +20,7 @@ from psycopg import Cursor
 from psycopg.rows import DictRow
 from psycopg.sql import SQL, Identifier
 
+from application.ports import Guard
 from infrastructure.audit.batch_commit import SealedBatches
 from infrastructure.audit.chain import originator_key
 from infrastructure.audit.group_commit import GroupCommit, library_path_unguarded
@@ -101,7 +103,29 @@ class SealingPostgresApplicationRecorder(SealedBatches, PostgresApplicationRecor
         own events, byte for byte, and takes them as committed rather than failing with a
         conflict against itself.
         """
-        attempts = 0
+        return self._insert_with_retries(stored_events, 0, **kwargs)
+
+    async def insert_events_at_once(
+        self, stored_events: Sequence[StoredEvent], guards: Sequence[Guard]
+    ) -> Sequence[int]:
+        """:meth:`insert_events` (with ``guards``) for a caller on an event loop: it waits
+        for the batch that decides its append without holding a thread. A connection lost
+        meanwhile is retried as :meth:`insert_events` retries it, in a thread."""
+        try:
+            return await self.group.submit_at_once(stored_events, guards)
+        except (InterfaceError, OperationalError):
+            await asyncio.sleep(INSERT_RETRY_WAIT * (1 + 0.1 * (random.random() - 0.5)))
+            ids = await asyncio.to_thread(
+                self._insert_with_retries, stored_events, 1, guards=guards
+            )
+            assert ids is not None  # an append with events has their positions
+            return ids
+
+    def _insert_with_retries(
+        self, stored_events: Sequence[StoredEvent], attempts: int, **kwargs: Any
+    ) -> Sequence[int] | None:
+        """Append, retrying a lost connection; ``attempts`` already made (from the first
+        retry on, the append's own events are looked for before it is made again)."""
         while True:
             try:
                 if attempts:

@@ -16,7 +16,7 @@ from typing import Any
 from eventsourcing.persistence import IntegrityError, StoredEvent
 from eventsourcing.sqlite import SQLiteCursor
 
-from application.ports import StaleGuard
+from application.ports import Guard, StaleGuard
 from infrastructure.audit.chain import CHAIN_TABLE, GENESIS, Chain, Seal, originator_key
 from infrastructure.audit.group_commit import Append, GroupCommit, library_path_unguarded
 from infrastructure.migrations import migrate
@@ -90,6 +90,15 @@ class SealingSQLiteApplicationRecorder(Sealing, SubscribableSQLiteApplicationRec
         if guards is None:
             return super().insert_events(stored_events, **kwargs)
         ids = self.group.submit(stored_events, guards)
+        self._wake()
+        return ids
+
+    async def insert_events_at_once(
+        self, stored_events: Sequence[StoredEvent], guards: Sequence[Guard]
+    ) -> Sequence[int]:
+        """:meth:`insert_events` (with ``guards``) for a caller on an event loop: it waits
+        for the batch that decides its append without holding a thread."""
+        ids = await self.group.submit_at_once(stored_events, guards)
         self._wake()
         return ids
 

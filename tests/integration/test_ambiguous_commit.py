@@ -1,4 +1,5 @@
-"""An append whose commit answer is lost is neither lost nor doubled, nor refused.
+"""An append whose commit answer is lost is neither lost nor doubled, nor refused, whether
+it was made from a thread or from the event loop (the switch).
 
 At a failover, or when a network cut falls between the server's commit and its answer, the
 client cannot know whether its append was written. The recorder retries it; finding its own
@@ -75,18 +76,37 @@ def test_a_lost_commit_answer_is_taken_as_committed_once(proxy: PgProxy, postgre
         assert set(ids) == {ALICE[2], BOB[2]}
         assert both.json()["data"]["active_signin_id"] == ids[BOB[2]]
 
+        # When the browser polls (its new cookie is then remembered), then switches to Alice
+        # on the event loop, and that commit's answer is lost
+        assert http.get("/session").status_code == 200
+        at_once = services.auth.work.decided_at_once
+        proxy.arm()
+        switched = http.post("/session/switch-sign-in", params={"sign_in_id": ids[ALICE[2]]})
+
+        # Then the switch succeeds, once, decided on the loop and retried from a thread
+        assert proxy.answers_lost == 2
+        assert switched.status_code == 200, switched.text
+        assert switched.json()["data"]["active_signin_id"] == ids[ALICE[2]]
+        assert services.auth.work.decided_at_once == at_once + 1
+
         # When Bob signs out and that commit's answer is lost too
         proxy.arm()
         after = http.post("/session/sign-out", params={"sign_in_id": ids[BOB[2]]})
 
         # Then the sign-out succeeds (not a 404 for a sign-in already ended)
-        assert proxy.answers_lost == 2
+        assert proxy.answers_lost == 3
         assert set(_sign_in_ids(after)) == {ALICE[2]}
 
         # and the history holds each write exactly once, in order, with no gap in versions
         history = history_of(services, session_id)
         assert history.count(("SignInCompleted", int(ids[BOB[2]]))) == 1
-        assert [kind for kind, _ in history] == ["SignInCompleted", "SignInCompleted", "SignedOut"]
+        assert history.count(("ActiveSignInSwitched", int(ids[ALICE[2]]))) == 1
+        assert [kind for kind, _ in history] == [
+            "SignInCompleted",
+            "SignInCompleted",
+            "ActiveSignInSwitched",
+            "SignedOut",
+        ]
 
     # and the audit chain verifies: nothing sealed twice, nothing skipped
     assert_audit_verifies({"SESSION_LEDGER_DATABASE_URL": postgres_url})
