@@ -42,6 +42,7 @@ from api.routes_session import (
     get_session_now,
     session_token_at_once,
     session_token_now,
+    switch_sign_in_at_once,
     switch_sign_in_now,
 )
 
@@ -74,7 +75,9 @@ class HotRoute:
 ROUTES: dict[tuple[str, str], HotRoute] = {
     ("GET", "/session"): HotRoute(get_session_now, None, get_session_at_once),
     ("GET", "/session/token"): HotRoute(session_token_now, "template", session_token_at_once),
-    ("POST", "/session/switch-sign-in"): HotRoute(switch_sign_in_now, "sign_in_id"),
+    ("POST", "/session/switch-sign-in"): HotRoute(
+        switch_sign_in_now, "sign_in_id", switch_sign_in_at_once
+    ),
 }
 
 

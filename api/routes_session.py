@@ -177,6 +177,22 @@ async def switch_sign_in(request: Request, sign_in_id: Id = None) -> JSONRespons
     return await run_in_threadpool(switch_sign_in_now, request, services_of(request), sign_in_id)
 
 
+async def switch_sign_in_at_once(
+    request: Request, services: Services, sign_in_id: str | None = None
+) -> JSONResponse | None:
+    """POST /session/switch-sign-in decided and appended from the event loop, when the
+    cookie is one this process remembers and the common case holds (see
+    :meth:`application.unit_of_work.UnitOfWork.run_at_once`). None: the caller answers
+    with :func:`switch_sign_in_now`, from the start."""
+    if not services.commands.switches_at_once:
+        return None
+    cookie = _remembered(request, services)
+    if cookie is None:
+        return None
+    document = await services.commands.switch_sign_in_at_once(cookie.session_id, sign_in_id, cookie)
+    return None if document is None else render(services, document)
+
+
 def switch_sign_in_now(
     request: Request, services: Services, sign_in_id: str | None = None
 ) -> JSONResponse:

@@ -46,6 +46,11 @@ class SessionCommands:
         self._directory = directory
         self._ids = ids
 
+    @property
+    def switches_at_once(self) -> bool:
+        """Whether :meth:`switch_sign_in_at_once` can ever decide (the store appends at once)."""
+        return self._work.app.appends_at_once is not None
+
     def start_session(self) -> CommandResult:
         """Start an anonymous session and issue its first cookie token."""
 
@@ -89,6 +94,22 @@ class SessionCommands:
             return self._work.run(session_id, action, [cookie.guard]).document
         except StaleGuard:
             raise Unauthorized from None
+
+    async def switch_sign_in_at_once(
+        self, session_id: int, raw_sign_in_id: str | None, cookie: Remembered
+    ) -> SessionDocument | None:
+        """:meth:`switch_sign_in` with a remembered cookie, on the event loop, in the common
+        case (see :meth:`UnitOfWork.run_at_once`); None: run :meth:`switch_sign_in`."""
+        sign_in_id = parse_id(raw_sign_in_id)
+        if sign_in_id is None:
+            return None
+
+        def action(session: Session, scope: CommandScope) -> Changed[None]:
+            session.switch_sign_in(sign_in_id, scope.now)
+            return Changed(None)
+
+        done = await self._work.run_at_once(session_id, action, [cookie.guard])
+        return None if done is None else done.document
 
     def sign_out(
         self, session_id: int, raw_sign_in_id: str | None, old_token: str | None

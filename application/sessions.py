@@ -11,16 +11,23 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Iterable, Sequence
+from functools import cached_property
 from typing import Any
 from uuid import UUID
 
 from eventsourcing.application import AggregateNotFoundError, Application, ProcessingEvent
 from eventsourcing.domain import Aggregate
-from eventsourcing.persistence import InfrastructureFactory, JSONTranscoder, Mapper, Recording
+from eventsourcing.persistence import (
+    InfrastructureFactory,
+    JSONTranscoder,
+    Mapper,
+    ProgrammingError,
+    Recording,
+)
 from eventsourcing.utils import Environment, EnvType
 
 from application.errors import Unauthorized
-from application.ports import Guard, StaleGuard
+from application.ports import AppendsAtOnce, Guard, StaleGuard
 from application.request_context import ContextMapper
 from application.transcodings import DataclassAsDict, RememberedDatetimeAsISO
 from domain.ids import aggregate_uuid
@@ -77,6 +84,34 @@ class SessionsApp(Application[UUID]):
         self._take_snapshots(processing)
         self._notify(recordings)
         return recordings
+
+    @cached_property
+    def appends_at_once(self) -> AppendsAtOnce | None:
+        """The recorder, if it appends for a caller on an event loop (see
+        :meth:`save_at_once`); None where every append holds a thread."""
+        recorder: Any = self.recorder
+        return recorder if callable(getattr(recorder, "insert_events_at_once", None)) else None
+
+    def saves_at_once(self, session: Session) -> bool:
+        """Whether :meth:`save_at_once` can save the session's pending events: the recorder
+        appends at once, and no event of them is due a snapshot (which is written apart)."""
+        interval = self.snapshotting_intervals[Session]
+        return self.appends_at_once is not None and not any(
+            event.originator_version % interval == 0 for event in session.pending_events
+        )
+
+    async def save_at_once(self, session: Session, guards: Sequence[Guard]) -> None:
+        """:meth:`save` of one session (guarded) from an event loop, when
+        :meth:`saves_at_once` says it can: the events are mapped here, and the append waits
+        for its batch without a thread. Raises what the append raised (IntegrityError,
+        StaleGuard); the caller keeps the saved session as its next guess."""
+        recorder = self.appends_at_once
+        if recorder is None or not self.saves_at_once(session):
+            msg = "save_at_once needs a recorder that appends at once, and no snapshot due"
+            raise ProgrammingError(msg)
+        events = session.collect_events()
+        stored = [self.mapper.to_stored_event(event) for event in events]
+        await recorder.insert_events_at_once(stored, guards)
 
     def _take_snapshots(self, processing_event: ProcessingEvent[UUID]) -> None:
         """Snapshot each saved session whose new events reached a multiple of its interval,

@@ -15,6 +15,12 @@ decision that would save nothing of the session (a refusal, a no-op, another agg
 has no append to confirm it, so it is made again on the session read from the store. Within
 one process, commands on one session take turns on a lock, so two tabs served by the same
 process queue rather than collide.
+
+Where the recorder can append without holding a thread, :meth:`UnitOfWork.run_at_once`
+runs the common case on the event loop: the guess decided, rendered from memory and appended,
+the loop free while the batch commits. Anything else (no guess, a refusal, a conflict, a
+directory read, a snapshot due, the session's lock taken) leaves it to :meth:`UnitOfWork.run`
+in a thread, from the start: nothing of the attempt was saved.
 """
 
 from __future__ import annotations
@@ -34,8 +40,8 @@ from eventsourcing.persistence import IntegrityError
 from application.errors import ConcurrentModification
 from application.locks import StripedLocks
 from application.policy import SessionPolicy
-from application.ports import Clock, Directory, Guard
-from application.read_model import SessionDocument, session_document
+from application.ports import Clock, Directory, Guard, StaleGuard
+from application.read_model import SessionDocument, rendering_from_memory, session_document
 from application.sessions import SessionsApp
 from domain.errors import DomainError, SessionLedgerError
 from domain.session import Session
@@ -98,6 +104,19 @@ class CommandScope:
         self._held.enter_context(lock)
 
 
+class _NoLocks(CommandScope):
+    """The scope of a run on the event loop, which must not wait on a lock: an action that
+    asks for one is refused, and the command runs in a thread instead."""
+
+    def hold(self, lock: threading.Lock) -> None:
+        """Refuse: the loop cannot wait."""
+        raise _NeedsThread
+
+
+class _NeedsThread(Exception):
+    """An action on the event loop asked for something only a thread can wait for."""
+
+
 Action = Callable[[Session, CommandScope], Decision[R]]
 
 
@@ -113,6 +132,7 @@ class UnitOfWork:
         self.policy = policy
         self._session_locks = StripedLocks()
         self.conflicts = 0  # runs that lost to another writer, or to a stale guess
+        self.decided_at_once = 0  # commands run_at_once saved (no thread held)
 
     def start(self, make: Callable[[datetime], tuple[Session, Changed[R]]]) -> Done[R]:
         """Save a session that ``make`` creates (with its result), drawing again on an id
@@ -127,6 +147,45 @@ class UnitOfWork:
                 continue  # an id collision: draw again
             return Done(changed.result, document)
         raise ConcurrentModification
+
+    async def run_at_once(
+        self, session_id: int, action: Action[R], guards: Sequence[Guard]
+    ) -> Done[R] | None:
+        """:meth:`run` on the event loop for the common case: the action changes the cached
+        session without a refusal, taking no lock of its own, and the document renders from
+        memory. None when it cannot (the caller then runs :meth:`run` in a thread): nothing
+        was saved. StaleGuard or a conflict also give None; other errors of the append
+        (the store unreachable) are raised."""
+        lock = self._session_locks.get(session_id)
+        if not lock.acquire(blocking=False):  # a command on it in a thread, or on the loop
+            return None
+        try:
+            session = self.app.cached_session(session_id)
+            if session is None:
+                return None
+            now = self.clock.now()
+            session.expire_sign_ins(now, self.policy.idle_timeout)
+            try:
+                decision = action(session, _NoLocks(now, contextlib.ExitStack()))
+            except (SessionLedgerError, _NeedsThread):
+                return None  # decided again in the thread, on the stored session
+            if not isinstance(decision, Changed) or decision.save_with:
+                return None
+            if not session.pending_events or not self.app.saves_at_once(session):
+                return None
+            if rendering_from_memory(session, self.directory, now) is None:
+                return None  # the document needs a read
+            document = self.render(session, now)
+            try:
+                await self.app.save_at_once(session, guards)
+            except (IntegrityError, StaleGuard):
+                self.conflicts += 1
+                return None
+            self.app.remember(session)
+            self.decided_at_once += 1
+            return Done(decision.result, document)
+        finally:
+            lock.release()
 
     def run(self, session_id: int, action: Action[R], guards: Sequence[Guard] = ()) -> Done[R]:
         """Decide on the cached guess; then, if it is not confirmed or loses to another

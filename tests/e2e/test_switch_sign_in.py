@@ -99,3 +99,34 @@ def test_switching_never_changes_any_accounts_organization_or_workspace(browser:
         # Then each account comes back with the ones it had, active or not
         assert {s["id"]: memberships(s) for s in data["signins"]} == chosen
         assert memberships(data["active_signin"]) == chosen[target]
+
+
+def test_switches_with_a_remembered_cookie_are_decided_on_the_event_loop(stack: Stack) -> None:
+    """The hot lane decides and appends a switch from the event loop when this process
+    remembers the cookie and the session; whatever it cannot decide there (the active one
+    again, a sign-in not in the session) is answered as before, from a thread."""
+    # Given Alice and then Bob signed in through this app, and a poll since (a new cookie
+    # is resolved by its first request, then remembered)
+    browser = stack.browser
+    alice = browser.signed_in(ALICE)["id"]
+    bob = browser.signed_in(BOB)["id"]
+    assert browser.session()["active_signin_id"] == bob
+    work = stack.services.auth.work
+    at_once, events = work.decided_at_once, stack.events_recorded()
+
+    # When the browser switches to Alice, to Bob and to Alice again
+    answers = [ok(browser.switch_sign_in(target)) for target in (alice, bob, alice)]
+
+    # Then each answer names its target active, each switch is one event, all on the loop
+    assert [a["active_signin_id"] for a in answers] == [alice, bob, alice]
+    assert stack.events_recorded() == events + 3
+    assert work.decided_at_once == at_once + 3
+    assert browser.session() == answers[-1]
+
+    # And a switch to the active sign-in or to one not here is answered from a thread
+    assert ok(browser.switch_sign_in(alice)) == answers[-1]
+    refused = browser.switch_sign_in("1")
+    assert refused.status_code == 400
+    assert refused.json()["errors"][0]["code"] == "INVALID_SIGN_IN_ID"
+    assert work.decided_at_once == at_once + 3
+    assert stack.events_recorded() == events + 3
