@@ -10,11 +10,17 @@ transaction), so the seals are written, or rolled back, with the events.
 from __future__ import annotations
 
 import sqlite3
+import time
 from collections.abc import Sequence
 from typing import Any
 
-from eventsourcing.persistence import IntegrityError, StoredEvent
-from eventsourcing.sqlite import SQLiteCursor
+from eventsourcing.persistence import IntegrityError, OperationalError, StoredEvent
+from eventsourcing.sqlite import (
+    SQLITE3_DEFAULT_LOCK_TIMEOUT,
+    SQLiteConnection,
+    SQLiteCursor,
+    SQLiteTransaction,
+)
 
 from application.ports import Guard, StaleGuard
 from infrastructure.audit.chain import CHAIN_TABLE, GENESIS, Chain, Seal, originator_key
@@ -104,12 +110,15 @@ class SealingSQLiteApplicationRecorder(Sealing, SubscribableSQLiteApplicationRec
 
     def _commit_batch(self, batch: list[Append]) -> None:
         decided: list[tuple[Append, list[int]]] = []
-        with self.datastore.transaction(commit=True) as c:
+        timeout = self.datastore.pool.lock_timeout or SQLITE3_DEFAULT_LOCK_TIMEOUT
+        with (
+            self.datastore.get_connection(commit=True) as connection,
+            PolledWriteTransaction(connection, timeout) as c,
+            c,
+        ):
             for append in batch:
                 c.execute("SAVEPOINT append")
                 try:
-                    # Writes first: a read first would make the transaction a reader that
-                    # another process's commit can keep from writing ("database is locked").
                     ids = self._insert_events(c, append.events)
                     if self._stale(c, append):
                         raise StaleGuard("a guard of the append changed meanwhile")
@@ -167,3 +176,37 @@ class SealingSQLiteApplicationRecorder(Sealing, SubscribableSQLiteApplicationRec
             found = c.fetchone()
             heads[originator] = found["session_hash"] if found else None
         return heads
+
+
+WRITE_LOCK_POLL_SECONDS = 0.0002
+
+
+class PolledWriteTransaction(SQLiteTransaction):
+    """A write transaction holding SQLite's write lock from its start (BEGIN IMMEDIATE),
+    the lock asked for every 0.2 ms rather than through SQLite's busy handler, which sleeps
+    1, 2, 5, 10, 15, 20, 25... ms between tries: the projection process holds the lock for
+    a few milliseconds at a time, and a batch of appends (every switch waiting) slept on
+    past its release. Like the busy handler, it gives up after the store's lock timeout
+    ("database is locked", which callers answer as the store being unavailable)."""
+
+    def __init__(self, connection: SQLiteConnection, timeout: float) -> None:
+        super().__init__(connection, commit=True)
+        self.timeout = timeout
+
+    def __enter__(self) -> SQLiteCursor:
+        raw = self.connection._sqlite_conn  # the library offers no BEGIN IMMEDIATE
+        busy_timeout = int(raw.execute("PRAGMA busy_timeout").fetchone()[0])
+        raw.execute("PRAGMA busy_timeout = 0")
+        try:
+            deadline = time.monotonic() + self.timeout
+            while True:
+                try:
+                    raw.execute("BEGIN IMMEDIATE")
+                    break
+                except sqlite3.OperationalError as error:
+                    if "locked" not in str(error) or time.monotonic() >= deadline:
+                        raise OperationalError(error) from error
+                    time.sleep(WRITE_LOCK_POLL_SECONDS)
+        finally:
+            raw.execute(f"PRAGMA busy_timeout = {busy_timeout}")  # for all else it runs
+        return self.connection.cursor()
