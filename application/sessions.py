@@ -9,6 +9,7 @@ tokens in :mod:`application.cookie_tokens`.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 from collections.abc import Iterable, Sequence
 from functools import cached_property
@@ -164,6 +165,13 @@ class SessionsApp(Application[UUID]):
         except KeyError:
             return None
         return copy.deepcopy(cached) if isinstance(cached, Session) else None
+
+    def forget(self, session_id: int) -> None:
+        """Drop this process's guess of the session (another writer moved it on): the next
+        command reads it from the store instead of losing to the same conflict again."""
+        if self.repository.cache is not None:
+            with contextlib.suppress(KeyError):
+                self.repository.cache.get(aggregate_uuid(session_id), evict=True)
 
     def remember(self, session: Session) -> None:
         """After ``session`` was saved: it is what the store now holds, the next guess."""

@@ -178,9 +178,12 @@ class UnitOfWork:
             document = self.render(session, now)
             try:
                 await self.app.save_at_once(session, guards)
-            except (IntegrityError, StaleGuard):
+            except IntegrityError:
                 self.conflicts += 1
+                self.app.forget(session_id)  # the thread then starts from the stored session
                 return None
+            except StaleGuard:
+                return None  # the cookie changed: the thread resolves it in full
             self.app.remember(session)
             self.decided_at_once += 1
             return Done(decision.result, document)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Any
 
+from tests.e2e.conftest import BuildStack
 from tests.e2e.harness import Browser, Json, Stack, sign_in_of
 from tests.e2e.wire import assert_wire_formats, ok, session_cookie
 from tests.helpers import ACME, ACME_DATA, ALICE, BOB, CAROL
@@ -130,3 +131,33 @@ def test_switches_with_a_remembered_cookie_are_decided_on_the_event_loop(stack: 
     assert refused.json()["errors"][0]["code"] == "INVALID_SIGN_IN_ID"
     assert work.decided_at_once == at_once + 3
     assert stack.events_recorded() == events + 3
+
+
+def test_a_switch_on_the_loop_that_loses_to_another_process_costs_one_conflict(
+    build_stack: BuildStack,
+) -> None:
+    """A process whose guess of the session is stale (another process switched since) loses
+    one append on the event loop, forgets its guess, and decides again in a thread on the
+    stored session: not a second append on the same stale guess."""
+    # Given two processes on one store, the first having signed Alice then Bob in (so it
+    # remembers the session with Bob active), and the cookie remembered by both
+    here, there = build_stack(), build_stack(load_demo=False)
+    browser = here.browser
+    alice = browser.signed_in(ALICE)["id"]
+    browser.signed_in(BOB)
+    assert browser.session()["active_signin_id"] != alice
+    elsewhere = there.browser
+    elsewhere.use_cookie(browser.token or "")
+    elsewhere.session()
+
+    # When the other process switches to Alice, behind the first one's guess
+    assert ok(elsewhere.switch_sign_in(alice))["active_signin_id"] == alice
+    events = here.events_recorded()
+    work = here.services.auth.work
+
+    # Then the first process's switch to Alice loses once on the loop, and the stored
+    # session (Alice already active) answers it without another append
+    assert ok(browser.switch_sign_in(alice))["active_signin_id"] == alice
+    assert work.conflicts == 1
+    assert work.decided_at_once == 0
+    assert here.events_recorded() == events
