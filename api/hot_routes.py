@@ -13,10 +13,11 @@ What it keeps: the cross-site check every state-changing route has (``refuse_cro
 what our middlewares do for every other request, done on the response it builds (the
 request id and audit source of :func:`api.context.request_scope`, errors rendered by the
 ``render_error`` FastAPI's exception handlers use, the CORS headers of
-:func:`api.cors.add_cors_headers`). The two reads are first tried on the event loop
-(``at_once``: one statement over an async connection, PostgreSQL only); whatever they leave,
-and the switch, takes one thread-pool hop, in a copy of the request's context (its id and
-its audit source).
+:func:`api.cors.add_cors_headers`). Each is first tried on the event loop (``at_once``):
+the two reads as one statement over an async connection (PostgreSQL only), the switch
+decided and appended without a thread (a remembered cookie and session, on either store).
+Whatever they leave takes one thread-pool hop, in a copy of the request's context (its id
+and its audit source).
 """
 
 from __future__ import annotations
