@@ -4,7 +4,10 @@ Each projection keeps one row in ``projection_state``: the *generation* of its t
 live and the *position* (notification id) it has processed up to. A batch of events and the
 new position are written in one transaction, after locking that row, so a crash at any point
 leaves the tables and the position in agreement, and concurrent processors (the request that
-just wrote, the background worker, another process) never apply an event twice.
+just wrote, the background worker, another process) never apply an event twice. On SQLite,
+whose one write lock the serving process's appends wait for, a projection may work a batch's
+rows out first in a read transaction (``Projector.prepare``); the write transaction writes
+them only if the locked position is still the one they were worked out from.
 
 A rebuild fills generation N+1 (see :mod:`infrastructure.projections.projection`) from the
 first event while N keeps serving, then, in one transaction, catches up the last events and
@@ -19,6 +22,7 @@ from __future__ import annotations
 
 import zlib
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from eventsourcing.application import Application
@@ -37,6 +41,21 @@ REBUILD_SUFFIX = "#rebuild"
 STATE_TABLE = "projection_state"  # a projection's live generation and position, by name
 
 Progress = Callable[[int, int], None]
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """A projection's writes for a batch, worked out from ``position`` in ``generation``
+    (see :meth:`Projector.prepare`); writing them takes the position to ``reaches``."""
+
+    generation: int
+    position: int
+    reaches: int
+    work: Any
+
+    def still(self, generation: int, position: int) -> bool:
+        """Whether the live generation still stands where the work was done from."""
+        return (generation, position) == (self.generation, self.position)
 
 
 class Projector:
@@ -154,11 +173,36 @@ class Projector:
         return self._catch_up(self.name, until)
 
     def apply_within(
-        self, cursor: SqlCursor, notifications: Sequence[Notification], decoded: Decoded
+        self,
+        cursor: SqlCursor,
+        notifications: Sequence[Notification],
+        decoded: Decoded,
+        prepared: Prepared | None = None,
     ) -> int:
         """Apply the batch's events beyond this projection's position in the caller's
-        transaction (which commits them with the new position); the position reached."""
-        return self._apply(self.name, notifications, cursor, decoded=decoded)
+        transaction (which commits them with the new position); the position reached.
+        With ``prepared`` (see :meth:`prepare`), its rows are written if the position is
+        still the one they were worked out from; else the batch is applied afresh."""
+        return self._apply(self.name, notifications, cursor, decoded=decoded, prepared=prepared)
+
+    def prepare(self, notifications: Sequence[Notification], decoded: Decoded) -> Prepared | None:
+        """The live generation's writes for the batch, worked out in a read transaction
+        before the write transaction that will write them. SQLite only: it has one write
+        lock for the whole database, which the serving process's appends wait for, so the
+        reading, folding and encoding are done before taking it. None where the projection
+        does not prepare, or the batch holds nothing new for it."""
+        if self.db.dialect != "sqlite" or not self.projection.prepares:
+            return None
+        with self.db.transaction(commit=False) as cursor:  # one snapshot: position and rows
+            generation, position = self._read_state(cursor, self.name)
+            fresh = [n for n in notifications if n.id > position]
+            if not fresh:
+                return None
+            batch = self.log.decode(fresh, decoded)
+            work = self.projection.prepare(Write(cursor, self.db, generation, {}), batch)
+        if work is None:
+            return None
+        return Prepared(generation, position, fresh[-1].id, work)
 
     def _catch_up(
         self,
@@ -189,23 +233,33 @@ class Projector:
         cursor: SqlCursor | None = None,
         memo: dict[str, Any] | None = None,
         decoded: Decoded | None = None,
+        prepared: Prepared | None = None,
     ) -> int:
         """Apply what the batch holds beyond the locked position; return the new position."""
         if cursor is None:
             with self.db.transaction(immediate=True) as own:
                 return self._apply(state_name, notifications, own, memo)
         generation, position = self._read_state(cursor, state_name, lock=True)
+        if prepared is not None and prepared.still(generation, position):
+            # Nothing wrote this generation since the rows were worked out: its position
+            # moves with every write, under this lock.
+            write = Write(cursor, self.db, generation, {})
+            self.projection.write_prepared(write, prepared.work)
+            return self._advance(cursor, state_name, prepared.reaches)
         fresh = [n for n in notifications if n.id > position]
         if not fresh:
             return position
         batch = self.log.decode(fresh, decoded)
         memo = {} if memo is None else memo
         self.projection.apply(Write(cursor, self.db, generation, memo), batch)
+        return self._advance(cursor, state_name, fresh[-1].id)
+
+    def _advance(self, cursor: SqlCursor, state_name: str, position: int) -> int:
         cursor.execute(
             f"UPDATE {self._state} SET position = %(position)s WHERE name = %(name)s",
-            {"position": fresh[-1].id, "name": state_name},
+            {"position": position, "name": state_name},
         )
-        return fresh[-1].id
+        return position
 
     # Rebuild ----------------------------------------------------------------------------
 

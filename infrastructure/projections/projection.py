@@ -64,6 +64,8 @@ class Projection(ABC):
     # Bump when tables, views or folding change: services that start with a newer version
     # than the live generation was built with rebuild it before serving.
     version: ClassVar[int] = 1
+    # Whether :meth:`prepare` works a batch's writes out ahead (see Projector.prepare).
+    prepares: ClassVar[bool] = False
 
     @abstractmethod
     def create_statements(self, db: SqlDatabase, generation: int) -> list[str]:
@@ -90,6 +92,18 @@ class Projection(ABC):
         """Write what ``apply`` deferred (a rebuild defers writes until the swap); by
         default nothing is deferred."""
         return
+
+    def prepare(self, read: Write, batch: Sequence[ProjectedEvent]) -> Any | None:
+        """What :meth:`apply` would write for the batch, worked out through ``read`` (a
+        read transaction) before the write transaction, for :meth:`write_prepared` to
+        write; None (the default) where the projection does not say it ahead. The engine
+        writes it only if nothing moved this generation's position in between."""
+        return None
+
+    def write_prepared(self, write: Write, prepared: Any) -> None:
+        """Write what :meth:`prepare` worked out, in the caller's transaction."""
+        msg = f"{type(self).__name__} prepares nothing"
+        raise NotImplementedError(msg)
 
     def physical(self, db: SqlDatabase, table: str, generation: int) -> str:
         """The physical name of one of the projection's tables in a generation."""

@@ -33,6 +33,7 @@ from infrastructure.sql import SqlCursor, SqlDatabase, bulk_insert, select_in
 _SNAPSHOT_TOPIC = get_topic(Snapshot)
 COLUMNS = ("session_id", "version", "updated_at", "state")
 MEMO_LIMIT = 50_000  # sessions kept decoded during a rebuild
+_Rows = tuple[list[dict[str, Any]], list[dict[str, Any]]]  # rows to insert, rows to update
 DECODED_KEPT = 5_000  # sessions kept decoded for reads (about 3 kB each)
 
 
@@ -74,6 +75,7 @@ class SessionView(Projection):
 
     name: ClassVar[str] = "sessions"
     tables: ClassVar[tuple[str, ...]] = ("read_sessions",)
+    prepares: ClassVar[bool] = True
 
     def __init__(self, codec: SessionStateCodec) -> None:
         self.codec = codec
@@ -112,39 +114,59 @@ class SessionView(Projection):
 
     def flush(self, write: Write) -> None:
         """Insert new sessions in bulk and update changed ones."""
-        memo, cursor, table = write.memo, write.cursor, write.table("read_sessions")
+        memo = write.memo
         sessions: dict[int, Session] = memo.get("sessions", {})
         stored: set[int] = memo.get("stored", set())
         dirty: set[int] = memo.get("dirty", set())
-        rows = {
-            key: {
-                "session_id": str(key),
-                "version": sessions[key].version,
-                "updated_at": sessions[key].modified_on,
-                "state": self.codec.encode(sessions[key]),
-            }
-            for key in dirty
-        }
-        bulk_insert(
-            cursor,
-            write.db.dialect,
-            table,
-            COLUMNS,
-            [r for k, r in rows.items() if k not in stored],
-        )
-        updated = [r for k, r in rows.items() if k in stored]
-        if updated:
-            cursor.executemany(
-                f"UPDATE {table} SET version = %(version)s, updated_at = %(updated_at)s, "
-                "state = %(state)s WHERE session_id = %(session_id)s",
-                updated,
-            )
+        self.write_prepared(write, self._rows(sessions, stored, dirty))
         stored.update(dirty)
         dirty.clear()
         if len(sessions) > MEMO_LIMIT:
             sessions.clear()
             stored.clear()
             memo["complete"] = False
+
+    def prepare(self, read: Write, batch: Sequence[ProjectedEvent]) -> _Rows:
+        """The rows :meth:`apply` would write: the touched sessions read, folded and
+        encoded (most of this projection's work) before the write transaction."""
+        events = [p.event for p in batch if isinstance(p.event, Session.Event)]
+        touched = {e.originator_id.int for e in events}
+        sessions = self._load(read.cursor, read.table("read_sessions"), touched)
+        stored = set(sessions)
+        for event in events:
+            key = event.originator_id.int
+            mutated = event.mutate(sessions.get(key))
+            assert isinstance(mutated, Session)
+            sessions[key] = mutated
+        return self._rows(sessions, stored, touched)
+
+    def write_prepared(self, write: Write, prepared: _Rows) -> None:
+        """Insert the new sessions in bulk and update the changed ones."""
+        inserted, updated = prepared
+        table = write.table("read_sessions")
+        bulk_insert(write.cursor, write.db.dialect, table, COLUMNS, inserted)
+        if updated:
+            write.cursor.executemany(
+                f"UPDATE {table} SET version = %(version)s, updated_at = %(updated_at)s, "
+                "state = %(state)s WHERE session_id = %(session_id)s",
+                updated,
+            )
+
+    def _rows(self, sessions: dict[int, Session], stored: set[int], keys: Iterable[int]) -> _Rows:
+        """The rows of ``keys``' sessions: those not ``stored`` yet to insert, the rest to
+        update."""
+        inserted: list[dict[str, Any]] = []
+        updated: list[dict[str, Any]] = []
+        for key in keys:
+            session = sessions[key]
+            row = {
+                "session_id": str(key),
+                "version": session.version,
+                "updated_at": session.modified_on,
+                "state": self.codec.encode(session),
+            }
+            (updated if key in stored else inserted).append(row)
+        return inserted, updated
 
     def _load(self, cursor: SqlCursor, table: str, keys: Iterable[int]) -> dict[int, Session]:
         select = f"SELECT session_id, version, state FROM {table}"

@@ -153,8 +153,13 @@ def catch_up_together(projectors: Sequence[Projector]) -> int:
         if not notifications:
             return position
         decoded: Decoded = {}
+        first.log.decode(notifications, decoded)  # before the write transaction
+        prepared = [p.prepare(notifications, decoded) for p in projectors]
         with first.db.transaction(immediate=True) as cursor:
-            reached = [p.apply_within(cursor, notifications, decoded) for p in projectors]
+            reached = [
+                p.apply_within(cursor, notifications, decoded, ahead)
+                for p, ahead in zip(projectors, prepared, strict=True)
+            ]
         position = min(reached)
         if len(notifications) < first.log.batch_size:
             return position
