@@ -27,6 +27,7 @@ from api.rendering import render
 from application.cookie_tokens import Remembered
 from application.errors import TemplateNotFound, Unauthorized
 from application.read_model import SessionDocument
+from application.session_queries import ProjectedNow
 from infrastructure.container import Services
 
 router = APIRouter(prefix="/session", tags=["Sessions"])
@@ -79,10 +80,19 @@ async def get_session_at_once(request: Request, services: Services) -> JSONRespo
     cookie = _remembered(request, services)
     if cookie is None:
         return None
-    queries = services.queries
-    projected = await queries.projected_at_once(cookie)
+    return await _answer_projected(
+        request, services, await services.queries.projected_at_once(cookie)
+    )
+
+
+async def _answer_projected(
+    request: Request, services: Services, projected: ProjectedNow | None
+) -> JSONResponse | None:
+    """The session a read on the event loop found current, rendered from memory if it can
+    be (and not again if nothing it shows changed), else in a thread; None if not found."""
     if projected is None:
         return None
+    queries = services.queries
     rendering = queries.rendering_from_memory(projected)
     if rendering is None:
         return render(services, await run_in_threadpool(queries.document, projected))
@@ -190,7 +200,11 @@ async def switch_sign_in_at_once(
     if cookie is None:
         return None
     document = await services.commands.switch_sign_in_at_once(cookie.session_id, sign_in_id, cookie)
-    return None if document is None else render(services, document)
+    if document is not None:
+        return render(services, document)
+    # A switch to the active sign-in records nothing: the stored session answers it.
+    already = await services.queries.switched_already_at_once(cookie, sign_in_id)
+    return await _answer_projected(request, services, already)
 
 
 def switch_sign_in_now(

@@ -34,7 +34,8 @@ from application.read_model import (
 )
 from application.session_commands import SessionCommands
 from application.sessions import SessionsApp
-from domain.errors import NoActiveSignIn
+from domain.errors import DomainError, NoActiveSignIn
+from domain.ids import parse_id
 from domain.session import Session
 from domain.values import SignIn
 
@@ -87,6 +88,25 @@ class SessionQueries:
         event and nothing is due to be recorded. None otherwise: call :meth:`get_session`,
         which checks and writes what is needed."""
         return await self._at_once(cookie, signing_kid=False)
+
+    async def switched_already_at_once(
+        self, cookie: Remembered, raw_sign_in_id: str | None
+    ) -> ProjectedNow | None:
+        """For a switch to the sign-in that is active already: the session as
+        :meth:`projected_at_once` reads it (at its last event, the token unchanged, nothing
+        due to be recorded), when that sign-in is live and active there, so the switch would
+        record nothing; None otherwise (the switch runs in a thread)."""
+        sign_in_id = parse_id(raw_sign_in_id)
+        if sign_in_id is None:
+            return None
+        projected = await self.projected_at_once(cookie)
+        if projected is None or projected.state.active_sign_in_id != sign_in_id:
+            return None
+        try:
+            projected.state.live_sign_in(sign_in_id, projected.now)
+        except DomainError:
+            return None
+        return projected
 
     async def session_token_at_once(
         self, cookie: Remembered

@@ -97,3 +97,26 @@ def test_a_changed_profile_is_shown_once_the_cached_one_is_stale(build_stack: Bu
     # (the first reads her profile again, the next find it in memory)
     for _ in range(2):
         assert sign_in_of(browser.session(), ALICE)["user"]["first_name"] == "Alicia"
+
+
+def test_a_switch_to_the_active_sign_in_is_answered_like_a_poll(build_stack: BuildStack) -> None:
+    """A switch that would record nothing (to the sign-in already active) is answered from
+    the stored session read on the event loop, as GET /session is (PostgreSQL): its body is
+    kept like a poll's. On SQLite the thread answers it, keeping nothing."""
+    # Given Alice then Bob signed in, the cookie remembered (by a token request), no poll
+    stack = build_stack()
+    browser = stack.browser
+    browser.signed_in(ALICE)
+    bob = browser.signed_in(BOB)["id"]
+    assert browser.send("GET", "/session/token").status_code == 200
+    events = stack.events_recorded()
+    assert kept(stack) == 0
+
+    # When the browser switches to Bob, who is active
+    answer = ok(browser.switch_sign_in(bob))
+
+    # Then the session is answered as it stands, nothing recorded, as a poll answers it
+    assert answer["active_signin_id"] == bob
+    assert stack.events_recorded() == events
+    assert kept(stack) == (1 if loop_answers(stack) else 0)
+    assert browser.session() == answer
