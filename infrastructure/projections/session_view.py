@@ -70,6 +70,15 @@ class SessionStateCodec:
         return session
 
 
+def _fold(sessions: dict[int, Session], events: Sequence[Session.Event]) -> None:
+    """Fold ``events`` into the sessions they belong to (a session not there is created)."""
+    for event in events:
+        key = event.originator_id.int
+        mutated = event.mutate(sessions.get(key))
+        assert isinstance(mutated, Session)
+        sessions[key] = mutated
+
+
 class SessionView(Projection):
     """``read_sessions(session_id, version, updated_at, state)``."""
 
@@ -103,11 +112,7 @@ class SessionView(Projection):
         loaded = self._load(write.cursor, write.table("read_sessions"), missing)
         sessions.update(loaded)
         stored.update(loaded)
-        for event in events:
-            key = event.originator_id.int
-            mutated = event.mutate(sessions.get(key))
-            assert isinstance(mutated, Session)
-            sessions[key] = mutated
+        _fold(sessions, events)
         dirty.update(touched)
         if not memo.get("defer") or len(sessions) > MEMO_LIMIT:
             self.flush(write)
@@ -133,11 +138,7 @@ class SessionView(Projection):
         touched = {e.originator_id.int for e in events}
         sessions = self._load(read.cursor, read.table("read_sessions"), touched)
         stored = set(sessions)
-        for event in events:
-            key = event.originator_id.int
-            mutated = event.mutate(sessions.get(key))
-            assert isinstance(mutated, Session)
-            sessions[key] = mutated
+        _fold(sessions, events)
         return self._rows(sessions, stored, touched)
 
     def write_prepared(self, write: Write, prepared: _Rows) -> None:
