@@ -15,12 +15,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from eventsourcing.persistence import IntegrityError, OperationalError, StoredEvent
-from eventsourcing.sqlite import (
-    SQLITE3_DEFAULT_LOCK_TIMEOUT,
-    SQLiteConnection,
-    SQLiteCursor,
-    SQLiteTransaction,
-)
+from eventsourcing.sqlite import SQLiteConnection, SQLiteCursor, SQLiteTransaction
 
 from application.ports import Guard, StaleGuard
 from infrastructure.audit.chain import CHAIN_TABLE, GENESIS, Chain, Seal, originator_key
@@ -110,10 +105,9 @@ class SealingSQLiteApplicationRecorder(Sealing, SubscribableSQLiteApplicationRec
 
     def _commit_batch(self, batch: list[Append]) -> None:
         decided: list[tuple[Append, list[int]]] = []
-        timeout = self.datastore.pool.lock_timeout or SQLITE3_DEFAULT_LOCK_TIMEOUT
         with (
             self.datastore.get_connection(commit=True) as connection,
-            PolledWriteTransaction(connection, timeout) as c,
+            PolledWriteTransaction(connection) as c,
             c,
         ):
             for append in batch:
@@ -186,19 +180,19 @@ class PolledWriteTransaction(SQLiteTransaction):
     the lock asked for every 0.2 ms rather than through SQLite's busy handler, which sleeps
     1, 2, 5, 10, 15, 20, 25... ms between tries: the projection process holds the lock for
     a few milliseconds at a time, and a batch of appends (every switch waiting) slept on
-    past its release. Like the busy handler, it gives up after the store's lock timeout
-    ("database is locked", which callers answer as the store being unavailable)."""
+    past its release. Like the busy handler, it gives up after the connection's busy timeout
+    (the store's lock timeout: "database is locked", answered as the store being
+    unavailable)."""
 
-    def __init__(self, connection: SQLiteConnection, timeout: float) -> None:
+    def __init__(self, connection: SQLiteConnection) -> None:
         super().__init__(connection, commit=True)
-        self.timeout = timeout
 
     def __enter__(self) -> SQLiteCursor:
         raw = self.connection._sqlite_conn  # the library offers no BEGIN IMMEDIATE
-        busy_timeout = int(raw.execute("PRAGMA busy_timeout").fetchone()[0])
+        busy_timeout = int(raw.execute("PRAGMA busy_timeout").fetchone()[0])  # milliseconds
         raw.execute("PRAGMA busy_timeout = 0")
         try:
-            deadline = time.monotonic() + self.timeout
+            deadline = time.monotonic() + busy_timeout / 1000
             while True:
                 try:
                     raw.execute("BEGIN IMMEDIATE")

@@ -52,7 +52,7 @@ def test_a_batch_waits_for_the_lock_and_commits_once_it_is_free(
         try:
             with (
                 datastore.get_connection(commit=True) as connection,
-                PolledWriteTransaction(connection, TIMEOUT_SECONDS) as cursor,
+                PolledWriteTransaction(connection) as cursor,
             ):
                 cursor.execute("INSERT INTO t VALUES (1)")
             outcome.append(None)
@@ -83,7 +83,7 @@ def test_a_lock_held_past_the_timeout_is_database_is_locked(
         with (
             pytest.raises(OperationalError, match="database is locked"),
             datastore.get_connection(commit=True) as connection,
-            PolledWriteTransaction(connection, 1) as cursor,
+            PolledWriteTransaction(connection) as cursor,
         ):
             cursor.execute("INSERT INTO t VALUES (2)")
     finally:
