@@ -158,12 +158,12 @@ class SessionQueries:
         the short form of the session it was signed from (for the envelope); ``cookie`` as
         for :meth:`get_session`."""
         now = self._clock.now()
-        state = self._projected(session_id, cookie) or self._app.load_session(session_id)
+        state = self._projected(session_id, cookie) or self._app.read_session(session_id)
         if self._needs_writing(state, now):
             # Record due expiries (an idle sign-in gets no token) and note the activity:
             # an app that only asks for tokens is in use.
             self._commands.note_activity(session_id)
-            state = self._projected(session_id) or self._app.load_session(session_id)
+            state = self._projected(session_id) or self._app.read_session(session_id)
         sign_in = state.active_sign_in(now)
         directory = self._directory
         organizations = directory.organization_memberships(
@@ -207,7 +207,7 @@ class SessionQueries:
 
     def session_info(self, session_id: int) -> SessionInfo:
         """The short form of a session, for envelopes; records nothing."""
-        return _info(self._projected(session_id) or self._app.load_session(session_id))
+        return _info(self._projected(session_id) or self._app.read_session(session_id))
 
     def _needs_writing(self, state: Session, now: datetime) -> bool:
         """True if expiries are due or the active sign-in's activity should be noted."""

@@ -1,7 +1,8 @@
 """The sessions application: where sessions, cookie tokens and users' contexts are stored.
 
 Only the eventsourcing hooks live here (environment, factory, mapper, transcodings,
-snapshots) and loading a session by its wire id. Commands are in
+snapshots), loading a session by its wire id, and this process's guesses of sessions (the
+aggregate cache, each session's lock, and following what other processes wrote). Commands are in
 :mod:`application.session_commands` and :mod:`application.authentication`, run by
 :mod:`application.unit_of_work`; queries in :mod:`application.session_queries`; cookie
 tokens in :mod:`application.cookie_tokens`.
@@ -24,14 +25,16 @@ from eventsourcing.persistence import (
     Mapper,
     ProgrammingError,
     Recording,
+    StoredEvent,
 )
 from eventsourcing.utils import Environment, EnvType
 
 from application.errors import Unauthorized
+from application.locks import StripedLocks
 from application.ports import AppendsAtOnce, Guard, StaleGuard
 from application.request_context import ContextMapper
 from application.transcodings import DataclassAsDict, RememberedDatetimeAsISO
-from domain.ids import aggregate_uuid
+from domain.ids import aggregate_uuid, snowflake_of
 from domain.session import Session
 from domain.values import SignIn, SignInAttempt
 
@@ -46,6 +49,9 @@ class SessionsApp(Application[UUID]):
         self, env: dict[str, str], *, factory: InfrastructureFactory[Any] | None = None
     ) -> None:
         self._given_factory = factory
+        # Commands on one session take turns on its lock, and a cached session is changed
+        # in place (fast-forwarded, followed) only under it.
+        self.session_locks = StripedLocks()
         super().__init__(env)
 
     def construct_env(self, name: str, env: EnvType | None = None) -> Environment:
@@ -145,6 +151,12 @@ class SessionsApp(Application[UUID]):
             raise Unauthorized
         return session
 
+    def read_session(self, session_id: int) -> Session:
+        """:meth:`load_session` for a reader outside any command: under the session's lock,
+        as loading may fast-forward the cached session in place."""
+        with self.session_locks.get(session_id):
+            return self.load_session(session_id)
+
     def check_guards(self, guards: Sequence[Guard]) -> None:
         """StaleGuard unless each guard's aggregate is still at the version it names (for
         a guarded command that made no append to check them)."""
@@ -154,9 +166,10 @@ class SessionsApp(Application[UUID]):
                 raise StaleGuard("a guard of the command changed meanwhile")
 
     def cached_session(self, session_id: int) -> Session | None:
-        """A copy of the session as this process last saved or loaded it, without asking the
-        store (None when not cached): a guess, which the append's version check confirms, or
-        refutes with a conflict (another process wrote first)."""
+        """A copy of the session as this process last saved, loaded or followed it (see
+        :meth:`follow`), without asking the store (None when not cached): a guess, which the
+        append's version check confirms, or refutes with a conflict (another process wrote
+        first)."""
         cache = self.repository.cache
         if cache is None:
             return None
@@ -178,11 +191,48 @@ class SessionsApp(Application[UUID]):
         if self.repository.cache is not None:
             self.repository.cache.put(session.id, session)
 
+    def follow(self, recorded: Sequence[StoredEvent]) -> int:
+        """Bring the cached sessions up to events other processes recorded (``recorded``,
+        in log order; this process's own are skipped), so its next guess of them holds: an
+        event that is a cached session's next version is applied to it, one that leaves a
+        gap drops the guess. Returns how many were applied."""
+        cache = self.repository.cache
+        if cache is None:
+            return 0
+        applied = 0
+        for stored in recorded:
+            originator = stored.originator_id
+            if not isinstance(originator, UUID) or not _behind(cache, originator, stored):
+                continue  # not cached, or this process wrote or read it already
+            with self.session_locks.get(snowflake_of(originator)):
+                if not _behind(cache, originator, stored):
+                    continue
+                cached = cache.get(originator)
+                if cached.version + 1 != stored.originator_version:
+                    cache.get(originator, evict=True)  # a gap: the store tells the rest
+                    continue
+                try:
+                    _fold(cached, [self.mapper.to_domain_event(stored)])
+                except BaseException:
+                    cache.get(originator, evict=True)  # maybe half changed: not a guess
+                    raise
+                applied += 1
+        return applied
+
     def context_mapper(self) -> ContextMapper:
         """The mapper, as the ContextMapper :meth:`construct_mapper` made it."""
         mapper = self.mapper
         assert isinstance(mapper, ContextMapper)
         return mapper
+
+
+def _behind(cache: Any, originator: UUID, stored: StoredEvent) -> bool:
+    """Whether ``cache`` holds a session older than ``stored``."""
+    try:
+        cached = cache.get(originator)
+    except KeyError:
+        return False
+    return isinstance(cached, Session) and cached.version < stored.originator_version
 
 
 def _fold(aggregate: Any, events: Iterable[Any]) -> Any:

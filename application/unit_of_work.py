@@ -38,7 +38,6 @@ from eventsourcing.domain import Aggregate
 from eventsourcing.persistence import IntegrityError
 
 from application.errors import ConcurrentModification
-from application.locks import StripedLocks
 from application.policy import SessionPolicy
 from application.ports import Clock, Directory, Guard, StaleGuard
 from application.read_model import SessionDocument, rendering_from_memory, session_document
@@ -130,7 +129,6 @@ class UnitOfWork:
         self.clock = clock
         self.directory = directory
         self.policy = policy
-        self._session_locks = StripedLocks()
         self.conflicts = 0  # runs that lost to another writer, or to a stale guess
         self.decided_at_once = 0  # commands run_at_once saved (no thread held)
 
@@ -156,7 +154,7 @@ class UnitOfWork:
         memory. None when it cannot (the caller then runs :meth:`run` in a thread): nothing
         was saved. StaleGuard or a conflict also give None; other errors of the append
         (the store unreachable) are raised."""
-        lock = self._session_locks.get(session_id)
+        lock = self.app.session_locks.get(session_id)
         if not lock.acquire(blocking=False):  # a command on it in a thread, or on the loop
             return None
         try:
@@ -212,7 +210,7 @@ class UnitOfWork:
             self.app.check_guards(guarded.guards)
 
     def _run(self, session_id: int, action: Action[R], guarded: _Guarded) -> Done[R]:
-        with self._session_locks.get(session_id):
+        with self.app.session_locks.get(session_id):
             try:
                 return self._run_once(session_id, action, guarded, guess=True)
             except _Unconfirmed:
