@@ -52,6 +52,7 @@ class SealedBatches(Sealing, _Recorder):
     _stale_guards_call: bytes
     _select_recorded: Composed
     _heads: KnownHeads
+    heads_moved: int  # one-round-trip appends refused because the chain heads had moved
 
     def _as_stored(self, events: Sequence[StoredEvent]) -> Sequence[StoredEvent]:
         """Ids as the table stores them: a uuid column reads back UUIDs, so a string id
@@ -176,6 +177,7 @@ class SealedBatches(Sealing, _Recorder):
             self._fail_guarded(live, row["stale"])
             return False
         if not row["ok"]:
+            self.heads_moved += 1
             self._heads.learn(row["g"], dict(zip(originators, row["s"], strict=True)))
             return None
         positions: list[int] = row["positions"]
@@ -210,6 +212,7 @@ class SealedBatches(Sealing, _Recorder):
         self._heads.learn(
             seals[-1].global_hash.hex(),
             {seal.originator_id: seal.session_hash.hex() for seal in seals},
+            max(ids),
         )
         start = 0
         for append in live:
