@@ -113,6 +113,9 @@ def create_app(
         worker = built.settings.run_projections if run_worker is None and owned else run_worker
         if worker:
             built.worker.start()
+        follower = built.follower if owned else None  # a serving process (tests start theirs)
+        if follower is not None:
+            follower.start()
         # In "process" mode `serve` runs the delivery worker as a child process instead; in
         # "thread" mode a serving process runs it (not apps handed services by tests), whether
         # or not the projection worker runs here (under `serve` it has a process of its own).
@@ -137,6 +140,8 @@ def create_app(
                 built.webhooks.stop()
             if worker:
                 built.worker.stop()
+            if follower is not None:
+                follower.stop()
             if owned:
                 built.close()
 

@@ -27,6 +27,8 @@ from application.user_contexts import UserContexts
 from infrastructure.aggregate_heads import AggregateHeads
 from infrastructure.async_reads import AsyncReads, async_reads_for
 from infrastructure.audit.chain import Chain
+from infrastructure.audit.following import LogFollower
+from infrastructure.audit.recorders import SealingPostgresApplicationRecorder
 from infrastructure.audit.sealing import Sealing
 from infrastructure.audit.trail import AuditTrail
 from infrastructure.clock import SystemClock
@@ -94,6 +96,8 @@ class Services:
     replica_reads: ReplicaReads | None = None
     # Opened and closed by the app's lifespan, on its event loop (infrastructure.async_reads).
     async_reads: AsyncReads | None = None
+    # Started by a serving process's lifespan (PostgreSQL; see infrastructure.audit.following).
+    follower: LogFollower | None = None
 
     @functools.cached_property
     def allowed_origins(self) -> frozenset[str]:
@@ -112,6 +116,8 @@ class Services:
         """Stop the workers and the outbox, and release connections."""
         self.webhooks.stop()
         self.worker.stop()
+        if self.follower is not None:
+            self.follower.stop()
         self.outbox.close()
         if self.replica_reads is not None:
             self.replica_reads.close()
@@ -242,11 +248,20 @@ def build_services(
             policy=policy,
         ),
         webhooks=webhooks,
+        follower=_follower(settings, sessions),
         clock=the_clock,
         ids=ids,
         digester=digester,
         policy=policy,
     )
+
+
+def _follower(settings: Settings, sessions: SessionsApp) -> LogFollower | None:
+    """The follower of other processes' appends, where the store has one."""
+    recorder = sessions.recorder
+    if not settings.follow_writes or not isinstance(recorder, SealingPostgresApplicationRecorder):
+        return None
+    return LogFollower(recorder, sessions.follow)
 
 
 def _rendering_directory(

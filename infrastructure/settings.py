@@ -35,6 +35,11 @@ class Settings(BaseSettings):
     run_projections: bool = Field(
         default=True, description="Run the projection worker inside `serve`"
     )
+    follow_writes: bool = Field(
+        default=True,
+        description="Follow what other processes append (PostgreSQL), so this process's "
+        "cached sessions and chain heads stay current (for `serve --workers N`, several hosts)",
+    )
     max_sign_ins: int = Field(default=5, ge=1, le=100)
     sign_in_lifetime_seconds: int = Field(default=30 * 24 * 3600, ge=60)
     sign_in_idle_timeout_seconds: int = Field(

@@ -12,6 +12,7 @@ from typing import Any
 
 from eventsourcing.persistence import (
     InterfaceError,
+    Notification,
     OperationalError,
     StoredEvent,
 )
@@ -22,7 +23,7 @@ from psycopg.sql import SQL, Identifier
 
 from application.ports import Guard
 from infrastructure.audit.batch_commit import SealedBatches
-from infrastructure.audit.chain import originator_key
+from infrastructure.audit.chain import CHAIN_TABLE, originator_key
 from infrastructure.audit.group_commit import GroupCommit, library_path_unguarded
 from infrastructure.audit.known_heads import KnownHeads
 from infrastructure.audit.postgres_functions import sealing_functions
@@ -70,6 +71,12 @@ class SealingPostgresApplicationRecorder(SealedBatches, PostgresApplicationRecor
             table=Identifier(self.events_table_name),
             id_type=SQL("uuid" if self._uuid_ids else "text"),
         )
+        self._select_followed = SQL(
+            "SELECT e.notification_id, e.originator_id, e.originator_version, e.topic, e.state,"
+            " c.session_hash, c.global_hash FROM {events} e"
+            " LEFT JOIN {schema}.{chain} c ON c.position = e.notification_id"
+            " WHERE e.notification_id > %s ORDER BY e.notification_id LIMIT %s"
+        ).format(events=events, schema=Identifier(schema), chain=Identifier(CHAIN_TABLE))
         functions = sealing_functions(
             schema,
             self.events_table_name,
@@ -83,6 +90,7 @@ class SealingPostgresApplicationRecorder(SealedBatches, PostgresApplicationRecor
         self._call_append_sealed = functions.append_sealed
         self._stale_guards_call = functions.stale_guards
         self._heads = KnownHeads()
+        self.heads_moved = 0
         self._ddl_lock_key = advisory_key(f"session-ledger ddl {schema}")
         self.group = GroupCommit(self._commit_batch)
 
@@ -169,6 +177,35 @@ class SealingPostgresApplicationRecorder(SealedBatches, PostgresApplicationRecor
             return ids
         # The batch spells the ids (_as_stored).
         return self.group.submit(stored_events, guards)
+
+    def follow(self, after: int, limit: int) -> list[Notification]:
+        """What was appended after position ``after`` (at most ``limit`` events, in log
+        order), learning the chain heads their seals show: the next batch then expects
+        heads another process moved (see :mod:`infrastructure.audit.following`)."""
+        with self.datastore.get_connection() as conn, conn.cursor() as curs:
+            curs.execute(self._select_followed, (after, limit), prepare=True)
+            rows = curs.fetchall()
+        if not rows:
+            return []
+        sessions: dict[str, tuple[int, str]] = {}
+        global_head: tuple[int, str] | None = None
+        for row in rows:
+            if row["global_hash"] is not None:
+                position = row["notification_id"]
+                global_head = (position, row["global_hash"])
+                sessions[originator_key(row["originator_id"])] = (position, row["session_hash"])
+        if global_head is not None:
+            self._heads.follow(global_head[0], global_head[1], sessions)
+        return [
+            Notification(
+                id=row["notification_id"],
+                originator_id=row["originator_id"],
+                originator_version=row["originator_version"],
+                topic=row["topic"],
+                state=bytes(row["state"]),
+            )
+            for row in rows
+        ]
 
     def _fetch_ids_after_insert_events(
         self, curs: Cursor[DictRow], stored_events: Sequence[StoredEvent], **kwargs: Any

@@ -5,8 +5,9 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Any
 
+from infrastructure.audit.recorders import SealingPostgresApplicationRecorder
 from tests.e2e.conftest import BuildStack
-from tests.e2e.harness import Browser, Json, Stack, sign_in_of
+from tests.e2e.harness import Browser, Json, Stack, open_stack, sign_in_of
 from tests.e2e.wire import assert_wire_formats, ok, session_cookie
 from tests.helpers import ACME, ACME_DATA, ALICE, BOB, CAROL
 
@@ -161,3 +162,77 @@ def test_a_switch_on_the_loop_that_loses_to_another_process_costs_one_conflict(
     assert work.conflicts == 1
     assert work.decided_at_once == 0
     assert here.events_recorded() == events
+
+
+FOLLOWED = 10.0  # seconds the log follower may take to read what another process appended
+
+
+def test_a_process_following_the_log_decides_on_the_loop_after_another_process_switched(
+    postgres_url: str,
+) -> None:
+    """With the log follower running (as in every serving process on PostgreSQL), a process
+    has taken another process's switch into its guess before its own next switch: that one
+    is decided on the loop, with no conflict, and its batch expects the chain heads the
+    other process left."""
+    with open_stack(postgres_url) as here, open_stack(postgres_url, load_demo=False) as there:
+        follower = here.services.follower
+        assert follower is not None
+        follower.start()
+        # Given Alice and then Bob signed in through this process, and the cookie
+        # remembered by both processes
+        browser = here.browser
+        alice = browser.signed_in(ALICE)["id"]
+        bob = browser.signed_in(BOB)["id"]
+        assert browser.session()["active_signin_id"] == bob
+        elsewhere = there.browser
+        elsewhere.use_cookie(browser.token or "")
+        elsewhere.session()
+
+        # When the other process switches to Alice, and this one has followed the log so far
+        assert ok(elsewhere.switch_sign_in(alice))["active_signin_id"] == alice
+        assert follower.wait_for(there.events_recorded(), FOLLOWED)
+        work, recorder = here.services.auth.work, here.services.sessions.recorder
+        assert isinstance(recorder, SealingPostgresApplicationRecorder)
+        at_once, moved = work.decided_at_once, recorder.heads_moved
+
+        # Then this process's switch to Bob is decided on the loop, without a conflict, and
+        # appended at the first try
+        assert ok(browser.switch_sign_in(bob))["active_signin_id"] == bob
+        assert follower.applied == 1
+        assert work.decided_at_once == at_once + 1
+        assert work.conflicts == 0
+        assert recorder.heads_moved == moved
+        assert elsewhere.session()["active_signin_id"] == bob
+
+
+def test_a_followed_event_after_a_gap_drops_the_guess(postgres_url: str) -> None:
+    """An event that is not the next of the cached session (the follower started after,
+    or missed, the one between) makes the process drop its guess: its next command reads
+    the stored session instead of deciding on a stale one."""
+    with open_stack(postgres_url) as here, open_stack(postgres_url, load_demo=False) as there:
+        # Given Alice and Bob signed in through this process, the cookie remembered by both
+        browser = here.browser
+        alice = browser.signed_in(ALICE)["id"]
+        bob = browser.signed_in(BOB)["id"]
+        session_id = int(browser.session()["id"])
+        elsewhere = there.browser
+        elsewhere.use_cookie(browser.token or "")
+        elsewhere.session()
+
+        # When the other process switches to Alice before this one's follower starts, and
+        # back to Bob after it has
+        assert ok(elsewhere.switch_sign_in(alice))["active_signin_id"] == alice
+        follower = here.services.follower
+        assert follower is not None
+        follower.start()
+        assert follower.wait_for(there.events_recorded(), FOLLOWED)
+        assert here.services.sessions.cached_session(session_id) is not None
+        assert ok(elsewhere.switch_sign_in(bob))["active_signin_id"] == bob
+        assert follower.wait_for(there.events_recorded(), FOLLOWED)
+
+        # Then this process no longer guesses the session, and its switch to Alice is
+        # decided on the stored session, without a conflict
+        assert here.services.sessions.cached_session(session_id) is None
+        assert follower.applied == 0
+        assert ok(browser.switch_sign_in(alice))["active_signin_id"] == alice
+        assert here.services.auth.work.conflicts == 0
