@@ -75,7 +75,7 @@ async def get_session_at_once(request: Request, services: Services) -> JSONRespo
     document is rendered in a thread only if it needs the directory, and not at all if
     nothing it shows changed since the last answer (:mod:`api.rendered`). None: the caller
     answers with :func:`get_session_now` (also when the cookie's token changed)."""
-    if services.async_reads is None:  # SQLite, a cluster URL: the thread does it all
+    if not services.queries.reads_at_once:  # a cluster URL, say: the thread does it all
         return None
     cookie = _remembered(request, services)
     if cookie is None:
@@ -152,7 +152,7 @@ async def session_token_at_once(
     """GET /session/token answered on the event loop when one read (issued from the loop)
     is all it takes (see ``SessionQueries.session_token_at_once``); None: the caller
     answers with :func:`session_token_now`."""
-    if services.async_reads is None or template != "default":
+    if not services.queries.reads_at_once or template != "default":
         return None
     cookie = _remembered(request, services)
     if cookie is None:

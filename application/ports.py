@@ -199,12 +199,17 @@ class SessionReadModel(Protocol):
         aggregate ``token`` (None if it has none), read in the same statement where one
         statement can: the check of a remembered cookie then costs no round trip."""
 
+    @property
+    def reads_at_once(self) -> bool:
+        """Whether :meth:`state_and_token_at_head_async` can ever answer."""
+
     async def state_and_token_at_head_async(
         self, session_id: int, token: UUID, *, signing_kid: bool = False
     ) -> HeadRead | None:
-        """:meth:`state_and_token_at_head` without blocking the event loop, where the read
-        model can (one statement, an async connection); None where it cannot. With
-        ``signing_kid``, the same statement also names the key that signs tokens now."""
+        """:meth:`state_and_token_at_head` without a thread, where the read model can (one
+        statement, over an async connection, or a local file's read that never waits for a
+        writer); None where it cannot. With ``signing_kid``, the same statement also names
+        the key that signs tokens now."""
 
 
 @dataclass(frozen=True)

@@ -81,6 +81,11 @@ class SessionQueries:
             return self._commands.note_activity(session_id)
         return session_document(state, self._directory, now)
 
+    @property
+    def reads_at_once(self) -> bool:
+        """Whether :meth:`projected_at_once` and its siblings can ever answer."""
+        return self.read_model.reads_at_once
+
     async def projected_at_once(self, cookie: Remembered) -> ProjectedNow | None:
         """The session a remembered cookie opens, read without blocking the event loop,
         when that is all :meth:`get_session` would do: the read model answers in one

@@ -64,7 +64,7 @@ from infrastructure.rate_limits import SqlRateLimiter
 from infrastructure.secrets import HmacDigester, ServerSecrets
 from infrastructure.settings import Settings
 from infrastructure.signing_keys import SigningKeys
-from infrastructure.sql import SqlDatabase
+from infrastructure.sql import LocalReads, SqlDatabase
 from infrastructure.webhooks.service import WebhookService
 
 
@@ -96,6 +96,8 @@ class Services:
     replica_reads: ReplicaReads | None = None
     # Opened and closed by the app's lifespan, on its event loop (infrastructure.async_reads).
     async_reads: AsyncReads | None = None
+    # SQLite reads made on the event loop (infrastructure.sql.LocalReads), closed with these.
+    local_reads: LocalReads | None = None
     # Started by a serving process's lifespan (PostgreSQL; see infrastructure.audit.following).
     follower: LogFollower | None = None
 
@@ -121,6 +123,8 @@ class Services:
         self.outbox.close()
         if self.replica_reads is not None:
             self.replica_reads.close()
+        if self.local_reads is not None:
+            self.local_reads.close()
         if self.views is not self.sql:
             self.views.close()
         self.sessions.close()
@@ -183,10 +187,13 @@ def build_services(
             projector.ensure()
         # Queries come after the projections they read.
         async_reads = async_reads_for(views.datastore, settings.database_timeout_seconds)
+        local_reads = views.local_reads()
         signing_kid = keys.active_kid_query() if views is sql else None  # keys beside views
         queries = SessionQueries(
             sessions,
-            SessionReadModel(views, codec, projectors[0], heads, replica, async_reads, signing_kid),
+            SessionReadModel(
+                views, codec, projectors[0], heads, replica, async_reads, signing_kid, local_reads
+            ),
             commands,
             directory=shown,
             signer=keys,
@@ -239,6 +246,7 @@ def build_services(
         audit=AuditTrail(sessions, sql, views, replica, directory=directory),
         replica_reads=replica,
         async_reads=async_reads,
+        local_reads=local_reads,
         me=MyAccount(
             queries,
             commands,

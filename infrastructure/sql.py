@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import hashlib
 import re
+import sqlite3
+import threading
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import datetime
@@ -180,6 +182,52 @@ def update_rows(
     )
 
 
+class LocalReads:
+    """Single read statements on a SQLite file, on a connection of the calling thread's own.
+
+    For the reads an event loop makes itself (see ``SessionReadModel``): a statement on a
+    local file in WAL mode takes tens of microseconds and never waits for a writer, less
+    than handing it to a thread costs, and the pool's connections could all be out. Each
+    thread gets its own connection (SQLite's are not shared across threads), made on first
+    use, closed by :meth:`close`. A read that would wait (WAL being reset or recovered)
+    fails at once with ``sqlite3.OperationalError`` instead; its caller then reads the usual
+    way, from a thread.
+    """
+
+    def __init__(self, db_name: str) -> None:
+        self._db_name = db_name
+        self._local = threading.local()
+        self._opened: list[sqlite3.Connection] = []
+        self._lock = threading.Lock()
+
+    def fetch_one(self, sql: str, params: Params = None) -> Row | None:
+        """The first row of one statement (every row is read, so the statement's read
+        transaction ends here and never holds a WAL checkpoint back)."""
+        connection: sqlite3.Connection | None = getattr(self._local, "connection", None)
+        if connection is None:
+            connection = self._connect()
+        rows = connection.execute(_NAMED.sub(r":\1", sql), _adapt(params)).fetchall()
+        return dict(rows[0]) if rows else None
+
+    def close(self) -> None:
+        """Close every thread's connection."""
+        with self._lock:
+            opened, self._opened = self._opened, []
+        for connection in opened:
+            connection.close()
+
+    def _connect(self) -> sqlite3.Connection:
+        connection = sqlite3.connect(
+            self._db_name, uri=True, isolation_level=None, timeout=0, check_same_thread=False
+        )
+        connection.row_factory = sqlite3.Row
+        connection.execute("PRAGMA query_only = ON")
+        self._local.connection = connection
+        with self._lock:
+            self._opened.append(connection)
+        return connection
+
+
 class SqlDatabase:
     """SQL on the same database (and pool) as an eventsourcing application's recorder."""
 
@@ -193,6 +241,15 @@ class SqlDatabase:
     def table(self, name: str) -> str:
         """The qualified name of one of our tables."""
         return f"{self._prefix}{name}"
+
+    def local_reads(self) -> LocalReads | None:
+        """:class:`LocalReads` of this database if it is a SQLite file; else None."""
+        if not isinstance(self.datastore, SQLiteDatastore):
+            return None
+        pool = self.datastore.pool
+        if pool.is_sqlite_memory_mode:
+            return None
+        return LocalReads(pool.db_name)
 
     def for_update(self) -> str:
         """The row-locking suffix of a SELECT (SQLite locks the whole database instead)."""

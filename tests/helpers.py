@@ -158,15 +158,18 @@ T = TypeVar("T")
 
 
 def on_a_loop(services: Services, step: Callable[[], Awaitable[T]]) -> T:
-    """Run ``step`` on a fresh event loop with the async reads open on it, as a lifespan does."""
+    """Run ``step`` on a fresh event loop with the async reads (if any) open on it, as a
+    lifespan does."""
 
     async def run() -> T:
-        assert services.async_reads is not None
-        await services.async_reads.open()
+        reads = services.async_reads  # None where the loop reads by itself (SQLite)
+        if reads is not None:
+            await reads.open()
         try:
             return await step()
         finally:
-            await services.async_reads.close()
+            if reads is not None:
+                await reads.close()
 
     return asyncio.run(run())
 

@@ -7,6 +7,7 @@ fold (each event's own ``mutate``), not by a second implementation that could dr
 
 from __future__ import annotations
 
+import sqlite3
 from asyncio import AbstractEventLoop, get_running_loop
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, ClassVar, NamedTuple
@@ -28,7 +29,7 @@ from infrastructure.audit.pg_arrays import bigint_array, text_array
 from infrastructure.projections.engine import Projector
 from infrastructure.projections.projection import ProjectedEvent, Projection, Write
 from infrastructure.projections.replica_reads import ReplicaReads
-from infrastructure.sql import SqlCursor, SqlDatabase, bulk_insert, select_in
+from infrastructure.sql import LocalReads, SqlCursor, SqlDatabase, bulk_insert, select_in
 
 _SNAPSHOT_TOPIC = get_topic(Snapshot)
 COLUMNS = ("session_id", "version", "updated_at", "state")
@@ -190,9 +191,11 @@ class SessionReadModel:
         replica: ReplicaReads | None = None,
         async_reads: AsyncReads | None = None,
         signing_kid: str | None = None,
+        local_reads: LocalReads | None = None,
     ) -> None:
         self._db = db
         self._async = async_reads  # the one statement below, issued from the event loop
+        self._local = local_reads  # or (SQLite) made by the event loop itself
         self._signing_kid = signing_kid  # a subquery naming the active key, if in this db
         self._codec = codec
         self._projector = projector
@@ -242,22 +245,40 @@ class SessionReadModel:
         the same statement beside the event store."""
         return self._at_head(session_id, token)
 
+    @property
+    def reads_at_once(self) -> bool:
+        """Whether :meth:`state_and_token_at_head_async` can answer (when its loop's pool is
+        open, on PostgreSQL)."""
+        return self._events is not None and (self._async is not None or self._local is not None)
+
     async def state_and_token_at_head_async(
         self, session_id: int, token: UUID, *, signing_kid: bool = False
     ) -> HeadRead | None:
         """:meth:`state_and_token_at_head` issued from the event loop, where it is one
-        statement and an async pool is open; None where it is not (ask the sync method).
-        With ``signing_kid``, the active signing key's kid is read in the same statement
-        (None where the keys are in another database). Reads made while another is out
-        share the next statement (:class:`~infrastructure.async_reads.Together`)."""
-        if self._events is None or self._async is None or not self._async.is_open:
-            return None
-        if signing_kid and self._signing_kid is None:
+        statement: on PostgreSQL over the loop's async pool, if open (reads made while
+        another is out share the next statement: :class:`~infrastructure.async_reads.
+        Together`); on a SQLite file made by the loop itself (:class:`~infrastructure.sql.
+        LocalReads`). None where it cannot (ask the sync method), or the SQLite read would
+        have waited. With ``signing_kid``, the active signing key's kid is read in the same
+        statement (None where the keys are in another database)."""
+        if self._events is None or (signing_kid and self._signing_kid is None):
             return None
         known = self._known(session_id)
-        row = await self._heads_together()(_HeadQuery(session_id, token, known))
+        row: Mapping[str, Any] | None
+        if self._local is not None:
+            sql, params = self._at_head_statement(
+                self._events, session_id, token, known, signing_kid=signing_kid
+            )
+            try:
+                row = self._local.fetch_one(sql, params)
+            except sqlite3.Error:
+                return None  # locked for a moment, say: the thread's read waits, or reports
+        elif self._async is not None and self._async.is_open:
+            row = await self._heads_together()(_HeadQuery(session_id, token, known))
+        else:
+            return None
         found, token_version = self._at_head_answer(session_id, token, row, known)
-        kid = str(row["signing_kid"]) if signing_kid and row["signing_kid"] else None
+        kid = str(row["signing_kid"]) if signing_kid and row and row["signing_kid"] else None
         return HeadRead(found, token_version, kid)
 
     def _heads_together(self) -> Together[_HeadQuery, DictRow]:
@@ -312,10 +333,13 @@ class SessionReadModel:
         session_id: int,
         token: UUID | None,
         known: Session | None,
+        *,
+        signing_kid: bool = False,
     ) -> tuple[str, dict[str, Any]]:
         """The one statement reading a session's head version, its projected state (not
-        sent when it is the ``known`` version: this process has it decoded) and (with
-        ``token``) the cookie token's head version, beside the event store."""
+        sent when it is the ``known`` version: this process has it decoded), (with
+        ``token``) the cookie token's head version and (with ``signing_kid``) the active
+        signing key's kid, beside the event store."""
         postgres = self._db.dialect == "postgres"
         also = (
             f", (SELECT max(originator_version) FROM {events}"
@@ -323,6 +347,8 @@ class SessionReadModel:
             if token is not None
             else ""
         )
+        if signing_kid and self._signing_kid is not None:
+            also += f", {self._signing_kid} AS signing_kid"
         sql = (
             "SELECT e.written, v.version,"
             " CASE WHEN v.version = %(known)s THEN NULL ELSE v.state END AS state"

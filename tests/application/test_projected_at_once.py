@@ -1,7 +1,8 @@
 """GET /session's read from the event loop (``SessionQueries.projected_at_once``): it answers
 only when one statement is all ``get_session`` would do, and says "ask the thread" (None)
 whenever the cookie's token changed, the projection is behind, something is due to be
-recorded or the store has no async reads."""
+recorded or the store cannot read from the loop. Each test runs on PostgreSQL (reads over an
+async pool, several sharing a statement) and on a SQLite file (the loop's own read)."""
 
 from __future__ import annotations
 
@@ -27,9 +28,10 @@ def clock() -> SettableClock:
     return SettableClock()
 
 
-@pytest.fixture
-def services(postgres_url: str, clock: SettableClock) -> Iterator[Services]:
-    with services_for(postgres_url, clock) as built:
+@pytest.fixture(params=["postgres", "sqlite"])
+def services(request: pytest.FixtureRequest, clock: SettableClock) -> Iterator[Services]:
+    url = request.getfixturevalue(f"{request.param}_url")
+    with services_for(url, clock) as built:
         yield built
 
 
@@ -118,16 +120,23 @@ def test_reads_made_together_each_get_their_own_session(services: Services) -> N
     assert users == [int(ALICE[2])] * 3 + [int(BOB[2])] * 2
 
 
-def test_without_an_open_pool_on_the_loop_nothing_is_read(services: Services) -> None:
-    _, token = signed_in(services, ALICE)
-    cookie = services.tokens.remembered(token)
-    assert cookie is not None
-    assert asyncio.run(services.queries.projected_at_once(cookie)) is None
+def test_without_an_open_pool_on_the_loop_nothing_is_read(postgres_url: str) -> None:
+    with services_for(postgres_url) as services:
+        _, token = signed_in(services, ALICE)
+        cookie = services.tokens.remembered(token)
+        assert cookie is not None
+        assert asyncio.run(services.queries.projected_at_once(cookie)) is None
 
 
-def test_sqlite_has_no_async_reads(sqlite_url: str) -> None:
-    with services_for(sqlite_url) as built:
-        assert built.async_reads is None
+def test_sqlite_reads_on_the_loop_without_a_pool(sqlite_url: str) -> None:
+    with services_for(sqlite_url) as services:
+        session_id, token = signed_in(services, ALICE)
+        cookie = services.tokens.remembered(token)
+        assert cookie is not None
+        assert services.async_reads is None
+        projected = asyncio.run(services.queries.projected_at_once(cookie))
+        assert projected is not None
+        assert services.queries.document(projected) == services.queries.get_session(session_id)
 
 
 def token_at_once(services: Services, token: str) -> tuple[str, int, object] | None:

@@ -2,8 +2,9 @@
 only while nothing the document shows has changed: not the session (its version), not its
 users' profiles, and not what the passing of time hides (an attempt past its end).
 
-The kept bodies serve the reads answered on the event loop (PostgreSQL); on SQLite the same
-tests check the same behaviour of the thread's answer.
+The kept bodies serve the reads answered on the event loop (PostgreSQL over its async pool,
+SQLite by the loop's own read of the file); where a store's reads go through a thread, the
+same tests check the same behaviour of the thread's answer.
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ def kept(stack: Stack) -> int:
 
 def loop_answers(stack: Stack) -> bool:
     """Whether this store's reads are answered on the event loop (where bodies are kept)."""
-    return stack.services.async_reads is not None
+    return stack.services.queries.reads_at_once
 
 
 def test_an_unchanged_session_is_answered_alike_and_a_switch_shows_at_once(
@@ -44,7 +45,7 @@ def test_an_unchanged_session_is_answered_alike_and_a_switch_shows_at_once(
     first = browser.get_session()
     second = browser.get_session()
 
-    # Then the polls answer byte for byte alike (the second from the kept body, on PG)
+    # Then the polls answer byte for byte alike (the second from the kept body)
     assert first.content == second.content
     assert kept(stack) == (1 if loop_answers(stack) else 0)
 
@@ -101,8 +102,8 @@ def test_a_changed_profile_is_shown_once_the_cached_one_is_stale(build_stack: Bu
 
 def test_a_switch_to_the_active_sign_in_is_answered_like_a_poll(build_stack: BuildStack) -> None:
     """A switch that would record nothing (to the sign-in already active) is answered from
-    the stored session read on the event loop, as GET /session is (PostgreSQL): its body is
-    kept like a poll's. On SQLite the thread answers it, keeping nothing."""
+    the stored session read on the event loop, as GET /session is: its body is kept like a
+    poll's."""
     # Given Alice then Bob signed in, the cookie remembered (by a token request), no poll
     stack = build_stack()
     browser = stack.browser
