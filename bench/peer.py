@@ -16,8 +16,10 @@ PostgreSQL (``--database-url``; fresh databases are created there and dropped af
    be in Python (async route, cookie HMAC cached, one INSERT), the floor of any design here.
 5. ``--rounds`` times, interleaved: each target under the same wrk pattern (4 threads,
    32 connections, each thread rotating through its share of browsers, each visit switching
-   to the account that is not active), ``--warmup`` s discarded then ``--duration`` s
-   measured; and one-connection runs of the switches on PostgreSQL and the no-op.
+   to the account that is not active; the reads GET /session and /session/token, on
+   PostgreSQL and on SQLite, with the same browsers), ``--warmup`` s discarded then
+   ``--duration`` s measured; and one-connection runs of the switches on PostgreSQL and
+   the no-op.
 6. Prints req/s, p50/p90/p99, errors (socket + non-2xx), server CPU per request (all
    processes of the server, from /proc) and PostgreSQL backend CPU per request (the
    backends of that server's database), then the issue's ratios with MET / NOT MET, and
@@ -379,6 +381,10 @@ def main() -> None:
                                "pg", "/session/token", pg_db),
             "noop-token": ours("no-op GET /session/token", noop, noop_port, "pg",
                                "/session/token"),
+            "ours-get-sqlite": ours("ours GET /session, SQLite", ours_lite, ours_lite_port,
+                                    "sqlite", "/session"),
+            "ours-token-sqlite": ours("ours GET /session/token, SQLite", ours_lite,
+                                      ours_lite_port, "sqlite", "/session/token"),
         }  # fmt: skip
         light = {
             key: Target(f"{targets[key].name}, 1 connection", targets[key].server,
@@ -439,6 +445,10 @@ def main() -> None:
         ("server CPU ms per switch, PG", s["ours-pg"].server_ms, "<=", 2.0),
         ("GET /session / no-op", s["ours-get"].rate / s["noop-get"].rate, ">=", 0.7),
         ("GET /session/token / no-op", s["ours-token"].rate / s["noop-token"].rate, ">=", 0.7),
+        ("GET /session / no-op, SQLite", s["ours-get-sqlite"].rate / s["noop-get"].rate, ">=",
+         0.7),
+        ("GET /session/token / no-op, SQLite",
+         s["ours-token-sqlite"].rate / s["noop-token"].rate, ">=", 0.7),
         ("--workers 2 / 1 worker, PG", s["ours-pg-w2"].rate / s["ours-pg"].rate, ">=", 1.6),
         ("(floor) lean sketch / better-auth PG", s["lean"].rate / s["peer-pg"].rate, ">=", 2.0),
         ("(floor) lean sketch / no-op", s["lean"].rate / s["noop"].rate, ">=", 0.5),
