@@ -39,6 +39,20 @@ def projection_report(services: Services) -> list[dict[str, object]]:
     return report
 
 
+def follower_report(services: Services) -> dict[str, object] | None:
+    """Where this process's log follower has read to, how many of other processes' events
+    it applied to cached sessions, and its last error (None where none runs: SQLite, or
+    ``SESSION_LEDGER_FOLLOW_WRITES`` off)."""
+    follower = services.follower
+    if follower is None or not follower.started:
+        return None
+    return {
+        "position": follower.position,
+        "applied": follower.applied,
+        "error": follower.last_error,
+    }
+
+
 def database_report(services: Services) -> dict[str, object] | None:
     """The PostgreSQL node written to, each replica's lag, and how many reads the replica
     and the primary answered (None on SQLite)."""
@@ -71,7 +85,8 @@ def jwks(services: ServicesDep) -> JSONResponse:
 
 @router.get("/health", summary="Health and projection lag")
 def health(services: ServicesDep) -> JSONResponse:
-    """200 with each projection's position and lag, and the worker's last error if any;
+    """200 with each projection's position and lag, the worker's last error if any and
+    where the log follower is;
     503 SERVICE_UNAVAILABLE, at once, naming what is down when the store does not answer
     (probed on a connection of its own, never waiting on the pool)."""
     down = store_problems(services)
@@ -83,6 +98,7 @@ def health(services: ServicesDep) -> JSONResponse:
         "status": "ok",
         "projections": projection_report(services),
         "worker_error": services.worker.last_error,
+        "follower": follower_report(services),
         "database": database_report(services),
         "webhooks": services.webhooks.status(),
     }

@@ -2,10 +2,10 @@
 
 Only the eventsourcing hooks live here (environment, factory, mapper, transcodings,
 snapshots), loading a session by its wire id, and this process's guesses of sessions (the
-aggregate cache, each session's lock, and following what other processes wrote). Commands are in
-:mod:`application.session_commands` and :mod:`application.authentication`, run by
-:mod:`application.unit_of_work`; queries in :mod:`application.session_queries`; cookie
-tokens in :mod:`application.cookie_tokens`.
+aggregate cache, each session's lock, what other processes wrote followed into them).
+Commands are in :mod:`application.session_commands` and :mod:`application.authentication`,
+run by :mod:`application.unit_of_work`; queries in :mod:`application.session_queries`;
+cookie tokens in :mod:`application.cookie_tokens`.
 """
 
 from __future__ import annotations

@@ -62,6 +62,11 @@ class LogFollower:
         self._thread = threading.Thread(target=self._run, name="log-follower", daemon=True)
         self._thread.start()
 
+    @property
+    def started(self) -> bool:
+        """Whether :meth:`start` was called."""
+        return self._thread is not None
+
     def stop(self, timeout: float = 5.0) -> None:
         """Stop, and wait for the thread."""
         self._stopping.set()

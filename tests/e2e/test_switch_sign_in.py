@@ -190,7 +190,8 @@ def test_a_process_following_the_log_decides_on_the_loop_after_another_process_s
 
         # When the other process switches to Alice, and this one has followed the log so far
         assert ok(elsewhere.switch_sign_in(alice))["active_signin_id"] == alice
-        assert follower.wait_for(there.events_recorded(), FOLLOWED)
+        followed_to = there.events_recorded()
+        assert follower.wait_for(followed_to, FOLLOWED)
         work, recorder = here.services.auth.work, here.services.sessions.recorder
         assert isinstance(recorder, SealingPostgresApplicationRecorder)
         at_once, moved = work.decided_at_once, recorder.heads_moved
@@ -203,6 +204,12 @@ def test_a_process_following_the_log_decides_on_the_loop_after_another_process_s
         assert work.conflicts == 0
         assert recorder.heads_moved == moved
         assert elsewhere.session()["active_signin_id"] == bob
+
+        # And the process's health tells how far it has followed
+        health = browser.send("GET", "/health").json()["data"]["follower"]
+        assert health["applied"] == 1
+        assert health["position"] >= followed_to
+        assert health["error"] is None
 
 
 def test_a_followed_event_after_a_gap_drops_the_guess(postgres_url: str) -> None:
