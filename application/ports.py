@@ -8,7 +8,7 @@ from datetime import datetime
 from typing import NamedTuple, Protocol
 from uuid import UUID
 
-from eventsourcing.persistence import StoredEvent
+from eventsourcing.persistence import IntegrityError, StoredEvent
 
 from domain.session import Session
 from domain.values import OrganizationMembershipFact, WorkspaceMembershipFact
@@ -156,6 +156,13 @@ class StaleGuard(Exception):
     """Raised when an append is refused because an aggregate it was guarded by (a
     :class:`Guard`) is no longer at the version named; nothing of it was recorded. Not an
     answer to a request: whoever guarded the append checks again the careful way."""
+
+
+class OutOfStep(IntegrityError):
+    """Raised when an append does not continue its aggregate as recorded: its first event's
+    version is past the last one recorded plus one. The appender's copy is ahead of the
+    store (it saw an event that a failover then lost): a conflict whose cure is to read the
+    aggregate again from the store, not to fast-forward the copy. Nothing was recorded."""
 
 
 class AppendsAtOnce(Protocol):

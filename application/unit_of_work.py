@@ -39,7 +39,7 @@ from eventsourcing.persistence import IntegrityError
 
 from application.errors import ConcurrentModification
 from application.policy import SessionPolicy
-from application.ports import Clock, Directory, Guard, StaleGuard
+from application.ports import Clock, Directory, Guard, OutOfStep, StaleGuard
 from application.read_model import SessionDocument, rendering_from_memory, session_document
 from application.sessions import SessionsApp
 from domain.errors import DomainError, SessionLedgerError
@@ -215,17 +215,25 @@ class UnitOfWork:
                 return self._run_once(session_id, action, guarded, guess=True)
             except _Unconfirmed:
                 pass  # decide again, on the stored session
-            except (IntegrityError, StaleRead):
-                self.conflicts += 1
+            except (IntegrityError, StaleRead) as error:
+                self._lost(session_id, error)
             for attempt in range(self.policy.command_retries):
                 try:
                     return self._run_once(session_id, action, guarded, guess=False)
-                except (IntegrityError, StaleRead):
-                    self.conflicts += 1
+                except (IntegrityError, StaleRead) as error:
+                    self._lost(session_id, error)
                     # Exponential backoff with full jitter, so contenders from other
                     # processes stop arriving together.
                     time.sleep(random.uniform(0, min(0.05, 0.001 * 2**attempt)))
         raise ConcurrentModification
+
+    def _lost(self, session_id: int, error: Exception) -> None:
+        """Count a run that lost to another writer; when its copy of the session may be
+        ahead of the store (OutOfStep), drop it, so the next run reads the session whole
+        rather than fast-forwarding that copy."""
+        self.conflicts += 1
+        if isinstance(error, OutOfStep):
+            self.app.forget(session_id)
 
     def _run_once(
         self, session_id: int, action: Action[R], guarded: _Guarded, guess: bool

@@ -17,7 +17,7 @@ from psycopg import Cursor, Rollback
 from psycopg.rows import DictRow
 from psycopg.sql import Composed
 
-from application.ports import StaleGuard
+from application.ports import Guard, OutOfStep, StaleGuard
 from infrastructure.audit.chain import Seal, originator_key
 from infrastructure.audit.group_commit import Append
 from infrastructure.audit.known_heads import UNKNOWN, KnownHeads
@@ -84,7 +84,7 @@ class SealedBatches(Sealing, _Recorder):
             live.append(append)
         if live and self._try_commit_in_one_round_trip(live):
             return
-        live = [a for a in live if a.error is None]  # not refused for a stale guard
+        live = [a for a in live if a.error is None]
         if live and self._fail_recorded_already(live):
             # Those were guesses of a session another process had written; the others
             # try the one round trip again rather than take the table lock across two.
@@ -121,13 +121,17 @@ class SealedBatches(Sealing, _Recorder):
         the time the server takes, never across a round trip. The statement itself checks
         the heads under the lock and inserts nothing if they moved (another process
         appended); it then returns the real heads, and we try again with them, a few
-        times. Returns False when nothing was committed; the caller then appends the
-        careful way."""
-        events = [e for append in live for e in append.events]
-        originators = sorted({originator_key(e.originator_id) for e in events})
-        digests = [self.chain.event_hash(e) for e in events]
+        times. An append refused for its guards fails, and the others try again. Returns
+        True when every append is decided, False when some are not (an append conflicts,
+        or the heads kept moving): the caller then appends the careful way."""
+        digests = {id(e): self.chain.event_hash(e) for append in live for e in append.events}
         for _ in range(SPECULATIONS):
-            committed = self._speculate(live, events, originators, digests)
+            live = [a for a in live if a.error is None]
+            if not live:
+                return True
+            events = [e for append in live for e in append.events]
+            originators = sorted({originator_key(e.originator_id) for e in events})
+            committed = self._speculate(live, events, originators, [digests[id(e)] for e in events])
             if committed is not None:
                 return committed
         return False
@@ -139,9 +143,9 @@ class SealedBatches(Sealing, _Recorder):
         originators: list[str],
         digests: list[bytes],
     ) -> bool | None:
-        """One try: True if committed, False if an append conflicts or a guard is stale
-        (the appends it guards have failed), None if the heads had moved (nothing was
-        written; the real heads are learnt)."""
+        """One try: True if committed, False if an append conflicts, None if nothing was
+        written because a guard was stale (the appends it guards have failed) or the heads
+        had moved (the real heads are learnt)."""
         global_head, session_heads = self._expected_heads(events, originators)
         # Positions are not hashed, so the seals can be made before they are known.
         seals = self._seal_from(
@@ -175,7 +179,7 @@ class SealedBatches(Sealing, _Recorder):
         assert row is not None
         if row["stale"]:
             self._fail_guarded(live, row["stale"])
-            return False
+            return None
         if not row["ok"]:
             self.heads_moved += 1
             self._heads.learn(row["g"], dict(zip(originators, row["s"], strict=True)))
@@ -188,11 +192,12 @@ class SealedBatches(Sealing, _Recorder):
         return True
 
     def _guard_columns(self, live: list[Append]) -> tuple[list[UUID | str], list[int]]:
-        """The guards of ``live``'s appends, in order, as the function takes them."""
+        """The guards of ``live``'s appends (see :func:`_checks`), in order, as the
+        function takes them."""
         ids: list[UUID | str] = []
         versions: list[int] = []
         for append in live:
-            for originator_id, version in append.guards:
+            for (originator_id, version), _ in _checks(append):
                 ids.append(originator_id if self._uuid_ids else str(originator_id))
                 versions.append(version)
         return ids, versions
@@ -200,12 +205,17 @@ class SealedBatches(Sealing, _Recorder):
     @staticmethod
     def _fail_guarded(live: list[Append], stale: list[int]) -> list[Append]:
         """Fail the appends owning the stale guards (1-based ordinals over ``live``'s
-        guards, in order); they are returned."""
-        owners = [append for append in live for _ in append.guards]
-        failed = list({id(owners[n - 1]): owners[n - 1] for n in stale}.values())
-        for append in failed:
-            append.fail(StaleGuard("a guard of the append changed meanwhile"))
-        return failed
+        guards, in order; see :func:`_checks`); they are returned."""
+        owners = [(append, continues) for append in live for _, continues in _checks(append)]
+        failed: dict[int, Append] = {}
+        for number in stale:
+            append, continues = owners[number - 1]
+            if continues:
+                append.fail(OutOfStep(f"{_conflict(append.events)}: not after the last recorded"))
+            else:
+                append.fail(StaleGuard("a guard of the append changed meanwhile"))
+            failed[id(append)] = append
+        return list(failed.values())
 
     def _settle(self, live: list[Append], ids: list[int], seals: list[Seal]) -> None:
         """After a commit: remember the heads it wrote, give each append its positions."""
@@ -296,6 +306,26 @@ class SealedBatches(Sealing, _Recorder):
         """Insert seals through the one function that writes them."""
         columns = [list(column) for column in zip(*map(seal_row, seals), strict=True)]
         curs.execute(self._write_seals_call, columns, prepare=True)
+
+
+def _checks(append: Append) -> list[tuple[Guard, bool]]:
+    """What the append statement checks of ``append`` under the table lock besides its
+    versions being free: its guards (False), and that it continues each aggregate it
+    appends to (True): the version before its first event there is the last one recorded.
+    A copy of an aggregate can be ahead of the store: a commit is visible on a PostgreSQL
+    primary before its synchronous standby has it, so a read (a fast-forward, the log
+    follower) may see an event that a failover then loses; an append decided on that copy
+    would leave a gap in the aggregate's versions, which the unique key does not catch."""
+    checks = [(guard, False) for guard in append.guards]
+    first: dict[UUID | str, int] = {}
+    for event in append.events:
+        known = first.get(event.originator_id)
+        if known is None or event.originator_version < known:
+            first[event.originator_id] = event.originator_version
+    for originator_id, version in first.items():
+        if version > 1:  # a first event's version is free or taken: the unique key decides
+            checks.append((Guard(originator_id, version - 1), True))  # type: ignore[arg-type]
+    return checks
 
 
 def _heads(rows: Sequence[DictRow]) -> dict[str | None, str | None]:

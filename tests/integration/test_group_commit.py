@@ -182,7 +182,7 @@ def test_racing_appends_to_one_version_let_exactly_one_win(schema: _Schema) -> N
         won, lost = _race(recorder, originator, version, racers)
         assert len(won) == 1, won
         assert len(lost) == racers - 1
-        assert all(type(error) is IntegrityError for error in lost)
+        assert all(isinstance(error, IntegrityError) for error in lost)
         _assert_contiguous(won[0][1], 1)
         winners[version] = f"racer-{won[0][0]}-v{version}"
 
