@@ -40,6 +40,14 @@ def _conflict(events: Sequence[StoredEvent]) -> IntegrityError:
     )
 
 
+def _out_of_step(events: Sequence[StoredEvent]) -> OutOfStep:
+    first = events[0]
+    return OutOfStep(
+        f"the events of {first.originator_id} at versions "
+        f"{[e.originator_version for e in events]} do not follow its last recorded version"
+    )
+
+
 class SealedBatches(Sealing, _Recorder):
     """The batch commit of the sealing PostgreSQL recorder (which sets the statements and
     the heads declared here, in :mod:`infrastructure.audit.recorders`)."""
@@ -211,7 +219,7 @@ class SealedBatches(Sealing, _Recorder):
         for number in stale:
             append, continues = owners[number - 1]
             if continues:
-                append.fail(OutOfStep(f"{_conflict(append.events)}: not after the last recorded"))
+                append.fail(_out_of_step(append.events))
             else:
                 append.fail(StaleGuard("a guard of the append changed meanwhile"))
             failed[id(append)] = append
