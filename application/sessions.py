@@ -10,8 +10,10 @@ cookie tokens in :mod:`application.cookie_tokens`.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import copy
+import logging
 from collections.abc import Iterable, Sequence
 from functools import cached_property
 from typing import Any
@@ -37,6 +39,8 @@ from application.transcodings import DataclassAsDict, RememberedDatetimeAsISO
 from domain.ids import aggregate_uuid, snowflake_of
 from domain.session import Session
 from domain.values import SignIn, SignInAttempt
+
+logger = logging.getLogger(__name__)
 
 
 class SessionsApp(Application[UUID]):
@@ -99,26 +103,35 @@ class SessionsApp(Application[UUID]):
         recorder: Any = self.recorder
         return recorder if callable(getattr(recorder, "insert_events_at_once", None)) else None
 
-    def saves_at_once(self, session: Session) -> bool:
-        """Whether :meth:`save_at_once` can save the session's pending events: the recorder
-        appends at once, and no event of them is due a snapshot (which is written apart)."""
-        interval = self.snapshotting_intervals[Session]
-        return self.appends_at_once is not None and not any(
-            event.originator_version % interval == 0 for event in session.pending_events
-        )
-
     async def save_at_once(self, session: Session, guards: Sequence[Guard]) -> None:
-        """:meth:`save` of one session (guarded) from an event loop, when
-        :meth:`saves_at_once` says it can: the events are mapped here, and the append waits
-        for its batch without a thread. Raises what the append raised (IntegrityError,
-        StaleGuard); the caller keeps the saved session as its next guess."""
+        """:meth:`save` of one session (guarded) from an event loop, where the recorder
+        appends at once (:attr:`appends_at_once`): the events are mapped here, and the append
+        waits for its batch without a thread. Raises what the append raised (IntegrityError,
+        StaleGuard); the caller keeps the saved session as its next guess. A snapshot the
+        events made due is then written from a thread; if that fails it is logged, not
+        raised: the events are committed, and a missing snapshot only lengthens a replay."""
         recorder = self.appends_at_once
-        if recorder is None or not self.saves_at_once(session):
-            msg = "save_at_once needs a recorder that appends at once, and no snapshot due"
+        if recorder is None:
+            msg = "save_at_once needs a recorder that appends at once"
             raise ProgrammingError(msg)
         events = session.collect_events()
         stored = [self.mapper.to_stored_event(event) for event in events]
         await recorder.insert_events_at_once(stored, guards)
+        if self.snapshots is not None and self._crossed(events):
+            taken = Session.Snapshot.take(session)
+            try:
+                await asyncio.to_thread(self.snapshots.put, [taken])
+            except Exception as error:  # the store went away: the next snapshot is due later
+                logger.warning(
+                    "snapshot of session %s at version %s not written: %s",
+                    snowflake_of(session.id), session.version, type(error).__name__,
+                )  # fmt: skip
+
+    def _crossed(self, events: Iterable[Any]) -> set[UUID]:
+        """The sessions whose events among ``events`` reached a multiple of the snapshot
+        interval."""
+        interval = self.snapshotting_intervals[Session]
+        return {e.originator_id for e in events if e.originator_version % interval == 0}
 
     def _take_snapshots(self, processing_event: ProcessingEvent[UUID]) -> None:
         """Snapshot each saved session whose new events reached a multiple of its interval,
@@ -126,11 +139,7 @@ class SessionsApp(Application[UUID]):
         library reads the session back from the store and replays it to the multiple.)"""
         if self.snapshots is None:
             return
-        crossed = {
-            event.originator_id
-            for event in processing_event.events
-            if event.originator_version % self.snapshotting_intervals[Session] == 0
-        }
+        crossed = self._crossed(processing_event.events)
         taken = [
             Session.Snapshot.take(aggregate)
             for aggregate_id, aggregate in processing_event.aggregates.items()

@@ -18,9 +18,10 @@ process queue rather than collide.
 
 Where the recorder can append without holding a thread, :meth:`UnitOfWork.run_at_once`
 runs the common case on the event loop: the guess decided, rendered from memory and appended,
-the loop free while the batch commits. Anything else (no guess, a refusal, a conflict, a
-directory read, a snapshot due, the session's lock taken) leaves it to :meth:`UnitOfWork.run`
-in a thread, from the start: nothing of the attempt was saved.
+the loop free while the batch commits (a snapshot it makes due is written from a thread
+after). Anything else (no guess, a refusal, a conflict, a directory read, the session's lock
+taken) leaves it to :meth:`UnitOfWork.run` in a thread, from the start: nothing of the
+attempt was saved.
 """
 
 from __future__ import annotations
@@ -169,7 +170,7 @@ class UnitOfWork:
                 return None  # decided again in the thread, on the stored session
             if not isinstance(decision, Changed) or decision.save_with:
                 return None
-            if not session.pending_events or not self.app.saves_at_once(session):
+            if not session.pending_events:
                 return None
             if rendering_from_memory(session, self.directory, now) is None:
                 return None  # the document needs a read

@@ -243,3 +243,32 @@ def test_a_followed_event_after_a_gap_drops_the_guess(postgres_url: str) -> None
         assert follower.applied == 0
         assert ok(browser.switch_sign_in(alice))["active_signin_id"] == alice
         assert here.services.auth.work.conflicts == 0
+
+
+def test_switches_past_a_snapshot_are_decided_on_the_loop_and_snapshotted(stack: Stack) -> None:
+    """The switch that makes a snapshot due (every 50th event of a session) is decided on
+    the loop like the others; the snapshot is written after its append, and matches."""
+    # Given Alice and then Bob signed in, the cookie remembered
+    browser = stack.browser
+    alice = browser.signed_in(ALICE)["id"]
+    bob = browser.signed_in(BOB)["id"]
+    session_id = int(browser.session()["id"])
+    sessions = stack.services.sessions
+    cached = sessions.cached_session(session_id)
+    assert cached is not None and cached.version < 50
+    work = stack.services.auth.work
+    at_once = work.decided_at_once
+
+    # When the browser switches back and forth until the session is past version 50
+    switches = 52 - cached.version
+    for n in range(switches):
+        assert ok(browser.switch_sign_in(alice if n % 2 == 0 else bob))
+
+    # Then every switch was decided on the loop, a snapshot was taken at version 50, and
+    # the store verifies (snapshots included)
+    assert work.decided_at_once == at_once + switches
+    assert sessions.snapshots is not None
+    taken = sessions.snapshots.recorder.select_events(cached.id)
+    assert [s.originator_version for s in taken] == [50]
+    report = stack.services.audit.verify()
+    assert report.ok and report.snapshots_checked == 1
