@@ -255,7 +255,8 @@ def test_switches_past_a_snapshot_are_decided_on_the_loop_and_snapshotted(stack:
     session_id = int(browser.session()["id"])
     sessions = stack.services.sessions
     cached = sessions.cached_session(session_id)
-    assert cached is not None and cached.version < 50
+    assert cached is not None
+    assert cached.version < 50
     work = stack.services.auth.work
     at_once = work.decided_at_once
 
@@ -271,4 +272,5 @@ def test_switches_past_a_snapshot_are_decided_on_the_loop_and_snapshotted(stack:
     taken = sessions.snapshots.recorder.select_events(cached.id)
     assert [s.originator_version for s in taken] == [50]
     report = stack.services.audit.verify()
-    assert report.ok and report.snapshots_checked == 1
+    assert report.ok
+    assert report.snapshots_checked == 1
