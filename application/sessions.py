@@ -211,12 +211,12 @@ class SessionsApp(Application[UUID]):
         applied = 0
         for stored in recorded:
             originator = stored.originator_id
-            if not isinstance(originator, UUID) or not _behind(cache, originator, stored):
+            if not isinstance(originator, UUID) or _behind(cache, stored) is None:
                 continue  # not cached, or this process wrote or read it already
             with self.session_locks.get(snowflake_of(originator)):
-                if not _behind(cache, originator, stored):
+                cached = _behind(cache, stored)  # again, now that nothing else changes it
+                if cached is None:
                     continue
-                cached = cache.get(originator)
                 if cached.version + 1 != stored.originator_version:
                     cache.get(originator, evict=True)  # a gap: the store tells the rest
                     continue
@@ -235,13 +235,15 @@ class SessionsApp(Application[UUID]):
         return mapper
 
 
-def _behind(cache: Any, originator: UUID, stored: StoredEvent) -> bool:
-    """Whether ``cache`` holds a session older than ``stored``."""
+def _behind(cache: Any, stored: StoredEvent) -> Session | None:
+    """The session ``cache`` holds for ``stored``'s originator if it is older than
+    ``stored``; else None."""
     try:
-        cached = cache.get(originator)
+        cached = cache.get(stored.originator_id)
     except KeyError:
-        return False
-    return isinstance(cached, Session) and cached.version < stored.originator_version
+        return None
+    behind = isinstance(cached, Session) and cached.version < stored.originator_version
+    return cached if behind else None
 
 
 def _fold(aggregate: Any, events: Iterable[Any]) -> Any:
