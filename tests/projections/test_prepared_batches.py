@@ -31,17 +31,21 @@ def _switch(stack: Stack, to: dict[str, Any]) -> None:
     assert response.status_code == 200, response.text
 
 
-def _signed_in_twice(stack: Stack) -> tuple[dict[str, Any], dict[str, Any], str]:
+def _signed_in_twice_and_projected(
+    stack: Stack,
+) -> tuple[Projector, dict[str, Any], dict[str, Any], str, int]:
+    """Alice then Bob signed in, the session view caught up: the view, both sign-ins, the
+    session's id and the view's position."""
+    view = stack.services.projector("sessions")
     alice = stack.browser.signed_in(ALICE)
     bob = stack.browser.signed_in(BOB)
-    return alice, bob, stack.browser.session()["id"]
+    session_id = stack.browser.session()["id"]
+    return view, alice, bob, session_id, view.catch_up()
 
 
 def test_prepared_rows_are_written_when_nothing_moved_the_view(sqlite_url: str) -> None:
     with open_stack(sqlite_url) as stack:
-        view = stack.services.projector("sessions")
-        alice, bob, session_id = _signed_in_twice(stack)
-        start = view.catch_up()
+        view, alice, bob, session_id, start = _signed_in_twice_and_projected(stack)
         _switch(stack, alice)
         _switch(stack, bob)
         notifications = view.log.read(start)
@@ -64,9 +68,7 @@ def test_prepared_rows_are_dropped_when_another_catch_up_moved_the_view(
     sqlite_url: str,
 ) -> None:
     with open_stack(sqlite_url) as stack:
-        view = stack.services.projector("sessions")
-        alice, bob, session_id = _signed_in_twice(stack)
-        start = view.catch_up()
+        view, alice, bob, session_id, start = _signed_in_twice_and_projected(stack)
         _switch(stack, alice)
         notifications = view.log.read(start)
         prepared = view.prepare(notifications, {})
@@ -88,8 +90,6 @@ def test_prepared_rows_are_dropped_when_another_catch_up_moved_the_view(
 
 def test_postgres_applies_in_the_write_transaction_as_before(postgres_url: str) -> None:
     with open_stack(postgres_url) as stack:
-        view = stack.services.projector("sessions")
-        alice, _, _ = _signed_in_twice(stack)
-        start = view.catch_up()
+        view, alice, _, _, start = _signed_in_twice_and_projected(stack)
         _switch(stack, alice)
         assert view.prepare(view.log.read(start), {}) is None  # no single write lock there
